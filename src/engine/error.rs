@@ -1,0 +1,48 @@
+//! Engine errors. Each names the file (or tensor) it concerns and the reason, so the UI and
+//! the CLI can show it as it is, once.
+
+use thiserror::Error;
+
+/// Everything the engine can refuse or fail at.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// A user file that is not a usable image.
+    #[error("{file}: {reason}")]
+    Image { file: String, reason: String },
+
+    /// A weights file that does not fit the model.
+    #[error("weights {file}: {reason}")]
+    Weights { file: String, reason: String },
+
+    /// The checkpoint to convert is missing, corrupt or not the expected one.
+    #[error("checkpoint {file}: {reason}")]
+    Checkpoint { file: String, reason: String },
+
+    /// The compute device failed (lost device, out of memory, failed read-back).
+    #[error("device: {0}")]
+    Device(String),
+
+    /// Reading or writing a local file failed.
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    pub(crate) fn image(file: &str, reason: impl Into<String>) -> Self {
+        Self::Image {
+            file: file.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn weights(file: &str, reason: impl Into<String>) -> Self {
+        Self::Weights {
+            file: file.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

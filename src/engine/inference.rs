@@ -1,0 +1,129 @@
+//! Prediction: image bytes in, top-k classes out. Async so the same code reads results back
+//! from WebGPU in the browser (native callers wrap it in `pollster::block_on`).
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::model::{BackboneSpec, Classifier, LITE0};
+use super::{EngineError, labels, preprocess, weights};
+
+/// One class with its score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassScore {
+    pub index: usize,
+    pub label: String,
+    pub prob: f32,
+    pub logit: f32,
+}
+
+/// What the model says about one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub top: Vec<ClassScore>,
+    pub logits: Vec<f32>,
+}
+
+/// A loaded classifier with its labels and input spec, ready to predict.
+pub struct Predictor {
+    pub model: Classifier,
+    pub labels: Vec<String>,
+    pub spec: BackboneSpec,
+    pub device: Device,
+}
+
+impl Predictor {
+    /// Builds the ImageNet classifier from the converted checkpoint's bytes, validating
+    /// names and shapes first.
+    pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
+        let model = weights::load_classifier(weights::WEIGHTS_FILE, bytes, device)?;
+        let labels = labels::imagenet().to_vec();
+        if model.head.classes() != labels.len() {
+            return Err(EngineError::weights(
+                weights::WEIGHTS_FILE,
+                format!(
+                    "head has {} classes, expected the 1000 ImageNet classes",
+                    model.head.classes()
+                ),
+            ));
+        }
+        Ok(Self {
+            model,
+            labels,
+            spec: LITE0,
+            device: device.clone(),
+        })
+    }
+
+    /// Logits for already transformed images (all `spec.input_size` squared).
+    pub async fn logits(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input = preprocess::batch_tensor(images, &self.spec, &self.device);
+        let logits = self.model.forward(input);
+        let [n, classes] = logits.dims();
+        let data = logits
+            .into_data_async()
+            .await
+            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
+        let values = data
+            .try_to_vec::<f32>()
+            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
+        Ok((0..n)
+            .map(|i| values[i * classes..(i + 1) * classes].to_vec())
+            .collect())
+    }
+
+    /// Decodes, transforms and classifies one image file.
+    pub async fn predict_image(
+        &self,
+        file_name: &str,
+        bytes: &[u8],
+        k: usize,
+    ) -> Result<Prediction, EngineError> {
+        let img = preprocess::eval_transform(&preprocess::decode(file_name, bytes)?, &self.spec);
+        let logits = self.logits(std::slice::from_ref(&img)).await?.remove(0);
+        Ok(Prediction {
+            top: top_k(&logits, k, &self.labels),
+            logits,
+        })
+    }
+}
+
+/// The `k` most probable classes, by softmax over all logits, best first.
+pub fn top_k(logits: &[f32], k: usize, labels: &[String]) -> Vec<ClassScore> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| ClassScore {
+            index: i,
+            label: labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class {i}")),
+            prob: exp[i] / sum,
+            logit: logits[i],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_and_normalises() {
+        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let top = top_k(&[1.0, 3.0, 2.0], 2, &labels);
+        assert_eq!(top.len(), 2);
+        assert_eq!((top[0].index, top[0].label.as_str()), (1, "b"));
+        assert_eq!(top[1].index, 2);
+        let z = 1f32.exp() + 3f32.exp() + 2f32.exp();
+        assert!((top[0].prob - 3f32.exp() / z).abs() < 1e-6);
+    }
+}

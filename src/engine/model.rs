@@ -1,0 +1,253 @@
+//! EfficientNet-Lite0 as a burn [`Module`]: a [`Backbone`] that ends in the pooled 1280-d
+//! feature, and a replaceable [`Head`] (`_fc` in the checkpoint), so a head of any class count
+//! can take the ImageNet one's place.
+//!
+//! Exactness matters here: the checkpoint was trained with TensorFlow "SAME" padding
+//! (asymmetric for stride 2), BatchNorm eps 1e-3 and ReLU6. Each wrong detail moves the logits by
+//! about 1 (see `../shared/golden/golden.json`, `diagnostics_wrong_configs`).
+
+use burn::module::{Module, Param, RunningState};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, PaddingConfig2d};
+use burn::tensor::Tensor;
+
+/// BatchNorm epsilon of the TF-trained checkpoint (PyTorch's default 1e-5 is wrong here).
+pub const BN_EPS: f64 = 1e-3;
+/// BatchNorm momentum as PyTorch counts it (weight of the new batch), as in the reference model.
+pub const BN_MOMENTUM: f64 = 0.01;
+/// Width of the pooled feature the head reads.
+pub const FEATURE_DIM: usize = 1280;
+
+/// One stage of MBConv blocks: (repeats, kernel, stride, expand ratio, in channels, out channels).
+/// Source: EfficientNet-B0/Lite0 stage table, `../shared/reference/effnet_lite0_reference.py`.
+pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+
+/// How a backbone wants its input: sizes and per-channel normalisation on the 0..255 scale,
+/// `x = (u8 - mean) / std`. Kept per backbone because each checkpoint brings its own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BackboneSpec {
+    /// Stable identifier, written into exported models.
+    pub id: &'static str,
+    /// Shorter side after the resize of the evaluation transform.
+    pub resize: u32,
+    /// Side of the square centre crop fed to the network.
+    pub input_size: u32,
+    /// Per-channel (RGB) mean on the 0..255 scale.
+    pub mean: [f32; 3],
+    /// Per-channel (RGB) standard deviation on the 0..255 scale.
+    pub std: [f32; 3],
+}
+
+/// EfficientNet-Lite0: this checkpoint wants `(u8 - 127) / 128`, not the ImageNet mean/std.
+pub const LITE0: BackboneSpec = BackboneSpec {
+    id: "efficientnet-lite0",
+    resize: 256,
+    input_size: 224,
+    mean: [127.0; 3],
+    std: [128.0; 3],
+};
+
+/// Description of one MBConv block, derived from [`STAGES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpec {
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand: usize,
+    pub in_ch: usize,
+    pub out_ch: usize,
+}
+
+impl BlockSpec {
+    /// Channels inside the block (after expansion).
+    pub fn mid(&self) -> usize {
+        self.in_ch * self.expand
+    }
+}
+
+/// The 16 MBConv blocks in checkpoint order (`_blocks.0` .. `_blocks.15`).
+pub fn block_specs() -> Vec<BlockSpec> {
+    STAGES
+        .iter()
+        .flat_map(|&(repeats, kernel, stride, expand, in_ch, out_ch)| {
+            (0..repeats).map(move |j| BlockSpec {
+                kernel,
+                stride: if j == 0 { stride } else { 1 },
+                expand,
+                in_ch: if j == 0 { in_ch } else { out_ch },
+                out_ch,
+            })
+        })
+        .collect()
+}
+
+/// Convolution (no bias) + BatchNorm, optionally followed by ReLU6.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+    pub relu6: bool,
+}
+
+impl ConvBn {
+    /// Builds the layer from its parameters: conv weight `[out, in/groups, k, k]`, BN weight,
+    /// bias, running mean and running variance.
+    pub fn from_parts(
+        weight: Tensor<4>,
+        bn: [Tensor<1>; 4],
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+    ) -> Self {
+        let [_, _, kh, kw] = weight.dims();
+        let [gamma, beta, mean, var] = bn;
+        Self {
+            conv: Conv2d {
+                weight: Param::from_tensor(weight),
+                bias: None,
+                stride: [stride, stride],
+                kernel_size: [kh, kw],
+                dilation: [1, 1],
+                groups,
+                // burn's `Same` is TF's: total = max((ceil(in/s)-1)*s + k - in, 0), the odd
+                // pixel at the bottom/right.
+                padding: PaddingConfig2d::Same,
+            },
+            bn: BatchNorm {
+                gamma: Param::from_tensor(gamma),
+                beta: Param::from_tensor(beta),
+                training: Param::from_bool(true),
+                running_mean: RunningState::new(mean),
+                running_var: RunningState::new(var),
+                momentum: BN_MOMENTUM,
+                epsilon: BN_EPS,
+            },
+            relu6,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.bn.forward(self.conv.forward(x));
+        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+    }
+}
+
+/// Inverted-residual block: optional 1x1 expansion, depthwise conv, linear 1x1 projection.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    pub expand: Option<ConvBn>,
+    pub depthwise: ConvBn,
+    pub project: ConvBn,
+    /// Residual add when stride 1 and in == out channels.
+    pub skip: bool,
+}
+
+impl MbConv {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        if let Some(expand) = &self.expand {
+            h = expand.forward(h);
+        }
+        let h = self.project.forward(self.depthwise.forward(h));
+        if self.skip { h + x } else { h }
+    }
+}
+
+/// Everything up to and including global average pooling: image in, 1280-d feature out.
+#[derive(Module, Debug)]
+pub struct Backbone {
+    pub stem: ConvBn,
+    pub blocks: Vec<MbConv>,
+    pub conv_head: ConvBn,
+}
+
+impl Backbone {
+    /// Feature maps before pooling, `[batch, 1280, h/32, w/32]`.
+    pub fn feature_maps(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.stem.forward(x);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.conv_head.forward(x)
+    }
+
+    /// Pooled feature, `[batch, 1280]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let maps = self.feature_maps(x);
+        let [batch, channels, _, _] = maps.dims();
+        maps.mean_dim(3).mean_dim(2).reshape([batch, channels])
+    }
+}
+
+/// Classifier head: Dropout + Linear, as `_dropout` + `_fc` in the checkpoint.
+#[derive(Module, Debug)]
+pub struct Head {
+    pub dropout: Dropout,
+    pub fc: Linear,
+}
+
+impl Head {
+    /// Builds a head from a Linear weight in PyTorch layout `[classes, features]`.
+    pub fn from_parts(weight_out_in: Tensor<2>, bias: Tensor<1>, dropout: f64) -> Self {
+        Self {
+            dropout: DropoutConfig::new(dropout).init(),
+            fc: Linear {
+                // burn stores `[d_input, d_output]`.
+                weight: Param::from_tensor(weight_out_in.transpose()),
+                bias: Some(Param::from_tensor(bias)),
+            },
+        }
+    }
+
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc.forward(self.dropout.forward(features))
+    }
+
+    /// Number of classes this head predicts.
+    pub fn classes(&self) -> usize {
+        self.fc.weight.dims()[1]
+    }
+}
+
+/// Backbone + head: image in, logits out.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub backbone: Backbone,
+    pub head: Head,
+}
+
+impl Classifier {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.backbone.forward(x))
+    }
+
+    /// Logits and the pooled feature they came from.
+    pub fn forward_with_features(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let features = self.backbone.forward(x);
+        (self.head.forward(features.clone()), features)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_table_matches_lite0() {
+        let specs = block_specs();
+        assert_eq!(specs.len(), 16);
+        assert_eq!(specs[0].mid(), 32);
+        assert_eq!(specs[1].stride, 2);
+        assert_eq!(specs[2].stride, 1);
+        assert_eq!(specs[15].in_ch, 192);
+        assert_eq!(specs[15].out_ch, 320);
+        assert_eq!(specs.iter().filter(|s| s.stride == 2).count(), 4);
+    }
+}

@@ -1,0 +1,166 @@
+//! From file bytes to the network's input: decode (EXIF orientation honoured, any colour type
+//! to RGB), the evaluation transform (resize shorter side, centre crop) and normalisation.
+//! Matches torchvision's `Resize(256, antialias=True)` + `CenterCrop(224)` on a PIL image.
+
+use std::io::Cursor;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+
+use super::EngineError;
+use super::model::BackboneSpec;
+
+/// Largest image accepted, in pixels: bigger files are refused rather than exhausting memory.
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+/// Decodes an image file to RGB, applying its EXIF orientation. `file` names it in errors.
+pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| EngineError::image(file, format!("cannot read ({e})")))?;
+    if reader.format().is_none() {
+        return Err(EngineError::image(
+            file,
+            "not an image (unknown or unsupported format)",
+        ));
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| EngineError::image(file, format!("not a readable image ({e})")))?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(EngineError::image(
+            file,
+            format!(
+                "too large ({w}x{h}, over {} megapixels)",
+                MAX_PIXELS / 1_000_000
+            ),
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    decoder
+        .set_limits(limits)
+        .map_err(|e| EngineError::image(file, format!("too large ({e})")))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| EngineError::image(file, format!("broken or truncated image ({e})")))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(img.to_rgb8())
+}
+
+/// Resizes so the shorter side is `short` (bilinear with antialiasing, as PIL), keeping the
+/// aspect ratio; the longer side is truncated as torchvision does (`int(short * long / short_side)`).
+pub fn resize_shorter(img: &RgbImage, short: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (
+            short,
+            (u64::from(short) * u64::from(h) / u64::from(w)) as u32,
+        )
+    } else {
+        (
+            (u64::from(short) * u64::from(w) / u64::from(h)) as u32,
+            short,
+        )
+    };
+    if (nw, nh) == (w, h) {
+        return img.clone();
+    }
+    // `Triangle` widens its support by the scale factor when shrinking: PIL's antialiased bilinear.
+    image::imageops::resize(img, nw, nh, FilterType::Triangle)
+}
+
+/// Centre crop of `size` x `size`; offsets rounded half-to-even like Python's `round`.
+pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let offset = |full: u32| -> u32 {
+        let d = f64::from(full.saturating_sub(size)) / 2.0;
+        d.round_ties_even() as u32
+    };
+    image::imageops::crop_imm(img, offset(w), offset(h), size.min(w), size.min(h)).to_image()
+}
+
+/// The evaluation transform: resize shorter side to `spec.resize`, centre crop `spec.input_size`.
+pub fn eval_transform(img: &RgbImage, spec: &BackboneSpec) -> RgbImage {
+    center_crop(&resize_shorter(img, spec.resize), spec.input_size)
+}
+
+/// Normalised NCHW values of one image, `(u8 - mean) / std` per channel.
+pub fn normalize(img: &RgbImage, spec: &BackboneSpec) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let plane = (w * h) as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (f32::from(px[c]) - spec.mean[c]) / spec.std[c];
+        }
+    }
+    out
+}
+
+/// A batch tensor `[n, 3, h, w]` from equally sized images.
+pub fn batch_tensor(images: &[RgbImage], spec: &BackboneSpec, device: &Device) -> Tensor<4> {
+    let (w, h) = images.first().map(|i| i.dimensions()).unwrap_or((0, 0));
+    let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
+    for img in images {
+        debug_assert_eq!(img.dimensions(), (w, h));
+        values.extend(normalize(img, spec));
+    }
+    Tensor::from_data(
+        TensorData::new(values, [images.len(), 3, h as usize, w as usize]),
+        device,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::LITE0;
+
+    #[test]
+    fn resize_keeps_aspect_like_torchvision() {
+        let img = RgbImage::new(451, 300);
+        let r = resize_shorter(&img, 256);
+        assert_eq!(r.dimensions(), (384, 256)); // int(256 * 451 / 300) = 384
+        let img = RgbImage::new(300, 451);
+        assert_eq!(resize_shorter(&img, 256).dimensions(), (256, 384));
+    }
+
+    #[test]
+    fn crop_is_centred_with_bankers_rounding() {
+        // 341 wide: (341-224)/2 = 58.5 rounds to 58 in Python.
+        let mut img = RgbImage::new(341, 224);
+        img.put_pixel(58, 0, image::Rgb([255, 0, 0]));
+        let c = center_crop(&img, 224);
+        assert_eq!(c.dimensions(), (224, 224));
+        assert_eq!(c.get_pixel(0, 0)[0], 255);
+    }
+
+    #[test]
+    fn normalisation_is_the_checkpoints_own() {
+        let mut img = RgbImage::new(1, 1);
+        img.put_pixel(0, 0, image::Rgb([127, 255, 0]));
+        assert_eq!(normalize(&img, &LITE0), vec![0.0, 1.0, -127.0 / 128.0]);
+    }
+
+    #[test]
+    fn non_images_are_refused_with_their_name() {
+        let err = decode("notes.jpg", b"hello, this is text")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("notes.jpg: "), "{err}");
+        let mut png = Vec::new();
+        RgbImage::new(8, 8)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let err = decode("cut.png", &png[..png.len() / 2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cut.png: "), "{err}");
+        assert!(decode("ok.png", &png).is_ok());
+    }
+}

@@ -1,0 +1,289 @@
+//! Pretrained weights: safetensors in the checkpoint's own (lukemelas) key names, read into
+//! the burn model with every name and shape checked first, so a wrong file fails with a message
+//! instead of a panic deep in a convolution.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use super::EngineError;
+use super::model::{
+    Backbone, BlockSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv, block_specs,
+};
+
+/// File name the converter writes and the app downloads (f32).
+pub const WEIGHTS_FILE: &str = "efficientnet-lite0.safetensors";
+/// Half-precision copy of the same weights, half the download size.
+pub const WEIGHTS_FILE_F16: &str = "efficientnet-lite0.f16.safetensors";
+/// Dropout before `_fc` in EfficientNet-Lite0 (inactive at inference).
+pub const HEAD_DROPOUT: f64 = 0.2;
+/// Classes of the ImageNet head shipped with the checkpoint.
+pub const IMAGENET_CLASSES: usize = 1000;
+
+/// Every parameter the model reads, with its expected shape, in checkpoint order.
+/// BatchNorm's `num_batches_tracked` is not read (it only matters to PyTorch's momentum-free mode).
+pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut keys = Vec::new();
+    let mut conv_bn = |conv: String, bn: String, shape: Vec<usize>| {
+        let channels = shape[0];
+        keys.push((format!("{conv}.weight"), shape));
+        for part in ["weight", "bias", "running_mean", "running_var"] {
+            keys.push((format!("{bn}.{part}"), vec![channels]));
+        }
+    };
+    conv_bn("_conv_stem".into(), "_bn0".into(), vec![32, 3, 3, 3]);
+    for (i, b) in block_specs().iter().enumerate() {
+        let p = format!("_blocks.{i}");
+        if b.expand != 1 {
+            conv_bn(
+                format!("{p}._expand_conv"),
+                format!("{p}._bn0"),
+                vec![b.mid(), b.in_ch, 1, 1],
+            );
+        }
+        conv_bn(
+            format!("{p}._depthwise_conv"),
+            format!("{p}._bn1"),
+            vec![b.mid(), 1, b.kernel, b.kernel],
+        );
+        conv_bn(
+            format!("{p}._project_conv"),
+            format!("{p}._bn2"),
+            vec![b.out_ch, b.mid(), 1, 1],
+        );
+    }
+    conv_bn(
+        "_conv_head".into(),
+        "_bn1".into(),
+        vec![FEATURE_DIM, 320, 1, 1],
+    );
+    keys.push(("_fc.weight".into(), vec![classes, FEATURE_DIM]));
+    keys.push(("_fc.bias".into(), vec![classes]));
+    keys
+}
+
+/// Tensors of a safetensors file, decoded to f32 and checked against the model's layout.
+pub struct WeightMap {
+    file: String,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The header's free-form metadata (class names etc. for trained models).
+    pub metadata: HashMap<String, String>,
+}
+
+impl WeightMap {
+    /// Parses a safetensors file (f32, f16 or bf16 floats). `file` names it in errors.
+    pub fn from_safetensors(file: &str, bytes: &[u8]) -> Result<Self, EngineError> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| EngineError::weights(file, format!("not a safetensors file ({e})")))?;
+        let metadata = SafeTensors::read_metadata(bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default();
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                // Integer buffers such as num_batches_tracked are not model inputs.
+                _ => continue,
+            };
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(Self {
+            file: file.to_string(),
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Checks that every key the model needs is present, float, and of the right shape.
+    /// Reports all problems at once (first few), not just the first.
+    pub fn validate(&self, classes: usize) -> Result<(), EngineError> {
+        let mut problems = Vec::new();
+        for (key, shape) in expected_keys(classes) {
+            match self.tensors.get(&key) {
+                None => problems.push(format!("missing tensor `{key}`")),
+                Some((found, _)) if *found != shape => problems.push(format!(
+                    "`{key}` has shape {found:?}, the model needs {shape:?}"
+                )),
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let more = problems.len().saturating_sub(3);
+        let mut reason = problems.into_iter().take(3).collect::<Vec<_>>().join("; ");
+        if more > 0 {
+            reason.push_str(&format!(" (and {more} more)"));
+        }
+        Err(EngineError::weights(&self.file, reason))
+    }
+
+    /// Number of classes of the `_fc` head in this file.
+    pub fn head_classes(&self) -> Result<usize, EngineError> {
+        match self.tensors.get("_fc.weight") {
+            Some((shape, _)) if shape.len() == 2 && shape[1] == FEATURE_DIM => Ok(shape[0]),
+            Some((shape, _)) => Err(EngineError::weights(
+                &self.file,
+                format!("`_fc.weight` has shape {shape:?}, expected [classes, {FEATURE_DIM}]"),
+            )),
+            None => Err(EngineError::weights(
+                &self.file,
+                "missing tensor `_fc.weight`",
+            )),
+        }
+    }
+
+    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        // `validate` ran first, so the key exists with the right rank.
+        let (shape, values) = &self.tensors[key];
+        Tensor::from_data(TensorData::new(values.clone(), shape.clone()), device)
+    }
+
+    fn conv_bn(
+        &self,
+        conv: &str,
+        bn: &str,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+        device: &Device,
+    ) -> ConvBn {
+        let part = |p: &str| self.tensor::<1>(&format!("{bn}.{p}"), device);
+        ConvBn::from_parts(
+            self.tensor::<4>(&format!("{conv}.weight"), device),
+            [
+                part("weight"),
+                part("bias"),
+                part("running_mean"),
+                part("running_var"),
+            ],
+            stride,
+            groups,
+            relu6,
+        )
+    }
+
+    fn block(&self, i: usize, spec: &BlockSpec, device: &Device) -> MbConv {
+        let p = format!("_blocks.{i}");
+        let expand = (spec.expand != 1).then(|| {
+            self.conv_bn(
+                &format!("{p}._expand_conv"),
+                &format!("{p}._bn0"),
+                1,
+                1,
+                true,
+                device,
+            )
+        });
+        MbConv {
+            expand,
+            depthwise: self.conv_bn(
+                &format!("{p}._depthwise_conv"),
+                &format!("{p}._bn1"),
+                spec.stride,
+                spec.mid(),
+                true,
+                device,
+            ),
+            project: self.conv_bn(
+                &format!("{p}._project_conv"),
+                &format!("{p}._bn2"),
+                1,
+                1,
+                false,
+                device,
+            ),
+            skip: spec.stride == 1 && spec.in_ch == spec.out_ch,
+        }
+    }
+
+    /// Builds the whole classifier (backbone + the file's `_fc` head) on `device`.
+    pub fn classifier(&self, device: &Device) -> Result<Classifier, EngineError> {
+        let classes = self.head_classes()?;
+        self.validate(classes)?;
+        let backbone = Backbone {
+            stem: self.conv_bn("_conv_stem", "_bn0", 2, 1, true, device),
+            blocks: block_specs()
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| self.block(i, spec, device))
+                .collect(),
+            conv_head: self.conv_bn("_conv_head", "_bn1", 1, 1, true, device),
+        };
+        let head = Head::from_parts(
+            self.tensor::<2>("_fc.weight", device),
+            self.tensor::<1>("_fc.bias", device),
+            HEAD_DROPOUT,
+        );
+        Ok(Classifier { backbone, head })
+    }
+}
+
+/// Loads a classifier from safetensors bytes (the converted ImageNet checkpoint or a model
+/// trained here). `file` names the source in errors.
+pub fn load_classifier(
+    file: &str,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<Classifier, EngineError> {
+    WeightMap::from_safetensors(file, bytes)?.classifier(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_has_the_checkpoint_parameter_count() {
+        // 296 tensors in the .pth = these float tensors + one num_batches_tracked per BN.
+        let keys = expected_keys(1000);
+        let bns = keys
+            .iter()
+            .filter(|(k, _)| k.ends_with(".running_var"))
+            .count();
+        assert_eq!(keys.len() + bns, 296);
+        let params: usize = keys
+            .iter()
+            .filter(|(k, _)| !k.contains("running_"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        // EfficientNet-Lite0 has about 4.65 million parameters.
+        assert!((4_600_000..4_700_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let err = WeightMap::from_safetensors("x.safetensors", b"not a file")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("x.safetensors") && e.contains("not a safetensors"))
+        );
+    }
+
+    #[test]
+    fn wrong_shape_is_named() {
+        let data = vec![0u8; 4 * 10];
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![10], &data).unwrap();
+        let bytes = safetensors::serialize([("_fc.weight", view)], None).unwrap();
+        let map = WeightMap::from_safetensors("m.safetensors", &bytes).unwrap();
+        let err = map.head_classes().unwrap_err().to_string();
+        assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
+        let err = map.validate(1000).unwrap_err().to_string();
+        assert!(err.contains("missing tensor `_conv_stem.weight`"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Finetune Studio: teach a pretrained image classifier new classes, in the browser or natively.
+//!
+//! `engine` holds everything that computes (model, weights, data, inference) and runs on any
+//! burn device; `ui` (browser only) is the Leptos front end; `cli` (native only) is `finetune`.
+
+pub mod engine;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
+
+#[cfg(target_arch = "wasm32")]
+pub mod ui;

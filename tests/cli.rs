@@ -1,0 +1,58 @@
+//! The `finetune` binary as a user runs it: JSON out, one entry per file, exit status 2 when
+//! any file failed while the others still get results.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn finetune() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_finetune"));
+    cmd.current_dir(repo());
+    cmd
+}
+
+#[test]
+fn predict_reports_bad_files_and_classifies_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("notes.jpg");
+    std::fs::write(&bad, "this is text, not a JPEG").unwrap();
+    let coffee = golden_dir().join("coffee_orig.png");
+    let out = finetune()
+        .args(["predict", "--backend", "cpu", "--top", "3", "--json"])
+        .arg(&coffee)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let golden = golden_json();
+    let top = &results[0]["top"];
+    assert_eq!(top.as_array().unwrap().len(), 3);
+    assert_eq!(top[0]["index"], golden["images"]["coffee"]["top5"][0]["index"]);
+    assert_eq!(top[0]["label"], "espresso");
+    let want = golden["images"]["coffee"]["top5"][0]["prob"].as_f64().unwrap();
+    assert!((top[0]["prob"].as_f64().unwrap() - want).abs() < 0.02);
+    assert_eq!(results[0]["logits"].as_array().unwrap().len(), 1000);
+    let err = results[1]["error"].as_str().unwrap();
+    assert!(err.contains("notes.jpg"), "{err}");
+    assert_eq!(results[1]["file"], bad.display().to_string());
+}
+
+#[test]
+fn predict_without_weights_says_how_to_make_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_finetune"))
+        .current_dir(dir.path())
+        .args(["predict", "--json"])
+        .arg(golden_dir().join("coffee_orig.png"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("finetune weights"), "{err}");
+}

@@ -1,0 +1,60 @@
+//! Shared helpers for the integration tests: paths to `../shared` and the converted weights,
+//! a minimal `.npy` reader and the golden fixture.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shared() -> PathBuf {
+    repo().join("../shared")
+}
+
+pub fn golden_dir() -> PathBuf {
+    shared().join("golden")
+}
+
+/// The converted weights; the tests fail (not skip) without them.
+pub fn weights_bytes() -> Vec<u8> {
+    let path = repo().join("weights").join(finetune::engine::weights::WEIGHTS_FILE);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; run `make weights` (finetune weights) first", path.display())
+    })
+}
+
+/// Reads a float32 little-endian `.npy` file.
+pub fn read_npy_f32(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{} is not .npy", path.display());
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<f4'"), "{}: expected float32, got {header}", path.display());
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+pub fn golden_json() -> serde_json::Value {
+    let path = golden_dir().join("golden.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Golden image names, in a fixed order.
+pub fn golden_names() -> Vec<String> {
+    let mut names: Vec<String> = golden_json()["images"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

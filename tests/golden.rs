@@ -1,0 +1,86 @@
+//! The forward pass against PyTorch's outputs in `../shared/golden` (golden.json and the
+//! full `.npy` vectors), on burn's CPU backend and on wgpu natively (lavapipe without a GPU).
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use finetune::engine::model::LITE0;
+use finetune::engine::{preprocess, weights};
+
+/// Tolerance of the issue: max abs error of logits and of the pooled feature.
+const TOL: f32 = 1e-3;
+
+fn check_forward(device: &Device, backend: &str) {
+    let model = weights::load_classifier("weights", &weights_bytes(), device).unwrap();
+    let golden = golden_json();
+    let names = golden_names();
+    let images: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let path = golden_dir().join(format!("{n}_224.png"));
+            image::open(&path).unwrap().to_rgb8()
+        })
+        .collect();
+    let input = preprocess::batch_tensor(&images, &LITE0, device);
+    let (logits, features) = model.forward_with_features(input);
+    let logits = logits.into_data().try_to_vec::<f32>().unwrap();
+    let features = features.into_data().try_to_vec::<f32>().unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let want_logits = read_npy_f32(&golden_dir().join(format!("{name}_logits.npy")));
+        let want_feat = read_npy_f32(&golden_dir().join(format!("{name}_feature1280.npy")));
+        let got_logits = &logits[i * 1000..(i + 1) * 1000];
+        let got_feat = &features[i * 1280..(i + 1) * 1280];
+        let dl = max_abs_diff(got_logits, &want_logits);
+        let df = max_abs_diff(got_feat, &want_feat);
+        println!("{backend} {name}: logits max abs err {dl:.2e}, feature max abs err {df:.2e}");
+        assert!(dl <= TOL, "{backend} {name}: logits differ by {dl}");
+        assert!(df <= TOL, "{backend} {name}: feature differs by {df}");
+        let want_top5: Vec<u64> = golden["images"][name]["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["index"].as_u64().unwrap())
+            .collect();
+        let top = finetune::engine::inference::top_k(got_logits, 5, finetune::engine::labels::imagenet());
+        let got_top5: Vec<u64> = top.iter().map(|t| t.index as u64).collect();
+        assert_eq!(got_top5, want_top5, "{backend} {name}: top-5 order");
+        let want_prob = golden["images"][name]["top5"][0]["prob"].as_f64().unwrap() as f32;
+        assert!((top[0].prob - want_prob).abs() < 1e-3, "{backend} {name}: top-1 prob");
+    }
+}
+
+#[test]
+fn forward_matches_pytorch_on_cpu() {
+    check_forward(&Device::flex(), "cpu");
+}
+
+#[test]
+fn forward_matches_pytorch_on_wgpu() {
+    let device = Device::wgpu_options()
+        .init()
+        .expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+    check_forward(&device, "wgpu");
+}
+
+#[test]
+fn decode_resize_crop_matches_torchvision() {
+    let golden = golden_json();
+    for name in golden_names() {
+        let orig = golden["images"][&name]["original_file"].as_str().unwrap();
+        let bytes = std::fs::read(golden_dir().join(orig)).unwrap();
+        let ours = preprocess::eval_transform(&preprocess::decode(orig, &bytes).unwrap(), &LITE0);
+        let want = image::open(golden_dir().join(format!("{name}_224.png"))).unwrap().to_rgb8();
+        assert_eq!(ours.dimensions(), want.dimensions());
+        let diffs: Vec<f64> = ours
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+            .collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().copied().fold(0.0, f64::max);
+        println!("{name}: preprocessing max abs diff {max}, mean {mean:.3} (0..255 scale)");
+        assert!(mean <= 1.0, "{name}: mean abs pixel difference {mean}");
+    }
+}
