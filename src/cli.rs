@@ -10,8 +10,185 @@ use serde_json::{Value, json};
 
 use crate::engine::inference::{Predictor, top_k};
 use crate::engine::model::LITE0;
+use crate::engine::schedule::Schedule;
+use crate::engine::training::{self, Progress, Strategy, TrainConfig};
 use crate::engine::weights::WEIGHTS_FILE;
-use crate::engine::{EngineError, convert, preprocess};
+use crate::engine::{EngineError, convert, data, preprocess, weights as weights_io};
+
+/// `--strategy` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StrategyArg {
+    Head,
+    LastBlock,
+    Gradual,
+    Full,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::Head => Strategy::Head,
+            StrategyArg::LastBlock => Strategy::LastBlock,
+            StrategyArg::Gradual => Strategy::Gradual,
+            StrategyArg::Full => Strategy::Full,
+        }
+    }
+}
+
+/// `--schedule` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+    OneCycle,
+}
+
+impl From<ScheduleArg> for Schedule {
+    fn from(s: ScheduleArg) -> Self {
+        match s {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Cosine => Schedule::Cosine,
+            ScheduleArg::OneCycle => Schedule::OneCycle,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, EngineError> {
+    std::fs::read(path).map_err(|source| EngineError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+fn train(
+    backend: Backend,
+    weights: Option<PathBuf>,
+    dir: &Path,
+    val_fraction: f64,
+    cfg: &TrainConfig,
+    out: Option<PathBuf>,
+) -> Result<i32, EngineError> {
+    let device = backend.device()?;
+    let pretrained = weights_io::load_classifier(WEIGHTS_FILE, &read_weights(weights)?, &device)?;
+    let ds = data::load_image_folder(dir, &LITE0, val_fraction, cfg.seed)?;
+    for s in &ds.skipped {
+        eprintln!("skipped {}: {}", s.file, s.error);
+    }
+    eprintln!(
+        "{} classes, {} train / {} val images, strategy {}",
+        ds.classes.len(),
+        ds.train.len(),
+        ds.val.len(),
+        cfg.strategy.name()
+    );
+    let (model, report) = pollster::block_on(training::train(
+        &pretrained.backbone,
+        &ds,
+        &LITE0,
+        cfg,
+        &device,
+        |p| {
+            if let Progress::Epoch(e) = p {
+                eprintln!(
+                    "epoch {}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.2e} | {:.1}s",
+                    e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.lr, e.seconds
+                );
+            }
+            true
+        },
+    ))?;
+    if let Some(path) = &out {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert(
+            weights_io::META_CLASSES.to_string(),
+            json!(ds.classes).to_string(),
+        );
+        meta.insert("backbone".to_string(), LITE0.id.to_string());
+        meta.insert("preprocessing".to_string(), json!(LITE0).to_string());
+        meta.insert(
+            "head".to_string(),
+            json!({"layout": "dropout+linear", "dropout": cfg.dropout}).to_string(),
+        );
+        meta.insert("training".to_string(), cfg.to_string());
+        meta.insert("metrics".to_string(), json!({"val_acc": report.val_acc, "best_epoch": report.best_epoch, "per_class_acc": report.per_class_acc}).to_string());
+        let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
+        convert::write_atomic(path, &bytes)?;
+        eprintln!("wrote {}", path.display());
+    }
+    let epochs: Vec<Value> = report
+        .epochs
+        .iter()
+        .map(|e| {
+            json!({"epoch": e.epoch, "train_loss": e.train_loss, "train_acc": e.train_acc,
+                   "val_loss": e.val_loss, "val_acc": e.val_acc, "lr": e.lr, "seconds": e.seconds})
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "backend": backend.name(),
+            "classes": ds.classes,
+            "strategy": report.strategy,
+            "train_images": ds.train.len(),
+            "val_images": ds.val.len(),
+            "skipped": ds.skipped,
+            "epochs": epochs,
+            "best_epoch": report.best_epoch,
+            "val_acc": report.val_acc,
+            "per_class_acc": report.per_class_acc,
+            "confusion": report.confusion,
+            "stopped": report.stopped,
+            "seconds_total": report.seconds_total,
+        })
+    );
+    Ok(0)
+}
+
+fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineError> {
+    let device = backend.device()?;
+    let name = model_path.display().to_string();
+    let predictor = Predictor::from_model_file(&name, &read_file(model_path)?, &device)?;
+    let ds = data::load_image_folder(dir, &LITE0, 0.2, 0)?;
+    // The model's classes decide the labels: map the folder's names onto them.
+    let mut samples = Vec::new();
+    for mut s in ds.val {
+        let folder = &ds.classes[s.label];
+        match predictor.labels.iter().position(|c| c == folder) {
+            Some(i) => {
+                s.label = i;
+                samples.push(s);
+            }
+            None => {
+                return Err(EngineError::Unsupported(format!(
+                    "{}: class folder `{folder}` is not one of the model's classes {:?}",
+                    dir.display(),
+                    predictor.labels
+                )));
+            }
+        }
+    }
+    let report = pollster::block_on(training::evaluate(
+        &predictor.model,
+        &samples,
+        predictor.labels.len(),
+        &LITE0,
+        &device,
+    ))?;
+    println!(
+        "{}",
+        json!({
+            "backend": backend.name(),
+            "classes": predictor.labels,
+            "val_images": samples.len(),
+            "skipped": ds.skipped,
+            "val_acc": report.val_acc,
+            "val_loss": report.val_loss,
+            "per_class_acc": report.per_class_acc,
+            "confusion": report.confusion,
+        })
+    );
+    Ok(0)
+}
 
 /// Exit status when some input files failed but the others were processed.
 pub const EXIT_SOME_FAILED: i32 = 2;
@@ -73,6 +250,9 @@ enum Command {
         /// Weights (safetensors). Default: weights/efficientnet-lite0.safetensors.
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// A model trained with `finetune train` (its classes replace ImageNet's).
+        #[arg(long, conflicts_with = "weights")]
+        model: Option<PathBuf>,
         /// Number of classes to list per image.
         #[arg(long, default_value_t = 5)]
         top: usize,
@@ -81,6 +261,58 @@ enum Command {
         json: bool,
         #[arg(required = true)]
         images: Vec<PathBuf>,
+    },
+    /// Fine-tune on an ImageFolder tree (class folders, optionally under train/ and val/).
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "head")]
+        strategy: StrategyArg,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Peak learning rate of the head.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, value_enum, default_value = "one-cycle")]
+        schedule: ScheduleArg,
+        /// Augment training images (RandomResizedCrop + flip).
+        #[arg(long, overrides_with = "no_augment")]
+        augment: bool,
+        /// Train on cached features of the evaluation transform (the default).
+        #[arg(long)]
+        no_augment: bool,
+        #[arg(long, default_value_t = 0.0)]
+        label_smoothing: f64,
+        /// Stop after this many epochs without a better val loss; the best weights are kept.
+        #[arg(long)]
+        early_stop: Option<usize>,
+        /// Validation fraction when DIR has no val/ folder.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Where to write the trained model (safetensors with metadata).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a trained model on an ImageFolder tree (its val/ split when there is one).
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        #[arg(long)]
+        json: bool,
     },
     /// Measure inference speed (batch at 224x224) and print JSON.
     Bench {
@@ -106,10 +338,47 @@ pub fn main() -> i32 {
         Command::Predict {
             backend,
             weights,
+            model,
             top,
             json: _,
             images,
-        } => predict(backend, weights, top, &images),
+        } => predict(backend, weights, model, top, &images),
+        Command::Train {
+            data,
+            strategy,
+            epochs,
+            batch,
+            lr,
+            schedule,
+            augment,
+            no_augment: _,
+            label_smoothing,
+            early_stop,
+            val_fraction,
+            seed,
+            backend,
+            weights,
+            out,
+            json: _,
+        } => {
+            let cfg = TrainConfig::new()
+                .with_strategy(strategy.into())
+                .with_epochs(epochs)
+                .with_batch_size(batch)
+                .with_lr(lr)
+                .with_schedule(schedule.into())
+                .with_augment(augment)
+                .with_label_smoothing(label_smoothing)
+                .with_early_stop(early_stop)
+                .with_seed(seed);
+            train(backend, weights, &data, val_fraction, &cfg, out)
+        }
+        Command::Eval {
+            model,
+            data,
+            backend,
+            json: _,
+        } => eval(backend, &model, &data),
         Command::Bench {
             backend,
             weights,
@@ -161,11 +430,17 @@ pub fn read_weights(path: Option<PathBuf>) -> Result<Vec<u8>, EngineError> {
 fn predict(
     backend: Backend,
     weights: Option<PathBuf>,
+    model: Option<PathBuf>,
     k: usize,
     images: &[PathBuf],
 ) -> Result<i32, EngineError> {
     let device = backend.device()?;
-    let predictor = Predictor::from_safetensors(&read_weights(weights)?, &device)?;
+    let predictor = match model {
+        Some(path) => {
+            Predictor::from_model_file(&path.display().to_string(), &read_file(&path)?, &device)?
+        }
+        None => Predictor::from_safetensors(&read_weights(weights)?, &device)?,
+    };
     // Decode everything first; failures become their own entries and the rest still run.
     let mut results: Vec<Value> = Vec::with_capacity(images.len());
     let mut ready = Vec::new();

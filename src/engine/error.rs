@@ -22,6 +22,10 @@ pub enum EngineError {
     #[error("device: {0}")]
     Device(String),
 
+    /// A setting or request the engine cannot carry out.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// Reading or writing a local file failed.
     #[error("{file}: {source}")]
     Io {

@@ -54,6 +54,34 @@ impl Predictor {
         })
     }
 
+    /// Builds a predictor from a model trained here (class names from its metadata), or from
+    /// the ImageNet checkpoint when the file has no class names and 1000 outputs.
+    pub fn from_model_file(file: &str, bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
+        let map = weights::WeightMap::from_safetensors(file, bytes)?;
+        let model = map.classifier(device)?;
+        let labels = match weights::class_names(&map) {
+            Some(names) => names,
+            None if model.head.classes() == labels::imagenet().len() => labels::imagenet().to_vec(),
+            None => return Err(EngineError::weights(file, "no class names in its metadata")),
+        };
+        if labels.len() != model.head.classes() {
+            return Err(EngineError::weights(
+                file,
+                format!(
+                    "{} class names for a head of {} outputs",
+                    labels.len(),
+                    model.head.classes()
+                ),
+            ));
+        }
+        Ok(Self {
+            model,
+            labels,
+            spec: LITE0,
+            device: device.clone(),
+        })
+    }
+
     /// Logits for already transformed images (all `spec.input_size` squared).
     pub async fn logits(&self, images: &[image::RgbImage]) -> Result<Vec<Vec<f32>>, EngineError> {
         if images.is_empty() {
