@@ -3,25 +3,28 @@
 //! When the frozen part sees the same input every epoch (no augmentation) its output is
 //! computed once and the head trains on that cache: the project's main speed lever.
 //!
-//! Implemented strategies: `head` (feature extraction). The others (`last-block`, `gradual`,
-//! `full`) are declared so settings and the UI can name them, and are refused with a clear
-//! message until they land.
+//! Strategies: `head` (feature extraction), `last-block`, `gradual` (stages that unfreeze more
+//! blocks) and `full`, each with discriminative learning rates per layer group.
 
 use burn::config::Config;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
+use burn::module::ParamGroup;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{DropoutConfig, LinearConfig};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
+use rand::Rng;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
+use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use super::augment::{self, AugmentConfig};
 use super::data::{Dataset, Sample};
-use super::model::{Backbone, BackboneSpec, Classifier, FEATURE_DIM, Head};
+use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
 use super::schedule::{Schedule, Scheduled, lr_at};
 use super::{EngineError, preprocess};
 
@@ -94,6 +97,26 @@ pub struct TrainConfig {
     pub min_delta: f64,
     #[config(default = 0)]
     pub seed: u64,
+    /// Each deeper layer group's rate is the next one's times this (discriminative rates).
+    #[config(default = 0.1)]
+    pub lr_mult: f64,
+    /// Keep BatchNorm of trainable blocks in eval mode (running statistics).
+    #[config(default = false)]
+    pub freeze_bn: bool,
+    /// Mixup alpha (0 = off).
+    #[config(default = 0.0)]
+    pub mixup: f64,
+    /// CutMix alpha (0 = off).
+    #[config(default = 0.0)]
+    pub cutmix: f64,
+    /// Probability that a batch is mixed when mixup or CutMix is on.
+    #[config(default = 1.0)]
+    pub mix_prob: f64,
+    /// Blocks unfrozen in each stage of `gradual` (0 = head only, 16 = all).
+    #[config(default = "vec![0, 1, 5]")]
+    pub gradual_unfreeze: Vec<usize>,
+    /// Epochs of each `gradual` stage; default splits `epochs` evenly.
+    pub gradual_epochs: Option<Vec<usize>>,
 }
 
 /// Figures of one finished epoch.
@@ -245,27 +268,353 @@ fn new_head(classes: usize, dropout: f64, device: &Device) -> Head {
     }
 }
 
-/// Trains a fresh head (and, per strategy, more layers) on `data`. `backbone` stays as it is;
-/// the returned classifier holds a copy with the best epoch's weights. `on_progress` returns
-/// `false` to cancel between steps.
+/// How much of the network one stage trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfreeze {
+    /// The last `n` MBConv blocks plus `_conv_head`/`_bn1` (0 = the head alone, conv head frozen).
+    Blocks(usize),
+    /// Everything, stem included.
+    All,
+}
+
+/// One stage of a run: `epochs` epochs with `unfreeze` trainable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    pub epochs: usize,
+    pub unfreeze: Unfreeze,
+}
+
+/// The stages a strategy runs. `gradual` splits the epochs over `cfg.gradual_unfreeze`
+/// (blocks unfrozen per stage, 16 or more = all), unless `cfg.gradual_epochs` sets them.
+pub fn plan(cfg: &TrainConfig) -> Vec<Stage> {
+    let blocks = |n: usize| {
+        if n >= 16 {
+            Unfreeze::All
+        } else {
+            Unfreeze::Blocks(n)
+        }
+    };
+    match cfg.strategy {
+        Strategy::Head => vec![Stage {
+            epochs: cfg.epochs,
+            unfreeze: Unfreeze::Blocks(0),
+        }],
+        Strategy::LastBlock => vec![Stage {
+            epochs: cfg.epochs,
+            unfreeze: Unfreeze::Blocks(1),
+        }],
+        Strategy::Full => vec![Stage {
+            epochs: cfg.epochs,
+            unfreeze: Unfreeze::All,
+        }],
+        Strategy::Gradual => {
+            let n = cfg.gradual_unfreeze.len().max(1);
+            let epochs: Vec<usize> = match &cfg.gradual_epochs {
+                Some(e) if e.len() == n => e.clone(),
+                _ => (0..n)
+                    .map(|i| cfg.epochs / n + usize::from(i < cfg.epochs % n))
+                    .collect(),
+            };
+            cfg.gradual_unfreeze
+                .iter()
+                .zip(epochs)
+                .map(|(&b, epochs)| Stage {
+                    epochs,
+                    unfreeze: blocks(b),
+                })
+                .collect()
+        }
+    }
+}
+
+/// The frozen front of the network: pure inference, BatchNorm on running statistics.
+#[derive(Module, Debug)]
+pub struct Frozen {
+    pub stem: Option<ConvBn>,
+    pub blocks: Vec<MbConv>,
+    /// Present when the head alone trains: the output is then the pooled feature.
+    pub conv_head: Option<ConvBn>,
+}
+
+impl Frozen {
+    /// The tensor at the freeze boundary (`[n, 1280, 1, 1]` when only the head trains).
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        if let Some(stem) = &self.stem {
+            x = stem.forward(x);
+        }
+        for b in &self.blocks {
+            x = b.forward(x);
+        }
+        match &self.conv_head {
+            Some(ch) => ch.forward(x).mean_dim(3).mean_dim(2),
+            None => x,
+        }
+    }
+}
+
+/// The trainable back of the network, on the autodiff device.
+#[derive(Module, Debug)]
+pub struct Trainable {
+    pub stem: Option<ConvBn>,
+    pub blocks: Vec<MbConv>,
+    pub conv_head: Option<ConvBn>,
+    pub head: Head,
+}
+
+impl Trainable {
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        if let Some(stem) = &self.stem {
+            x = stem.forward(x);
+        }
+        for b in &self.blocks {
+            x = b.forward(x);
+        }
+        if let Some(ch) = &self.conv_head {
+            x = ch.forward(x);
+        }
+        let [n, c, _, _] = x.dims();
+        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+    }
+}
+
+/// Splits a classifier at the freeze boundary of `unfreeze`.
+pub fn split(model: Classifier, unfreeze: Unfreeze) -> (Frozen, Trainable) {
+    let Classifier { backbone, head } = model;
+    let Backbone {
+        stem,
+        mut blocks,
+        conv_head,
+    } = backbone;
+    match unfreeze {
+        Unfreeze::All => (
+            Frozen {
+                stem: None,
+                blocks: Vec::new(),
+                conv_head: None,
+            },
+            Trainable {
+                stem: Some(stem),
+                blocks,
+                conv_head: Some(conv_head),
+                head,
+            },
+        ),
+        Unfreeze::Blocks(0) => (
+            Frozen {
+                stem: Some(stem),
+                blocks,
+                conv_head: Some(conv_head),
+            },
+            Trainable {
+                stem: None,
+                blocks: Vec::new(),
+                conv_head: None,
+                head,
+            },
+        ),
+        Unfreeze::Blocks(n) => {
+            let tail = blocks.split_off(blocks.len().saturating_sub(n));
+            (
+                Frozen {
+                    stem: Some(stem),
+                    blocks,
+                    conv_head: None,
+                },
+                Trainable {
+                    stem: None,
+                    blocks: tail,
+                    conv_head: Some(conv_head),
+                    head,
+                },
+            )
+        }
+    }
+}
+
+/// Joins the parts back into one classifier on the plain (inference) device.
+pub fn merge(frozen: Frozen, trainable: &Trainable) -> Classifier {
+    let t = trainable.valid();
+    let mut blocks = frozen.blocks;
+    blocks.extend(t.blocks);
+    Classifier {
+        backbone: Backbone {
+            stem: t
+                .stem
+                .or(frozen.stem)
+                .expect("the stem is frozen or trainable"),
+            blocks,
+            conv_head: t
+                .conv_head
+                .or(frozen.conv_head)
+                .expect("the conv head is frozen or trainable"),
+        },
+        head: t.head,
+    }
+}
+
+/// Layer groups for discriminative learning rates, deepest last. Source: the lesson's
+/// "earlier layers learn general features, so they move less": each group's rate is the next
+/// deeper group's times `cfg.lr_mult`.
+/// 0: stem + stages 1-3 (blocks 0-3); 1: stages 4-5 (blocks 4-9); 2: stages 6-7 (blocks 10-15) +
+/// conv head; the head is group 3 at the full rate.
+pub fn block_group(block: usize) -> usize {
+    match block {
+        0..=3 => 0,
+        4..=9 => 1,
+        _ => 2,
+    }
+}
+
+/// The learning rate multiplier of each group (relative to the head's rate).
+pub fn group_multipliers(lr_mult: f64) -> [f64; 4] {
+    [lr_mult.powi(3), lr_mult.powi(2), lr_mult, 1.0]
+}
+
+pub fn lr_scheduler(
+    trainable: &Trainable,
+    first_block: usize,
+    cfg: &TrainConfig,
+    total_steps: usize,
+) -> ModuleLrScheduler {
+    let mult = group_multipliers(cfg.lr_mult);
+    let sched = |m: f64| Scheduled::new(cfg.schedule, cfg.lr * m, cfg.warmup, total_steps);
+    // The base matches every parameter; later groups take precedence.
+    let mut s = ModuleLrScheduler::new(sched(1.0));
+    if let Some(stem) = &trainable.stem {
+        s = s.with_group(ParamGroup::ids_from_module(stem.clone()), sched(mult[0]));
+    }
+    for (i, b) in trainable.blocks.iter().enumerate() {
+        let g = block_group(first_block + i);
+        s = s.with_group(ParamGroup::ids_from_module(b.clone()), sched(mult[g]));
+    }
+    if let Some(ch) = &trainable.conv_head {
+        s = s.with_group(ParamGroup::ids_from_module(ch.clone()), sched(mult[2]));
+    }
+    s.with_group(
+        ParamGroup::ids_from_module(trainable.head.clone()),
+        sched(1.0),
+    )
+}
+
+/// Puts every BatchNorm of the trainable part in eval mode (running statistics).
+fn freeze_batchnorm(t: Trainable) -> Trainable {
+    fn cb(mut c: ConvBn) -> ConvBn {
+        c.bn.training = burn::module::Param::from_bool(false);
+        c
+    }
+    fn block(b: MbConv) -> MbConv {
+        MbConv {
+            expand: b.expand.map(cb),
+            depthwise: cb(b.depthwise),
+            project: cb(b.project),
+            skip: b.skip,
+        }
+    }
+    Trainable {
+        stem: t.stem.map(cb),
+        blocks: t.blocks.into_iter().map(block).collect(),
+        conv_head: t.conv_head.map(cb),
+        head: t.head,
+    }
+}
+
+/// Mixes a batch with a shuffled copy of itself (mixup or CutMix), returning the mixed images,
+/// the partner of each sample and the weight of the sample's own label.
+pub fn mix_batch(
+    x: Tensor<4>,
+    cfg: &TrainConfig,
+    rng: &mut StdRng,
+) -> (Tensor<4>, Option<(Vec<usize>, f64)>) {
+    let [n, _, h, w] = x.dims();
+    let use_mixup = cfg.mixup > 0.0;
+    let use_cutmix = cfg.cutmix > 0.0;
+    if n < 2 || !(use_mixup || use_cutmix) || !rng.random_bool(cfg.mix_prob.clamp(0.0, 1.0)) {
+        return (x, None);
+    }
+    let cutmix = use_cutmix && (!use_mixup || rng.random_bool(0.5));
+    let alpha = if cutmix { cfg.cutmix } else { cfg.mixup };
+    let lambda = Beta::new(alpha, alpha)
+        .map(|b| b.sample(rng))
+        .unwrap_or(1.0);
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(rng);
+    let device = x.device();
+    let idx = Tensor::<1, Int>::from_data(
+        TensorData::new(perm.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
+    let other = x.clone().select(0, idx);
+    if !cutmix {
+        return (x * lambda + other * (1.0 - lambda), Some((perm, lambda)));
+    }
+    let (bw, bh) = cutmix_box(w, h, lambda);
+    let cx = rng.random_range(0..w);
+    let cy = rng.random_range(0..h);
+    let (x0, x1) = (cx.saturating_sub(bw / 2), (cx + bw / 2).min(w));
+    let (y0, y1) = (cy.saturating_sub(bh / 2), (cy + bh / 2).min(h));
+    let mut mask = vec![0.0f32; h * w];
+    for y in y0..y1 {
+        for xx in x0..x1 {
+            mask[y * w + xx] = 1.0;
+        }
+    }
+    let area = ((x1 - x0) * (y1 - y0)) as f64 / (w * h) as f64;
+    let mask = Tensor::<4>::from_data(TensorData::new(mask, [1, 1, h, w]), &device);
+    let mixed = x * (mask.clone().neg() + 1.0) + other * mask;
+    (mixed, Some((perm, 1.0 - area)))
+}
+
+/// CutMix box side lengths for mixing weight `lambda` (area fraction `1 - lambda`).
+pub fn cutmix_box(w: usize, h: usize, lambda: f64) -> (usize, usize) {
+    let r = (1.0 - lambda).max(0.0).sqrt();
+    ((w as f64 * r) as usize, (h as f64 * r) as usize)
+}
+
+/// Inputs of the training set for one epoch: transformed images, or the cache.
+enum EpochInput {
+    /// Boundary tensors of every training image, flattened per image.
+    Cached { values: Vec<f32>, shape: [usize; 3] },
+    /// Images to run through the frozen part this epoch.
+    Images(Vec<RgbImage>),
+}
+
+async fn boundary_cache(
+    frozen: &Frozen,
+    images: &[RgbImage],
+    spec: &BackboneSpec,
+    batch: usize,
+    device: &Device,
+) -> Result<(Vec<f32>, [usize; 3]), EngineError> {
+    let mut values = Vec::new();
+    let mut shape = [0, 0, 0];
+    for chunk in images.chunks(batch.max(1)) {
+        let out = frozen.forward(preprocess::batch_tensor(chunk, spec, device));
+        let [_, c, h, w] = out.dims();
+        shape = [c, h, w];
+        values.extend(read_f32(out).await?);
+    }
+    Ok((values, shape))
+}
+
+/// Largest boundary cache kept in memory, in floats (256 MB): beyond it the frozen part runs
+/// every epoch instead.
+pub const MAX_CACHE_FLOATS: usize = 64 << 20;
+
+/// Trains a fresh head (and, per strategy, more layers) on `data`, starting from `pretrained`.
+/// Returns the classifier with the best epoch's weights. `on_progress` returns `false` to
+/// cancel between steps; the best model so far is still returned.
 pub async fn train(
-    backbone: &Backbone,
+    pretrained: &Backbone,
     data: &Dataset,
     spec: &BackboneSpec,
     cfg: &TrainConfig,
     device: &Device,
     mut on_progress: impl FnMut(&Progress) -> bool,
 ) -> Result<(Classifier, TrainReport), EngineError> {
-    if cfg.strategy != Strategy::Head {
-        return Err(EngineError::Unsupported(format!(
-            "strategy `{}` is not implemented yet; use `head`",
-            cfg.strategy.name()
-        )));
-    }
     let classes = data.classes.len();
-    if data.train.is_empty() || data.val.is_empty() {
+    if classes < 2 || data.train.is_empty() || data.val.is_empty() {
         return Err(EngineError::Unsupported(format!(
-            "need training and validation images (have {} and {})",
+            "need at least 2 classes with training and validation images (have {classes} classes, {} train, {} val)",
             data.train.len(),
             data.val.len()
         )));
@@ -276,170 +625,223 @@ pub async fn train(
     device.seed(cfg.seed);
     ad.seed(cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-
-    // Frozen backbone: features of the validation set once; of the training set once too,
-    // unless augmentation changes the input every epoch.
-    let val_feats = features(backbone, &eval_images(&data.val, spec), spec, batch, device).await?;
+    let aug_cfg = AugmentConfig::default();
+    let mixing = cfg.mixup > 0.0 || cfg.cutmix > 0.0;
+    let val_images = eval_images(&data.val, spec);
     let val_labels: Vec<usize> = data.val.iter().map(|s| s.label).collect();
-    let cached_train = if cfg.augment {
-        None
-    } else {
-        Some(
-            features(
-                backbone,
-                &eval_images(&data.train, spec),
-                spec,
-                batch,
-                device,
-            )
-            .await?,
-        )
-    };
-
-    let mut head = new_head(classes, cfg.dropout, &ad);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init();
+    let train_eval_images = eval_images(&data.train, spec);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing as f32))
         .init(&ad);
-    let steps = data.train.len().div_ceil(batch);
-    let total_steps = steps * cfg.epochs;
-    let mut sched = Scheduled::new(cfg.schedule, cfg.lr, cfg.warmup, total_steps);
-    let aug_cfg = AugmentConfig::default();
 
+    let mut model = Classifier {
+        backbone: pretrained.clone(),
+        head: new_head(classes, cfg.dropout, device),
+    };
+    let stages = plan(cfg);
+    let steps = data.train.len().div_ceil(batch);
+    let all_steps: usize = stages.iter().map(|s| s.epochs * steps).sum();
     let mut epochs = Vec::new();
-    let mut best: Option<(usize, f64, Head)> = None;
+    let mut best: Option<(usize, f64, Classifier)> = None;
     let mut since_best = 0usize;
     let mut stopped = None;
     let mut step_global = 0usize;
-    'epochs: for epoch in 1..=cfg.epochs {
-        let t_epoch = Instant::now();
-        let train_feats = match &cached_train {
-            Some(f) => f.clone(),
-            None => {
-                let views: Vec<RgbImage> = data
-                    .train
-                    .iter()
-                    .map(|s| augment::augment(&s.image, spec.input_size, &aug_cfg, &mut rng))
-                    .collect();
-                features(backbone, &views, spec, batch, device).await?
+    let mut epoch = 0usize;
+
+    'stages: for stage in stages.iter().filter(|s| s.epochs > 0) {
+        let (frozen, trainable) = split(model.clone(), stage.unfreeze);
+        let first_block = 16 - trainable.blocks.len();
+        let mut trainable = trainable.fork(&ad).train();
+        if cfg.freeze_bn {
+            trainable = freeze_batchnorm(trainable);
+        }
+        let mut optim = AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init();
+        let stage_steps = stage.epochs * steps;
+        let mut sched = lr_scheduler(&trainable, first_block, cfg, stage_steps);
+        let mut stage_step = 0usize;
+        // The frozen part sees the same input every epoch without augmentation or mixing:
+        // compute its output once.
+        let mut cache = None;
+        if !cfg.augment && !mixing {
+            let (values, shape) =
+                boundary_cache(&frozen, &train_eval_images, spec, batch, device).await?;
+            if values.len() <= MAX_CACHE_FLOATS {
+                cache = Some((values, shape));
             }
-        };
-        let mut order: Vec<usize> = (0..data.train.len()).collect();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, idx) in order.chunks(batch).enumerate() {
-            let t_step = Instant::now();
-            let mut x = Vec::with_capacity(idx.len() * FEATURE_DIM);
-            for &i in idx {
-                x.extend_from_slice(&train_feats[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]);
+        }
+        let (val_cache, val_shape) =
+            boundary_cache(&frozen, &val_images, spec, batch, device).await?;
+        for _ in 0..stage.epochs {
+            epoch += 1;
+            let t_epoch = Instant::now();
+            let input = match &cache {
+                Some((values, shape)) => EpochInput::Cached {
+                    values: values.clone(),
+                    shape: *shape,
+                },
+                None if cfg.augment => EpochInput::Images(
+                    data.train
+                        .iter()
+                        .map(|s| augment::augment(&s.image, spec.input_size, &aug_cfg, &mut rng))
+                        .collect(),
+                ),
+                None => EpochInput::Images(train_eval_images.clone()),
+            };
+            let mut order: Vec<usize> = (0..data.train.len()).collect();
+            order.shuffle(&mut rng);
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            for (step, idx) in order.chunks(batch).enumerate() {
+                let t_step = Instant::now();
+                let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
+                let (x, mix) = match &input {
+                    EpochInput::Cached { values, shape } => {
+                        let per: usize = shape.iter().product();
+                        let mut x = Vec::with_capacity(idx.len() * per);
+                        for &i in idx {
+                            x.extend_from_slice(&values[i * per..(i + 1) * per]);
+                        }
+                        let t = Tensor::<4>::from_data(
+                            TensorData::new(x, [idx.len(), shape[0], shape[1], shape[2]]),
+                            device,
+                        );
+                        (t, None)
+                    }
+                    EpochInput::Images(images) => {
+                        let imgs: Vec<RgbImage> = idx.iter().map(|&i| images[i].clone()).collect();
+                        let x = preprocess::batch_tensor(&imgs, spec, device);
+                        let (x, mix) = mix_batch(x, cfg, &mut rng);
+                        (frozen.forward(x), mix)
+                    }
+                };
+                let logits = trainable.forward(x.autodiff());
+                let target = |ls: &[usize]| {
+                    Tensor::<1, Int>::from_data(
+                        TensorData::new(
+                            ls.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                            [ls.len()],
+                        ),
+                        &ad,
+                    )
+                };
+                let loss = match &mix {
+                    None => loss_fn.forward(logits.clone(), target(&labels)),
+                    Some((perm, lambda)) => {
+                        let other: Vec<usize> = perm.iter().map(|&p| labels[p]).collect();
+                        loss_fn.forward(logits.clone(), target(&labels)) * *lambda
+                            + loss_fn.forward(logits.clone(), target(&other)) * (1.0 - lambda)
+                    }
+                };
+                let loss_value = f64::from(read_f32(loss.clone()).await?[0]);
+                if !loss_value.is_finite() {
+                    stopped = Some(format!(
+                        "loss became {loss_value} at epoch {epoch}, step {}: try a lower learning rate; kept the best model so far",
+                        step + 1
+                    ));
+                    break 'stages;
+                }
+                let rows = read_f32(logits.detach()).await?;
+                for (r, &l) in rows.chunks(classes).zip(&labels) {
+                    let pred = (0..classes)
+                        .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                        .unwrap_or(0);
+                    correct += usize::from(pred == l);
+                }
+                seen += idx.len();
+                loss_sum += loss_value * idx.len() as f64;
+                let lrs = sched.step();
+                let head_lr = lr_at(cfg.schedule, cfg.lr, cfg.warmup, stage_step, stage_steps);
+                stage_step += 1;
+                let grads = GradientsParams::from_grads(loss.backward(), &trainable);
+                trainable = optim.step(lrs, trainable, grads);
+                step_global += 1;
+                let secs = t_step.elapsed().as_secs_f64().max(1e-9);
+                let elapsed = start.elapsed().as_secs_f64();
+                let keep_going = on_progress(&Progress::Step {
+                    epoch,
+                    step: step + 1,
+                    steps,
+                    loss: loss_value,
+                    lr: head_lr,
+                    images_per_sec: idx.len() as f64 / secs,
+                    eta_seconds: elapsed / step_global as f64
+                        * all_steps.saturating_sub(step_global) as f64,
+                });
+                if !keep_going {
+                    stopped = Some(format!(
+                        "cancelled at epoch {epoch}, step {}; kept the best model so far",
+                        step + 1
+                    ));
+                    break 'stages;
+                }
             }
-            let labels: Vec<i64> = idx.iter().map(|&i| data.train[i].label as i64).collect();
-            let x = Tensor::<2>::from_data(TensorData::new(x, [idx.len(), FEATURE_DIM]), &ad);
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [idx.len()]), &ad);
-            let logits = head.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y);
-            let loss_value = f64::from(read_f32(loss.clone()).await?[0]);
-            if !loss_value.is_finite() {
-                stopped = Some(format!(
-                    "loss became {loss_value} at epoch {epoch}, step {}; kept the best model so far",
-                    step + 1
-                ));
-                break 'epochs;
+            // Validation in eval mode (dropout off, BatchNorm on running statistics).
+            let eval_part = trainable.valid();
+            let per: usize = val_shape.iter().product();
+            let mut logits = Vec::with_capacity(val_labels.len() * classes);
+            for chunk in val_cache.chunks(per * batch) {
+                let n = chunk.len() / per;
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(
+                        chunk.to_vec(),
+                        [n, val_shape[0], val_shape[1], val_shape[2]],
+                    ),
+                    device,
+                );
+                logits.extend(read_f32(eval_part.forward(x)).await?);
             }
-            let row = read_f32(logits.clone()).await?;
-            for (r, &l) in row.chunks(classes).zip(&labels) {
-                let pred = (0..classes)
-                    .max_by(|&a, &b| r[a].total_cmp(&r[b]))
-                    .unwrap_or(0);
-                correct += usize::from(pred as i64 == l);
-            }
-            seen += idx.len();
-            loss_sum += loss_value * idx.len() as f64;
-            let lr = burn::lr_scheduler::LrScheduler::step(&mut sched);
-            let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optim.step(lr, head, grads);
-            step_global += 1;
-            let secs = t_step.elapsed().as_secs_f64().max(1e-9);
-            let keep_going = on_progress(&Progress::Step {
+            let report = metrics(&logits, &val_labels, classes);
+            let epoch_report = EpochReport {
                 epoch,
-                step: step + 1,
-                steps,
-                loss: loss_value,
-                lr,
-                images_per_sec: idx.len() as f64 / secs,
-                eta_seconds: start.elapsed().as_secs_f64() / step_global as f64
-                    * (total_steps - step_global) as f64,
-            });
-            if !keep_going {
-                stopped = Some(format!("cancelled at epoch {epoch}, step {}", step + 1));
-                break 'epochs;
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_acc: correct as f64 / seen.max(1) as f64,
+                val_loss: report.val_loss,
+                val_acc: report.val_acc,
+                lr: lr_at(
+                    cfg.schedule,
+                    cfg.lr,
+                    cfg.warmup,
+                    stage_step.saturating_sub(1),
+                    stage_steps,
+                ),
+                seconds: t_epoch.elapsed().as_secs_f64(),
+                per_class_acc: report.per_class_acc,
+                confusion: report.confusion,
+            };
+            on_progress(&Progress::Epoch(epoch_report.clone()));
+            let score = match cfg.monitor {
+                Monitor::ValLoss => -epoch_report.val_loss,
+                Monitor::ValAcc => epoch_report.val_acc,
+            };
+            epochs.push(epoch_report);
+            if best
+                .as_ref()
+                .is_none_or(|(_, s, _)| score > s + cfg.min_delta)
+            {
+                best = Some((epoch, score, merge(frozen.clone(), &trainable)));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if cfg.early_stop.is_some_and(|p| since_best >= p) {
+                    stopped = Some(format!(
+                        "early stopping after epoch {epoch}: no improvement for {since_best} epochs; restored epoch {}",
+                        best.as_ref().map_or(0, |b| b.0)
+                    ));
+                    break 'stages;
+                }
             }
         }
-        // Validation with the head in eval mode (dropout off), on cached features.
-        let eval_head = head.valid();
-        let vx = Tensor::<2>::from_data(
-            TensorData::new(val_feats.clone(), [val_labels.len(), FEATURE_DIM]),
-            device,
-        );
-        let report = metrics(
-            &read_f32(eval_head.forward(vx)).await?,
-            &val_labels,
-            classes,
-        );
-        let lr_now = lr_at(
-            cfg.schedule,
-            cfg.lr,
-            cfg.warmup,
-            step_global.saturating_sub(1),
-            total_steps,
-        );
-        let epoch_report = EpochReport {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
-            val_loss: report.val_loss,
-            val_acc: report.val_acc,
-            lr: lr_now,
-            seconds: t_epoch.elapsed().as_secs_f64(),
-            per_class_acc: report.per_class_acc,
-            confusion: report.confusion,
-        };
-        on_progress(&Progress::Epoch(epoch_report.clone()));
-        let score = match cfg.monitor {
-            Monitor::ValLoss => -epoch_report.val_loss,
-            Monitor::ValAcc => epoch_report.val_acc,
-        };
-        epochs.push(epoch_report);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(_, s, _)| score > s + cfg.min_delta);
-        if improved {
-            best = Some((epoch, score, head.clone()));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if cfg.early_stop.is_some_and(|p| since_best >= p) {
-                stopped = Some(format!(
-                    "early stopping after epoch {epoch}: no improvement for {since_best} epochs"
-                ));
-                break;
-            }
-        }
+        model = merge(frozen, &trainable);
     }
-    let Some((best_epoch, _, best_head)) = best else {
+    let Some((best_epoch, _, best_model)) = best else {
         return Err(EngineError::Unsupported(
             stopped.unwrap_or_else(|| "no epoch finished".to_string()),
         ));
     };
     let best_report = epochs[best_epoch - 1].clone();
-    let model = Classifier {
-        backbone: backbone.clone(),
-        head: best_head.valid(),
-    };
     Ok((
-        model,
+        best_model,
         TrainReport {
             strategy: cfg.strategy.name(),
             epochs,
