@@ -2,12 +2,12 @@
 //! `flex`) or on wgpu (Vulkan/Metal/DX12; lavapipe on a machine without a GPU).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::engine::augment::AugmentConfig;
 use crate::engine::inference::{Predictor, top_k};
 use crate::engine::model::LITE0;
 use crate::engine::schedule::Schedule;
@@ -33,6 +33,13 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::Full => Strategy::Full,
         }
     }
+}
+
+/// `--augment-set` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AugmentSet {
+    Full,
+    CropFlip,
 }
 
 /// `--schedule` values.
@@ -283,8 +290,23 @@ enum Command {
         /// Train on cached features of the evaluation transform (the default).
         #[arg(long)]
         no_augment: bool,
+        /// Augmentations when --augment is on: the lesson's full set, or crop + flip only.
+        #[arg(long, value_enum, default_value = "full")]
+        augment_set: AugmentSet,
         #[arg(long, default_value_t = 0.0)]
         label_smoothing: f64,
+        /// Mixup alpha (0 = off).
+        #[arg(long, default_value_t = 0.0)]
+        mixup: f64,
+        /// CutMix alpha (0 = off).
+        #[arg(long, default_value_t = 0.0)]
+        cutmix: f64,
+        /// Each earlier layer group learns at the next one's rate times this.
+        #[arg(long, default_value_t = 0.1)]
+        lr_mult: f64,
+        /// Keep BatchNorm of trainable blocks on running statistics.
+        #[arg(long)]
+        freeze_bn: bool,
         /// Stop after this many epochs without a better val loss; the best weights are kept.
         #[arg(long)]
         early_stop: Option<usize>,
@@ -352,7 +374,12 @@ pub fn main() -> i32 {
             schedule,
             augment,
             no_augment: _,
+            augment_set,
             label_smoothing,
+            mixup,
+            cutmix,
+            lr_mult,
+            freeze_bn,
             early_stop,
             val_fraction,
             seed,
@@ -368,7 +395,15 @@ pub fn main() -> i32 {
                 .with_lr(lr)
                 .with_schedule(schedule.into())
                 .with_augment(augment)
+                .with_augmentation(match augment_set {
+                    AugmentSet::Full => AugmentConfig::default(),
+                    AugmentSet::CropFlip => AugmentConfig::crop_flip(),
+                })
                 .with_label_smoothing(label_smoothing)
+                .with_mixup(mixup)
+                .with_cutmix(cutmix)
+                .with_lr_mult(lr_mult)
+                .with_freeze_bn(freeze_bn)
                 .with_early_stop(early_stop)
                 .with_seed(seed);
             train(backend, weights, &data, val_fraction, &cfg, out)
@@ -481,30 +516,12 @@ fn bench(
     iters: usize,
 ) -> Result<i32, EngineError> {
     let device = backend.device()?;
-    let predictor = Predictor::from_safetensors(&read_weights(weights)?, &device)?;
-    let size = LITE0.input_size;
-    // A fixed, non-trivial pattern: speed does not depend on the pixels.
-    let img = image::RgbImage::from_fn(size, size, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
-    });
-    let imgs = vec![img; batch.max(1)];
-    pollster::block_on(predictor.logits(&imgs))?; // warm-up: shader compilation, allocation
-    let mut times = Vec::new();
-    for _ in 0..iters.max(1) {
-        let t = Instant::now();
-        pollster::block_on(predictor.logits(&imgs))?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    println!(
-        "{}",
-        json!({
-            "backend": backend.name(),
-            "batch": imgs.len(),
-            "inference_seconds_per_batch": median,
-            "inference_ips": imgs.len() as f64 / median,
-        })
-    );
+    let model = weights_io::load_classifier(WEIGHTS_FILE, &read_weights(weights)?, &device)?;
+    let report = pollster::block_on(crate::engine::bench::run(
+        &model, &LITE0, batch, iters, &device,
+    ))?;
+    let mut out = json!(report);
+    out["backend"] = json!(backend.name());
+    println!("{out}");
     Ok(0)
 }

@@ -340,3 +340,60 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
         }
     }
 }
+
+#[test]
+fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
+    let device = Device::flex();
+    let backbone = pretrained(&device);
+    let ds = subset(&hymenoptera(), 6, 3);
+    let (model, _) = run(&backbone, &ds, &TrainConfig::new().with_epochs(2));
+    let meta = [(
+        weights::META_CLASSES.to_string(),
+        serde_json::to_string(&ds.classes).unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    let bytes = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
+    let exported = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let checkpoint_bytes = weights_bytes();
+    let checkpoint = safetensors::SafeTensors::deserialize(&checkpoint_bytes).unwrap();
+    let mut a: Vec<&str> = exported.names().into_iter().collect();
+    let mut b: Vec<&str> = checkpoint.names().into_iter().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "same key names as the PyTorch checkpoint");
+    assert_eq!(exported.tensor("_fc.weight").unwrap().shape(), &[2, 1280]);
+    let predictor =
+        finetune::engine::inference::Predictor::from_model_file("m.safetensors", &bytes, &device)
+            .unwrap();
+    assert_eq!(predictor.labels, ds.classes);
+    let before =
+        pollster::block_on(training::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let after = pollster::block_on(training::evaluate(
+        &predictor.model,
+        &ds.val,
+        2,
+        &LITE0,
+        &device,
+    ))
+    .unwrap();
+    assert_eq!(before.confusion, after.confusion);
+    assert!((before.val_loss - after.val_loss).abs() < 1e-5);
+    // A file whose head does not match its class names is refused with a reason.
+    let wrong = [(
+        weights::META_CLASSES.to_string(),
+        "[\"a\",\"b\",\"c\"]".to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let bytes = pollster::block_on(weights::export_safetensors(&model, wrong)).unwrap();
+    let err =
+        finetune::engine::inference::Predictor::from_model_file("bad.safetensors", &bytes, &device)
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(
+        err.contains("bad.safetensors") && err.contains("3 class names"),
+        "{err}"
+    );
+}

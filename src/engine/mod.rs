@@ -1,7 +1,9 @@
 //! The engine: model, weights, preprocessing and inference. No UI dependency; runs on any
 //! burn device (CPU `flex` in tests, wgpu natively, WebGPU in the browser).
 
+pub mod advisor;
 pub mod augment;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod inference;

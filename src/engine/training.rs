@@ -85,9 +85,12 @@ pub struct TrainConfig {
     /// Dropout before the head's Linear (EfficientNet-Lite0 uses 0.2).
     #[config(default = 0.2)]
     pub dropout: f64,
-    /// Augment training images (RandomResizedCrop + flip); off = cached features.
+    /// Augment training images; off = the frozen part's output is cached.
     #[config(default = false)]
     pub augment: bool,
+    /// Which augmentations run when `augment` is on (default: the lesson's full set).
+    #[config(default = "AugmentConfig::default()")]
+    pub augmentation: AugmentConfig,
     /// Stop after this many epochs without improvement, restoring the best weights.
     pub early_stop: Option<usize>,
     #[config(default = "Monitor::ValLoss")]
@@ -625,7 +628,7 @@ pub async fn train(
     device.seed(cfg.seed);
     ad.seed(cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let aug_cfg = AugmentConfig::default();
+    let aug_cfg = cfg.augmentation.clone();
     let mixing = cfg.mixup > 0.0 || cfg.cutmix > 0.0;
     let val_images = eval_images(&data.val, spec);
     let val_labels: Vec<usize> = data.val.iter().map(|s| s.label).collect();

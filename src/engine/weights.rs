@@ -376,14 +376,30 @@ pub async fn export_safetensors(
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>, EngineError> {
     let tensors = named_tensors(model).await?;
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(k, s, v)| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
+    let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        Vec::with_capacity(tensors.len() * 5 / 4);
+    for (k, s, v) in tensors {
+        // PyTorch's BatchNorm also keeps a step counter; write it (0) so the key set is the
+        // checkpoint's own and `load_state_dict(strict=True)` is satisfied on every version.
+        if let Some(bn) = k.strip_suffix(".running_var") {
+            bytes.push((
+                format!("{bn}.num_batches_tracked"),
+                Dtype::I64,
+                Vec::new(),
+                0i64.to_le_bytes().to_vec(),
+            ));
+        }
+        bytes.push((
+            k,
+            Dtype::F32,
+            s,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
     let views = bytes
         .iter()
-        .map(|(k, s, b)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
+        .map(|(k, d, s, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b)
                 .map(|v| (k.clone(), v))
                 .map_err(|e| EngineError::weights(k, format!("cannot serialise ({e})")))
         })
