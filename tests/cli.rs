@@ -25,7 +25,12 @@ fn predict_reports_bad_files_and_classifies_the_rest() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["backend"], "cpu");
     let results = v["results"].as_array().unwrap();
@@ -33,9 +38,14 @@ fn predict_reports_bad_files_and_classifies_the_rest() {
     let golden = golden_json();
     let top = &results[0]["top"];
     assert_eq!(top.as_array().unwrap().len(), 3);
-    assert_eq!(top[0]["index"], golden["images"]["coffee"]["top5"][0]["index"]);
+    assert_eq!(
+        top[0]["index"],
+        golden["images"]["coffee"]["top5"][0]["index"]
+    );
     assert_eq!(top[0]["label"], "espresso");
-    let want = golden["images"]["coffee"]["top5"][0]["prob"].as_f64().unwrap();
+    let want = golden["images"]["coffee"]["top5"][0]["prob"]
+        .as_f64()
+        .unwrap();
     assert!((top[0]["prob"].as_f64().unwrap() - want).abs() < 0.02);
     assert_eq!(results[0]["logits"].as_array().unwrap().len(), 1000);
     let err = results[1]["error"].as_str().unwrap();

@@ -42,11 +42,15 @@ fn check_forward(device: &Device, backend: &str) {
             .iter()
             .map(|t| t["index"].as_u64().unwrap())
             .collect();
-        let top = finetune::engine::inference::top_k(got_logits, 5, finetune::engine::labels::imagenet());
+        let top =
+            finetune::engine::inference::top_k(got_logits, 5, finetune::engine::labels::imagenet());
         let got_top5: Vec<u64> = top.iter().map(|t| t.index as u64).collect();
         assert_eq!(got_top5, want_top5, "{backend} {name}: top-5 order");
         let want_prob = golden["images"][name]["top5"][0]["prob"].as_f64().unwrap() as f32;
-        assert!((top[0].prob - want_prob).abs() < 1e-3, "{backend} {name}: top-1 prob");
+        assert!(
+            (top[0].prob - want_prob).abs() < 1e-3,
+            "{backend} {name}: top-1 prob"
+        );
     }
 }
 
@@ -70,7 +74,9 @@ fn decode_resize_crop_matches_torchvision() {
         let orig = golden["images"][&name]["original_file"].as_str().unwrap();
         let bytes = std::fs::read(golden_dir().join(orig)).unwrap();
         let ours = preprocess::eval_transform(&preprocess::decode(orig, &bytes).unwrap(), &LITE0);
-        let want = image::open(golden_dir().join(format!("{name}_224.png"))).unwrap().to_rgb8();
+        let want = image::open(golden_dir().join(format!("{name}_224.png")))
+            .unwrap()
+            .to_rgb8();
         assert_eq!(ours.dimensions(), want.dimensions());
         let diffs: Vec<f64> = ours
             .as_raw()

@@ -18,9 +18,14 @@ pub fn golden_dir() -> PathBuf {
 
 /// The converted weights; the tests fail (not skip) without them.
 pub fn weights_bytes() -> Vec<u8> {
-    let path = repo().join("weights").join(finetune::engine::weights::WEIGHTS_FILE);
+    let path = repo()
+        .join("weights")
+        .join(finetune::engine::weights::WEIGHTS_FILE);
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run `make weights` (finetune weights) first", path.display())
+        panic!(
+            "{}: {e}; run `make weights` (finetune weights) first",
+            path.display()
+        )
     })
 }
 
@@ -30,7 +35,11 @@ pub fn read_npy_f32(path: &std::path::Path) -> Vec<f32> {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "{} is not .npy", path.display());
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'<f4'"), "{}: expected float32, got {header}", path.display());
+    assert!(
+        header.contains("'<f4'"),
+        "{}: expected float32, got {header}",
+        path.display()
+    );
     bytes[10 + header_len..]
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -56,5 +65,8 @@ pub fn golden_names() -> Vec<String> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
