@@ -147,6 +147,77 @@ mod tests {
         assert_eq!(normalize(&img, &LITE0), vec![0.0, 1.0, -127.0 / 128.0]);
     }
 
+    fn encode(img: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn grey_alpha_and_16_bit_images_become_rgb() {
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(5, 3, image::Luma([77])));
+        let rgb = decode("g.png", &encode(&grey, image::ImageFormat::Png)).unwrap();
+        assert_eq!(rgb.dimensions(), (5, 3));
+        assert_eq!(rgb.get_pixel(0, 0).0, [77, 77, 77]);
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            2,
+            2,
+            image::Rgba([10, 20, 30, 0]),
+        ));
+        assert_eq!(
+            decode("a.png", &encode(&rgba, image::ImageFormat::Png))
+                .unwrap()
+                .get_pixel(1, 1)
+                .0,
+            [10, 20, 30]
+        );
+        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
+            2,
+            2,
+            image::Rgb([65535u16, 0, 32896]),
+        ));
+        assert_eq!(
+            decode("d.png", &encode(&deep, image::ImageFormat::Png))
+                .unwrap()
+                .get_pixel(0, 0)
+                .0,
+            [255, 0, 128]
+        );
+    }
+
+    #[test]
+    fn absurdly_large_images_are_refused_before_decoding() {
+        // A valid PNG header claiming 10000 x 10000 pixels (100 MP), with no pixel data.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend(10000u32.to_be_bytes());
+        ihdr.extend(10000u32.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        png.extend(13u32.to_be_bytes());
+        png.extend(&ihdr);
+        png.extend(crc32(&ihdr).to_be_bytes());
+        png.extend(0u32.to_be_bytes());
+        png.extend(b"IDAT");
+        png.extend(crc32(b"IDAT").to_be_bytes());
+        let err = decode("huge.png", &png).unwrap_err().to_string();
+        assert!(err.starts_with("huge.png: too large (10000x10000"), "{err}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
     #[test]
     fn non_images_are_refused_with_their_name() {
         let err = decode("notes.jpg", b"hello, this is text")
