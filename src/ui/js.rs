@@ -1,0 +1,70 @@
+//! Small JavaScript interop helpers. WebGPU's JS objects are read through `Reflect` because
+//! web-sys only exposes them behind `--cfg web_sys_unstable_apis`.
+
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// Awaits a promise, turning a rejection into readable text.
+pub async fn await_promise(promise: js_sys::Promise) -> Result<JsValue, String> {
+    JsFuture::from(promise).await.map_err(|e| error_text(&e))
+}
+
+/// A property that is present (neither `undefined` nor `null`).
+pub fn get(target: &JsValue, key: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(target, &JsValue::from_str(key))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// A non-empty string property.
+pub fn get_string(target: &JsValue, key: &str) -> Option<String> {
+    get(target, key)
+        .and_then(|v| v.as_string())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Calls `target[name](arg)` and expects a promise back.
+pub fn call_promise(
+    target: &JsValue,
+    name: &str,
+    arg: &JsValue,
+) -> Result<js_sys::Promise, String> {
+    let function: js_sys::Function = get(target, name)
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| format!("{name} is not available"))?;
+    function
+        .call1(target, arg)
+        .map_err(|e| error_text(&e))?
+        .dyn_into()
+        .map_err(|_| format!("{name} did not return a promise"))
+}
+
+/// The message of a JS error, exception or string.
+pub fn error_text(error: &JsValue) -> String {
+    if let Some(text) = error.as_string() {
+        return text;
+    }
+    match (get_string(error, "name"), get_string(error, "message")) {
+        (Some(name), Some(message)) if name != "Error" => format!("{name}: {message}"),
+        (_, Some(message)) => message,
+        _ => format!("{error:?}"),
+    }
+}
+
+/// Milliseconds since navigation start (the page's time origin).
+pub fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}
+
+/// "18.6 MB" style sizes for the user.
+pub fn format_bytes(bytes: f64) -> String {
+    if bytes >= 1e6 {
+        format!("{:.1} MB", bytes / 1e6)
+    } else {
+        format!("{:.0} kB", bytes / 1e3)
+    }
+}

@@ -1,0 +1,364 @@
+//! Picking or dropping photos and showing each one's top-5 ImageNet classes. Files are classified
+//! one at a time in arrival order, so the GPU never runs two forward passes at once; a file that
+//! fails gets its own message and the rest carry on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use leptos::ev;
+use leptos::prelude::*;
+use wasm_bindgen::JsValue;
+use web_sys::{DragEvent, File, FileList, HtmlInputElement, Url};
+
+use super::js;
+use crate::engine::inference::Predictor;
+
+/// Classes shown per photo.
+const TOP_K: usize = 5;
+
+/// A photo's state on the page.
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    Pending,
+    Done { top: Vec<Bar>, ms: f64 },
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Bar {
+    index: usize,
+    label: String,
+    prob: f32,
+}
+
+/// One result card. `ArcRwSignal` so a card's state is freed with the card.
+#[derive(Clone)]
+struct Entry {
+    id: u64,
+    file: String,
+    url: Option<String>,
+    outcome: ArcRwSignal<Outcome>,
+}
+
+struct Job {
+    file: File,
+    entry: Entry,
+}
+
+/// The queue of photos waiting for the GPU, shared by the file input and drag-and-drop.
+struct Classifier {
+    predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>,
+    entries: RwSignal<Vec<Entry>>,
+    first_ms: RwSignal<Option<f64>>,
+    jobs: RefCell<VecDeque<Job>>,
+    busy: Cell<bool>,
+    next_id: Cell<u64>,
+}
+
+impl Classifier {
+    /// Adds the files as pending cards (newest batch on top) and starts the worker if idle.
+    fn add(self: &Rc<Self>, files: &FileList) {
+        if self.predictor.with_untracked(Option::is_none) {
+            return;
+        }
+        let mut batch = Vec::new();
+        for file in (0..files.length()).filter_map(|i| files.get(i)) {
+            let id = self.next_id.get();
+            self.next_id.set(id + 1);
+            let entry = Entry {
+                id,
+                file: file.name(),
+                url: Url::create_object_url_with_blob(&file).ok(),
+                outcome: ArcRwSignal::new(Outcome::Pending),
+            };
+            batch.push(entry.clone());
+            self.jobs.borrow_mut().push_back(Job { file, entry });
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.entries.update(|entries| {
+            batch.append(entries);
+            *entries = batch;
+        });
+        if !self.busy.replace(true) {
+            leptos::task::spawn_local(Rc::clone(self).drain());
+        }
+    }
+
+    async fn drain(self: Rc<Self>) {
+        let Some(predictor) = self.predictor.get_untracked() else {
+            self.busy.set(false);
+            return;
+        };
+        loop {
+            let next = self.jobs.borrow_mut().pop_front();
+            let Some(Job { file, entry }) = next else {
+                break;
+            };
+            let started = js::now_ms();
+            match classify(&predictor, &file).await {
+                Ok(top) => {
+                    entry.outcome.set(Outcome::Done {
+                        top,
+                        ms: js::now_ms() - started,
+                    });
+                    if self.first_ms.get_untracked().is_none() {
+                        // Wait for the card to render so the figure is "page open to result shown".
+                        leptos::task::tick().await;
+                        let ms = js::now_ms();
+                        self.first_ms.set(Some(ms));
+                        js_sys::Reflect::set(
+                            &window(),
+                            &"__firstPredictionMs".into(),
+                            &JsValue::from_f64(ms),
+                        )
+                        .ok();
+                    }
+                }
+                Err(message) => {
+                    entry.outcome.set(Outcome::Failed(message));
+                    if let Some(url) = &entry.url {
+                        Url::revoke_object_url(url).ok();
+                    }
+                }
+            }
+        }
+        self.busy.set(false);
+    }
+}
+
+/// Reads the file and runs the model; `Err` is the message for the user (it names the file).
+async fn classify(predictor: &Predictor, file: &File) -> Result<Vec<Bar>, String> {
+    let name = file.name();
+    let buffer = js::await_promise(file.array_buffer())
+        .await
+        .map_err(|e| format!("{name}: could not read the file: {e}"))?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let prediction = predictor
+        .predict_image(&name, &bytes, TOP_K)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(prediction
+        .top
+        .into_iter()
+        .map(|c| Bar {
+            index: c.index,
+            label: c.label,
+            prob: c.prob,
+        })
+        .collect())
+}
+
+/// The file picker, the drop target (the whole window) and the result cards.
+#[component]
+pub fn PredictPanel(predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> impl IntoView {
+    let entries = RwSignal::new(Vec::<Entry>::new());
+    let first_ms = RwSignal::new(None::<f64>);
+    let dragging = RwSignal::new(false);
+    let ready = move || predictor.with(Option::is_some);
+    let classifier = Rc::new(Classifier {
+        predictor,
+        entries,
+        first_ms,
+        jobs: RefCell::default(),
+        busy: Cell::new(false),
+        next_id: Cell::new(0),
+    });
+
+    // Dropping anywhere on the page works; without this the browser would open the file instead.
+    window_event_listener(ev::dragover, move |ev: DragEvent| {
+        ev.prevent_default();
+        if let Some(transfer) = ev.data_transfer() {
+            transfer.set_drop_effect(if ready() { "copy" } else { "none" });
+        }
+        dragging.set(true);
+    });
+    window_event_listener(ev::dragleave, move |ev: DragEvent| {
+        if ev.related_target().is_none() {
+            dragging.set(false);
+        }
+    });
+    let on_drop = Rc::clone(&classifier);
+    window_event_listener(ev::drop, move |ev: DragEvent| {
+        ev.prevent_default();
+        dragging.set(false);
+        if let Some(files) = ev.data_transfer().and_then(|t| t.files()) {
+            on_drop.add(&files);
+        }
+    });
+
+    let on_change = move |ev: ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        if let Some(files) = input.files() {
+            classifier.add(&files);
+        }
+        // Lets the same file be picked again.
+        input.set_value("");
+    };
+
+    let clear = move |_| {
+        for entry in entries.get_untracked() {
+            if let Some(url) = &entry.url {
+                Url::revoke_object_url(url).ok();
+            }
+        }
+        entries.set(Vec::new());
+    };
+
+    view! {
+        <section class="card" aria-labelledby="predict-title">
+            <h2 id="predict-title">"Classify photos"</h2>
+            <label
+                class="drop-zone"
+                class:dragging=move || dragging.get() && ready()
+                class:disabled=move || !ready()
+            >
+                <input
+                    class="visually-hidden"
+                    type="file"
+                    multiple
+                    accept="image/*"
+                    data-testid="predict-input"
+                    disabled=move || !ready()
+                    on:change=on_change
+                />
+                <span class="button">"Choose photos"</span>
+                <span class="drop-hint">
+                    {move || {
+                        if ready() {
+                            "or drop them anywhere on the page"
+                        } else {
+                            "this needs the GPU and the weights above"
+                        }
+                    }}
+                </span>
+            </label>
+            <Show when=move || first_ms.get().is_some()>
+                <p
+                    class="muted small"
+                    data-testid="first-prediction-ms"
+                    data-ms=move || first_ms.get().map(|ms| format!("{ms:.0}"))
+                >
+                    {move || {
+                        first_ms
+                            .get()
+                            .map(|ms| format!("First result {:.1} s after the page opened.", ms / 1000.0))
+                    }}
+                </p>
+            </Show>
+            <Show when=move || entries.with(|e| !e.is_empty())>
+                <div class="results-head">
+                    <h2>"Results"</h2>
+                    <button type="button" class="link-button" on:click=clear>
+                        "Clear"
+                    </button>
+                </div>
+            </Show>
+            <ul class="results">
+                <For
+                    each=move || entries.get()
+                    key=|entry| entry.id
+                    children=move |entry| view! { <ResultCard entry /> }
+                />
+            </ul>
+        </section>
+    }
+}
+
+/// One photo: the picture, then its top-5 bars, or the reason it was rejected.
+#[component]
+fn ResultCard(entry: Entry) -> impl IntoView {
+    let Entry {
+        file, url, outcome, ..
+    } = entry;
+    let phase = {
+        let outcome = outcome.clone();
+        move || match outcome.get() {
+            Outcome::Pending => "busy",
+            Outcome::Done { .. } => "ready",
+            Outcome::Failed(_) => "error",
+        }
+    };
+    let picture = {
+        let (outcome, file) = (outcome.clone(), file.clone());
+        move || {
+            let failed = matches!(outcome.get(), Outcome::Failed(_));
+            url.clone()
+                .filter(|_| !failed)
+                .map(|src| view! { <img class="result-image" src=src alt=file.clone() /> })
+        }
+    };
+    let body = {
+        let file = file.clone();
+        move || match outcome.get() {
+            Outcome::Pending => view! { <p class="muted">"Classifying…"</p> }.into_any(),
+            Outcome::Done { top, ms } => {
+                let bars = top
+                    .into_iter()
+                    .enumerate()
+                    .map(|(rank, bar)| view! { <BarRow bar rank file=file.clone() /> })
+                    .collect_view();
+                view! {
+                    <ol class="bars">{bars}</ol>
+                    <p class="muted small">{format!("Classified in {}", format_ms(ms))}</p>
+                }
+                .into_any()
+            }
+            Outcome::Failed(message) => view! {
+                <p class="file-error" data-testid="file-error" data-file=file.clone() role="alert">
+                    {message}
+                </p>
+            }
+            .into_any(),
+        }
+    };
+    view! {
+        <li class="result" data-phase=phase>
+            {picture}
+            <div class="result-body">
+                <h3 class="result-file">{file}</h3>
+                {body}
+            </div>
+        </li>
+    }
+}
+
+/// "412 ms" below a second, "5.9 s" above.
+fn format_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+/// A class as a labelled horizontal bar; the top-1 carries the test id and its probability.
+#[component]
+fn BarRow(bar: Bar, rank: usize, file: String) -> impl IntoView {
+    let percent = f64::from(bar.prob) * 100.0;
+    let shown = if percent < 0.1 {
+        "<0.1%".to_string()
+    } else {
+        format!("{percent:.1}%")
+    };
+    let top1 = rank == 0;
+    view! {
+        <li class="bar" class:top=top1>
+            <span
+                class="bar-label"
+                data-testid=top1.then_some("prediction-top1")
+                data-prob=top1.then(|| bar.prob.to_string())
+                data-index=bar.index
+                data-file=top1.then_some(file)
+            >
+                {bar.label}
+            </span>
+            <span class="bar-value">{shown}</span>
+            <span class="bar-track" aria-hidden="true">
+                <span class="bar-fill" style:width=format!("{percent:.2}%")></span>
+            </span>
+        </li>
+    }
+}
