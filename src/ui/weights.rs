@@ -2,7 +2,7 @@
 //! the browser's Cache API so a reload starts without downloading 18 MB again.
 
 use crate::engine::inference::Predictor;
-use crate::engine::weights::WEIGHTS_FILE;
+use crate::engine::weights::WEIGHTS_FILE_F16;
 use burn::tensor::Device;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
@@ -36,7 +36,7 @@ pub enum WeightsState {
 
 /// Relative, so the app works from any folder of a static host.
 fn weights_url() -> String {
-    format!("weights/{WEIGHTS_FILE}")
+    format!("weights/{WEIGHTS_FILE_F16}")
 }
 
 /// Loads the weights (cache first) and builds the predictor, updating `state` as it goes.
