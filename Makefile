@@ -26,6 +26,7 @@ dist: tools weights
 	trunk build --release
 
 test-native: weights
+	cargo fmt --all -- --check
 	cargo test --all-targets
 
 test-browser: dist
@@ -39,6 +40,7 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -- -D warnings
 
 clean:
 	rm -rf dist target

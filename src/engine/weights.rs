@@ -243,51 +243,6 @@ pub fn load_classifier(
     WeightMap::from_safetensors(file, bytes)?.classifier(device)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layout_has_the_checkpoint_parameter_count() {
-        // 296 tensors in the .pth = these float tensors + one num_batches_tracked per BN.
-        let keys = expected_keys(1000);
-        let bns = keys
-            .iter()
-            .filter(|(k, _)| k.ends_with(".running_var"))
-            .count();
-        assert_eq!(keys.len() + bns, 296);
-        let params: usize = keys
-            .iter()
-            .filter(|(k, _)| !k.contains("running_"))
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum();
-        // EfficientNet-Lite0 has about 4.65 million parameters.
-        assert!((4_600_000..4_700_000).contains(&params), "{params}");
-    }
-
-    #[test]
-    fn garbage_is_a_clear_error() {
-        let err = WeightMap::from_safetensors("x.safetensors", b"not a file")
-            .err()
-            .map(|e| e.to_string());
-        assert!(
-            err.is_some_and(|e| e.contains("x.safetensors") && e.contains("not a safetensors"))
-        );
-    }
-
-    #[test]
-    fn wrong_shape_is_named() {
-        let data = vec![0u8; 4 * 10];
-        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![10], &data).unwrap();
-        let bytes = safetensors::serialize([("_fc.weight", view)], None).unwrap();
-        let map = WeightMap::from_safetensors("m.safetensors", &bytes).unwrap();
-        let err = map.head_classes().unwrap_err().to_string();
-        assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
-        let err = map.validate(1000).unwrap_err().to_string();
-        assert!(err.contains("missing tensor `_conv_stem.weight`"), "{err}");
-    }
-}
-
 /// A parameter's values, read back from the device.
 async fn values<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
     let shape = t.dims().to_vec();
@@ -413,4 +368,49 @@ pub fn class_names(map: &WeightMap) -> Option<Vec<String>> {
     map.metadata
         .get(META_CLASSES)
         .and_then(|s| serde_json::from_str(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_has_the_checkpoint_parameter_count() {
+        // 296 tensors in the .pth = these float tensors + one num_batches_tracked per BN.
+        let keys = expected_keys(1000);
+        let bns = keys
+            .iter()
+            .filter(|(k, _)| k.ends_with(".running_var"))
+            .count();
+        assert_eq!(keys.len() + bns, 296);
+        let params: usize = keys
+            .iter()
+            .filter(|(k, _)| !k.contains("running_"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        // EfficientNet-Lite0 has about 4.65 million parameters.
+        assert!((4_600_000..4_700_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let err = WeightMap::from_safetensors("x.safetensors", b"not a file")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|e| e.contains("x.safetensors") && e.contains("not a safetensors"))
+        );
+    }
+
+    #[test]
+    fn wrong_shape_is_named() {
+        let data = vec![0u8; 4 * 10];
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![10], &data).unwrap();
+        let bytes = safetensors::serialize([("_fc.weight", view)], None).unwrap();
+        let map = WeightMap::from_safetensors("m.safetensors", &bytes).unwrap();
+        let err = map.head_classes().unwrap_err().to_string();
+        assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
+        let err = map.validate(1000).unwrap_err().to_string();
+        assert!(err.contains("missing tensor `_conv_stem.weight`"), "{err}");
+    }
 }
