@@ -7,6 +7,7 @@ use leptos::prelude::*;
 
 use super::backend::{self, BackendState, BackendStatus};
 use super::predict::PredictPanel;
+use super::teach::TeachPanel;
 use super::weights::{self, WeightsState, WeightsStatus};
 use crate::engine::inference::Predictor;
 
@@ -48,6 +49,7 @@ pub fn App() -> impl IntoView {
                 <WeightsStatus state=weights_state />
             </section>
             <PredictPanel predictor />
+            <TeachPanel imagenet=predictor />
         </main>
     }
 }

@@ -5,6 +5,7 @@ mod app;
 mod backend;
 mod js;
 mod predict;
+mod teach;
 mod weights;
 
 use leptos::prelude::*;

@@ -1,0 +1,220 @@
+// Teaching new classes in the built app (dist/) in headless Chromium with WebGPU on SwiftShader:
+// two classes from hymenoptera (6 photos each, plus one broken file that must be listed and
+// skipped), 2 epochs of feature extraction, a prediction with the trained model, then export,
+// import and the same prediction again. Nothing may leave localhost.
+//
+// Run: `node --test tests/browser/` after `make dist`. SHOTS_DIR=/some/dir saves screenshots.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+import { CHROMIUM_ARGS, CHROMIUM_PATH, distDir, isLocal, serveDist, sharedDir } from './helpers.mjs';
+
+const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
+const PER_CLASS = 6;
+const BAD_FILE = 'not-an-ant.jpg';
+const EPOCHS = 2;
+
+// SwiftShader runs WebGPU on the CPU: these are ceilings, not waits.
+const READY_TIMEOUT = 5 * 60_000;
+const LOAD_TIMEOUT = 3 * 60_000;
+const TRAIN_TIMEOUT = 15 * 60_000;
+const PREDICT_TIMEOUT = 5 * 60_000;
+const TEST_TIMEOUT = 30 * 60_000;
+
+function firstFiles(dir, n) {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .slice(0, n)
+    .map((f) => path.join(dir, f));
+}
+
+describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST_TIMEOUT }, () => {
+  let server, baseUrl, context, page, tmpDir;
+  const requests = [];
+  const consoleLines = [];
+  let crashed = null;
+
+  before(async () => {
+    assert.ok(fs.existsSync(path.join(distDir, 'index.html')), 'dist/ is missing: run `make dist` first');
+    server = await serveDist();
+    baseUrl = `http://127.0.0.1:${server.address().port}/`;
+    tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'finetune-train-'));
+    context = await chromium.launchPersistentContext(path.join(tmpDir, 'profile'), {
+      executablePath: CHROMIUM_PATH,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 900 },
+      acceptDownloads: true,
+    });
+    context.on('request', (req) => requests.push(req.url()));
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (msg) => consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+    page.on('pageerror', (err) => {
+      crashed = err;
+      consoleLines.push(`[pageerror] ${err.message}`);
+    });
+  });
+
+  after(async () => {
+    await context?.close();
+    server?.close();
+    if (tmpDir) await fsp.rm(tmpDir, { recursive: true, force: true });
+  });
+
+  async function step(name, fn) {
+    try {
+      return await fn();
+    } catch (err) {
+      console.log(`--- ${name} failed; page console:\n${consoleLines.join('\n') || '(empty)'}`);
+      if (crashed) console.log(`--- uncaught page error: ${crashed.stack ?? crashed}`);
+      throw err;
+    }
+  }
+
+  /** Waits for a selector, giving up at once if the page throws (e.g. a wasm panic). */
+  async function waitFor(selector, timeout) {
+    const started = Date.now();
+    while (true) {
+      if (crashed) throw new Error(`page error while waiting for ${selector}: ${crashed.message}`);
+      const found = await page.$(selector);
+      if (found) return found;
+      if (Date.now() - started > timeout) throw new Error(`timed out after ${timeout} ms waiting for ${selector}`);
+      await page.waitForTimeout(250);
+    }
+  }
+
+  const teach = '[data-testid="teach-section"]';
+  const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
+
+  /** The trained model's top-1 on `file`, waiting for a fresh result. */
+  async function predictTrained(file) {
+    await page.setInputFiles(`${teach} [data-testid="trained-predict-input"]`, file);
+    const top1 = await waitFor(
+      `${teach} [data-testid="trained-top1"][data-file="${path.basename(file)}"]`,
+      PREDICT_TIMEOUT,
+    );
+    return { label: (await top1.textContent()).trim(), prob: Number(await top1.getAttribute('data-prob')) };
+  }
+
+  it('trains two classes, predicts, exports and imports the model, stays on localhost', async () => {
+    const started = Date.now();
+    await step('ready', async () => {
+      await page.goto(baseUrl);
+      await waitFor('[data-testid="backend-status"][data-ready="true"]', READY_TIMEOUT);
+      await waitFor('[data-testid="weights-status"][data-ready="true"]', READY_TIMEOUT);
+    });
+
+    await step('gather', async () => {
+      const cards = page.locator(`${teach} [data-testid="class-card"]`);
+      assert.equal(await cards.count(), 2, 'the page starts with two classes');
+      await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
+      await cards.nth(1).locator('[data-testid="class-name-input"]').fill('bees');
+      await waitFor(card('ants'), 10_000);
+      await waitFor(card('bees'), 10_000);
+
+      const badPath = path.join(tmpDir, BAD_FILE);
+      await fsp.writeFile(badPath, 'This is a text file with a photo name.\n');
+      const ants = [...firstFiles(path.join(hymenoptera, 'train/ants'), PER_CLASS), badPath];
+      const bees = firstFiles(path.join(hymenoptera, 'train/bees'), PER_CLASS);
+      await page.setInputFiles(`${card('ants')} [data-testid="class-file-input"]`, ants);
+      await page.setInputFiles(`${card('bees')} [data-testid="class-file-input"]`, bees);
+      await waitFor(`${teach} [data-testid="file-error"][data-file="${BAD_FILE}"]`, LOAD_TIMEOUT);
+      for (const name of ['ants', 'bees']) {
+        const count = page.locator(`${card(name)} [data-testid="class-count"]`);
+        await count.filter({ hasText: new RegExp(`^${PER_CLASS}$`) }).waitFor({ timeout: LOAD_TIMEOUT });
+      }
+      const errors = await page.$$(`${teach} [data-testid="file-error"]`);
+      assert.equal(errors.length, 1, 'exactly one file is rejected');
+      assert.match(await errors[0].textContent(), /not-an-ant\.jpg/);
+      const advice = (await page.locator('[data-testid="data-advice"]').textContent()).trim();
+      console.log(`advice: ${advice}`);
+      assert.match(advice, /12 images/);
+    });
+
+    await step('train', async () => {
+      const select = page.locator('[data-testid="strategy-select"]');
+      assert.equal(await select.inputValue(), 'head', 'the advisor picks head for 12 images');
+      await select.selectOption('head');
+      await page.locator('[data-testid="epochs-input"]').fill(String(EPOCHS));
+      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
+      await page.locator('[data-testid="seed-input"]').fill('7');
+      const trainStarted = Date.now();
+      await page.locator('[data-testid="train-button"]').click();
+      await waitFor('[data-testid="train-status"][data-state="running"], [data-testid="train-status"][data-state="done"]', 30_000);
+      const status = await Promise.race([
+        waitFor('[data-testid="train-status"][data-state="done"]', TRAIN_TIMEOUT),
+        waitFor('[data-testid="train-status"][data-state="failed"]', TRAIN_TIMEOUT),
+      ]);
+      assert.equal(await status.getAttribute('data-state'), 'done', await status.textContent());
+      console.log(`training (${EPOCHS} epochs, ${PER_CLASS} images per class): ${((Date.now() - trainStarted) / 1000).toFixed(1)} s`);
+
+      const rows = await page.$$('[data-testid="epoch-row"]');
+      assert.equal(rows.length, EPOCHS);
+      const losses = [];
+      for (const row of rows) {
+        const epoch = await row.getAttribute('data-epoch');
+        const seconds = Number(await row.getAttribute('data-seconds'));
+        const train = Number(await (await row.$('[data-train-loss]')).getAttribute('data-train-loss'));
+        const val = Number(await (await row.$('[data-val-loss]')).getAttribute('data-val-loss'));
+        console.log(`epoch ${epoch}: ${seconds.toFixed(1)} s, train loss ${train.toFixed(4)}, val loss ${val.toFixed(4)}`);
+        losses.push(train);
+      }
+      assert.ok(losses[1] < losses[0], `train loss did not fall: ${losses.join(' -> ')}`);
+
+      const acc = Number(await page.locator('[data-testid="val-accuracy"]').getAttribute('data-value'));
+      console.log(`val accuracy: ${acc}`);
+      assert.ok(acc >= 0 && acc <= 1, `val accuracy ${acc} outside [0, 1]`);
+      assert.equal(await page.locator('[data-testid="confusion-matrix"]').count(), 1);
+      assert.equal(await page.locator('[data-testid="train-progress"]').getAttribute('data-value'), '1.0000');
+
+      if (process.env.SHOTS_DIR) {
+        await fsp.mkdir(process.env.SHOTS_DIR, { recursive: true });
+        await page.screenshot({ path: path.join(process.env.SHOTS_DIR, 'train-1280.png'), fullPage: true });
+        await page.setViewportSize({ width: 360, height: 780 });
+        await page.screenshot({ path: path.join(process.env.SHOTS_DIR, 'train-360.png'), fullPage: true });
+        await page.setViewportSize({ width: 1280, height: 900 });
+      }
+    });
+
+    const bee = firstFiles(path.join(hymenoptera, 'val/bees'), 1)[0];
+    let trained;
+    await step('predict with the trained model', async () => {
+      trained = await predictTrained(bee);
+      console.log(`trained model on ${path.basename(bee)}: ${trained.label} p=${trained.prob}`);
+      assert.ok(['ants', 'bees'].includes(trained.label));
+    });
+
+    await step('export and import', async () => {
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: PREDICT_TIMEOUT }),
+        page.locator('[data-testid="export-model"]').click(),
+      ]);
+      assert.equal(download.suggestedFilename(), 'model.safetensors');
+      const saved = path.join(tmpDir, 'model.safetensors');
+      await download.saveAs(saved);
+      console.log(`exported model: ${(fs.statSync(saved).size / 1e6).toFixed(1)} MB`);
+
+      await page.setInputFiles('[data-testid="import-model"]', saved);
+      const note = page.locator('[data-testid="trained-model"]');
+      await note.filter({ hasText: /Imported model\.safetensors/ }).waitFor({ timeout: PREDICT_TIMEOUT });
+      assert.match(await note.textContent(), /ants, bees/);
+
+      const again = await predictTrained(bee);
+      console.log(`imported model on ${path.basename(bee)}: ${again.label} p=${again.prob}`);
+      assert.equal(again.label, trained.label);
+      assert.ok(Math.abs(again.prob - trained.prob) <= 1e-4, `${again.prob} vs ${trained.prob}`);
+    });
+
+    assert.deepEqual(requests.filter((url) => !isLocal(url)), [], 'the page made requests outside localhost');
+    assert.equal(crashed, null);
+    console.log(`whole test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
+});
