@@ -40,11 +40,16 @@ fn subset(ds: &Dataset, train: usize, val: usize) -> Dataset {
     }
 }
 
+/// burn seeds the random generator of a device, not of a run: two trainings at once on the same
+/// device would draw from one stream. Tests run in parallel threads, so trainings take turns.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(
     backbone: &Backbone,
     ds: &Dataset,
     cfg: &TrainConfig,
 ) -> (finetune::engine::model::Classifier, training::TrainReport) {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     pollster::block_on(training::train(
         backbone,
         ds,
