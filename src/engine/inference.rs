@@ -35,23 +35,17 @@ impl Predictor {
     /// Builds the ImageNet classifier from the converted checkpoint's bytes, validating
     /// names and shapes first.
     pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
-        let model = weights::load_classifier(weights::WEIGHTS_FILE, bytes, device)?;
-        let labels = labels::imagenet().to_vec();
-        if model.head.classes() != labels.len() {
+        let predictor = Self::from_model_file(weights::WEIGHTS_FILE, bytes, device)?;
+        if predictor.labels != labels::imagenet() {
             return Err(EngineError::weights(
                 weights::WEIGHTS_FILE,
                 format!(
-                    "head has {} classes, expected the 1000 ImageNet classes",
-                    model.head.classes()
+                    "a model of {} classes, expected the 1000 ImageNet classes",
+                    predictor.labels.len()
                 ),
             ));
         }
-        Ok(Self {
-            model,
-            labels,
-            spec: LITE0,
-            device: device.clone(),
-        })
+        Ok(predictor)
     }
 
     /// Builds a predictor from a model trained here (class names from its metadata), or from

@@ -4,8 +4,10 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const distDir = path.join(repoRoot, 'dist');
@@ -75,4 +77,56 @@ export function isLocal(url) {
   const { protocol, hostname } = new URL(url);
   if (protocol === 'blob:' || protocol === 'data:') return true;
   return ['127.0.0.1', 'localhost', '[::1]'].includes(hostname);
+}
+
+/**
+ * The built app in a fresh Chromium profile (an empty Cache API), served from dist/ on
+ * 127.0.0.1. Records every request and what the page logs; `step` prints the log when a step
+ * fails, and `waitFor` gives up at once if the page throws (e.g. a wasm panic).
+ */
+export async function openApp(tmpPrefix, { acceptDownloads = false } = {}) {
+  if (!fs.existsSync(path.join(distDir, 'index.html'))) throw new Error('dist/ is missing: run `make dist` first');
+  const app = { requests: [], consoleLines: [], crashed: null };
+  app.server = await serveDist();
+  app.baseUrl = `http://127.0.0.1:${app.server.address().port}/`;
+  app.tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), tmpPrefix));
+  app.context = await chromium.launchPersistentContext(path.join(app.tmpDir, 'profile'), {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads,
+  });
+  app.context.on('request', (req) => app.requests.push(req.url()));
+  app.page = app.context.pages()[0] ?? (await app.context.newPage());
+  app.page.on('console', (msg) => app.consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+  app.page.on('pageerror', (err) => {
+    app.crashed = err;
+    app.consoleLines.push(`[pageerror] ${err.message}`);
+  });
+  app.step = async (name, fn) => {
+    try {
+      return await fn();
+    } catch (err) {
+      console.log(`--- ${name} failed; page console:\n${app.consoleLines.join('\n') || '(empty)'}`);
+      if (app.crashed) console.log(`--- uncaught page error: ${app.crashed.stack ?? app.crashed}`);
+      throw err;
+    }
+  };
+  app.waitFor = async (selector, timeout) => {
+    const started = Date.now();
+    while (true) {
+      if (app.crashed) throw new Error(`page error while waiting for ${selector}: ${app.crashed.message}`);
+      const found = await app.page.$(selector);
+      if (found) return found;
+      if (Date.now() - started > timeout) throw new Error(`timed out after ${timeout} ms waiting for ${selector}`);
+      await app.page.waitForTimeout(250);
+    }
+  };
+  app.close = async () => {
+    await app.context?.close();
+    app.server?.close();
+    await fsp.rm(app.tmpDir, { recursive: true, force: true });
+  };
+  return app;
 }

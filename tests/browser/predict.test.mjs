@@ -9,15 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, isLocal, openApp, serveDist, sharedDir } from './helpers.mjs';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const distDir = path.join(repoRoot, 'dist');
-const goldenDir = path.resolve(repoRoot, '../shared/golden');
+const goldenDir = path.join(sharedDir, 'golden');
 const coffeePath = path.join(goldenDir, 'coffee_orig.png');
 const golden = JSON.parse(fs.readFileSync(path.join(goldenDir, 'golden.json'), 'utf8'));
 const coffeeTop1 = golden.images.coffee.top5[0];
@@ -29,125 +25,21 @@ const READY_TIMEOUT = 5 * 60_000;
 const PREDICT_TIMEOUT = 8 * 60_000;
 const TEST_TIMEOUT = 20 * 60_000;
 
-// From ../shared/TOOLCHAIN.md: WebGPU on SwiftShader, and no background traffic of Chromium's own.
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader',
-  '--use-angle=swiftshader',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.safetensors': 'application/octet-stream',
-};
-
-/** A plain static server for dist/, like a teacher's web space (Content-Length, no compression). */
-function serveDist() {
-  const server = http.createServer(async (req, res) => {
-    try {
-      const url = new URL(req.url, 'http://127.0.0.1');
-      let file = path.normalize(path.join(distDir, decodeURIComponent(url.pathname)));
-      if (!file.startsWith(distDir)) {
-        res.writeHead(403).end();
-        return;
-      }
-      if (url.pathname.endsWith('/')) file = path.join(file, 'index.html');
-      const stat = await fsp.stat(file).catch(() => null);
-      if (!stat?.isFile()) {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-        return;
-      }
-      res.writeHead(200, {
-        'content-type': MIME[path.extname(file)] ?? 'application/octet-stream',
-        'content-length': stat.size,
-        'cache-control': 'no-cache',
-      });
-      if (req.method === 'HEAD') return res.end();
-      fs.createReadStream(file).pipe(res);
-    } catch (err) {
-      res.writeHead(500).end(String(err));
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-/** True for URLs that stay on this machine (blob: and data: never touch the network). */
-function isLocal(url) {
-  const { protocol, hostname } = new URL(url);
-  if (protocol === 'blob:' || protocol === 'data:') return true;
-  return ['127.0.0.1', 'localhost', '[::1]'].includes(hostname);
-}
-
 describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST_TIMEOUT }, () => {
-  let server, baseUrl, context, page, tmpDir;
-  const requests = [];
-  const consoleLines = [];
-  let crashed = null;
+  let app, baseUrl, page, tmpDir, requests;
 
   before(async () => {
-    assert.ok(fs.existsSync(path.join(distDir, 'index.html')), 'dist/ is missing: run `make dist` first');
-    server = await serveDist();
-    baseUrl = `http://127.0.0.1:${server.address().port}/`;
-    tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'finetune-browser-'));
-    // A fresh profile: an empty Cache API, so the first visit really downloads the weights.
-    context = await chromium.launchPersistentContext(path.join(tmpDir, 'profile'), {
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 900 },
-    });
-    context.on('request', (req) => requests.push(req.url()));
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (msg) => consoleLines.push(`[${msg.type()}] ${msg.text()}`));
-    page.on('pageerror', (err) => {
-      crashed = err;
-      consoleLines.push(`[pageerror] ${err.message}`);
-    });
+    app = await openApp('finetune-browser-');
+    ({ baseUrl, page, tmpDir, requests } = app);
   });
 
   after(async () => {
-    await context?.close();
-    server?.close();
-    if (tmpDir) await fsp.rm(tmpDir, { recursive: true, force: true });
+    await app?.close();
   });
 
-  /** Runs a step; on failure prints what the page logged, which is most of the diagnosis. */
-  async function step(name, fn) {
-    try {
-      return await fn();
-    } catch (err) {
-      console.log(`--- ${name} failed; page console:\n${consoleLines.join('\n') || '(empty)'}`);
-      if (crashed) console.log(`--- uncaught page error: ${crashed.stack ?? crashed}`);
-      throw err;
-    }
-  }
+  const step = (name, fn) => app.step(name, fn);
+  const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
 
-  /** Waits for a selector, but gives up at once if the page throws (e.g. a wasm panic). */
-  async function waitFor(selector, timeout) {
-    const started = Date.now();
-    while (true) {
-      if (crashed) throw new Error(`page error while waiting for ${selector}: ${crashed.message}`);
-      const found = await page.$(selector);
-      if (found) return found;
-      if (Date.now() - started > timeout) throw new Error(`timed out after ${timeout} ms waiting for ${selector}`);
-      await page.waitForTimeout(250);
-    }
-  }
 
   async function waitUntilReady() {
     const backend = await waitFor('[data-testid="backend-status"][data-ready="true"]', READY_TIMEOUT);
@@ -206,7 +98,7 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
 
       const outside = requests.filter((url) => !isLocal(url));
       assert.deepEqual(outside, [], 'the page made requests outside localhost');
-      assert.equal(crashed, null);
+      assert.equal(app.crashed, null);
     });
   });
 
@@ -224,7 +116,7 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
       assert.equal((await top1.textContent()).trim(), coffeeTop1.name);
       assert.ok(Math.abs(Number(await top1.getAttribute('data-prob')) - coffeeTop1.prob) <= PROB_TOLERANCE);
       assert.deepEqual(requests.filter((url) => !isLocal(url)), []);
-      assert.equal(crashed, null);
+      assert.equal(app.crashed, null);
     });
   });
 });
@@ -239,7 +131,7 @@ describe('the app without WebGPU', { timeout: 2 * 60_000 }, () => {
   it('says so, names browsers that have WebGPU, and downloads no weights', async () => {
     server = await serveDist();
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      executablePath: CHROMIUM_PATH,
       headless: true,
       args: CHROMIUM_ARGS,
     });

@@ -9,11 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 
-import { CHROMIUM_ARGS, CHROMIUM_PATH, distDir, isLocal, serveDist, sharedDir } from './helpers.mjs';
+import { isLocal, openApp, sharedDir } from './helpers.mjs';
 
 const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
 const PER_CLASS = 6;
@@ -37,59 +35,20 @@ function firstFiles(dir, n) {
 }
 
 describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST_TIMEOUT }, () => {
-  let server, baseUrl, context, page, tmpDir;
-  const requests = [];
-  const consoleLines = [];
-  let crashed = null;
+  let app, baseUrl, page, tmpDir, requests;
 
   before(async () => {
-    assert.ok(fs.existsSync(path.join(distDir, 'index.html')), 'dist/ is missing: run `make dist` first');
-    server = await serveDist();
-    baseUrl = `http://127.0.0.1:${server.address().port}/`;
-    tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'finetune-train-'));
-    context = await chromium.launchPersistentContext(path.join(tmpDir, 'profile'), {
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 900 },
-      acceptDownloads: true,
-    });
-    context.on('request', (req) => requests.push(req.url()));
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (msg) => consoleLines.push(`[${msg.type()}] ${msg.text()}`));
-    page.on('pageerror', (err) => {
-      crashed = err;
-      consoleLines.push(`[pageerror] ${err.message}`);
-    });
+    app = await openApp('finetune-train-', { acceptDownloads: true });
+    ({ baseUrl, page, tmpDir, requests } = app);
   });
 
   after(async () => {
-    await context?.close();
-    server?.close();
-    if (tmpDir) await fsp.rm(tmpDir, { recursive: true, force: true });
+    await app?.close();
   });
 
-  async function step(name, fn) {
-    try {
-      return await fn();
-    } catch (err) {
-      console.log(`--- ${name} failed; page console:\n${consoleLines.join('\n') || '(empty)'}`);
-      if (crashed) console.log(`--- uncaught page error: ${crashed.stack ?? crashed}`);
-      throw err;
-    }
-  }
+  const step = (name, fn) => app.step(name, fn);
+  const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
 
-  /** Waits for a selector, giving up at once if the page throws (e.g. a wasm panic). */
-  async function waitFor(selector, timeout) {
-    const started = Date.now();
-    while (true) {
-      if (crashed) throw new Error(`page error while waiting for ${selector}: ${crashed.message}`);
-      const found = await page.$(selector);
-      if (found) return found;
-      if (Date.now() - started > timeout) throw new Error(`timed out after ${timeout} ms waiting for ${selector}`);
-      await page.waitForTimeout(250);
-    }
-  }
 
   const teach = '[data-testid="teach-section"]';
   const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
@@ -214,7 +173,7 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
     });
 
     assert.deepEqual(requests.filter((url) => !isLocal(url)), [], 'the page made requests outside localhost');
-    assert.equal(crashed, null);
+    assert.equal(app.crashed, null);
     console.log(`whole test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 });
