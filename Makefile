@@ -19,8 +19,9 @@ $(WEIGHTS):
 
 weights: $(WEIGHTS)
 
+# Release build: the debug wasm is several times larger and slower on the GPU.
 serve: tools weights
-	trunk serve
+	trunk serve --release
 
 dist: tools weights
 	trunk build --release
