@@ -40,6 +40,10 @@ fn subset(ds: &Dataset, train: usize, val: usize) -> Dataset {
     }
 }
 
+fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    pollster::block_on(finetune::engine::read_f32(t)).unwrap()
+}
+
 /// burn seeds the random generator of a device, not of a run: two trainings at once on the same
 /// device would draw from one stream. Tests run in parallel threads, so trainings take turns.
 static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -216,52 +220,18 @@ fn each_layer_group_moves_by_its_own_learning_rate() {
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &ad);
     let loss = CrossEntropyLossConfig::new().init(&ad).forward(logits, y);
     let grads = GradientsParams::from_grads(loss.backward(), &trainable);
-    let g_head = grads
-        .get::<2>(trainable.head.fc.weight.id)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let g_block = grads
-        .get::<4>(trainable.blocks[0].project.conv.weight.id)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let w_head = trainable
-        .head
-        .fc
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let w_block = trainable.blocks[0]
-        .project
-        .conv
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let g_head = to_host(grads.get::<2>(trainable.head.fc.weight.id).unwrap());
+    let g_block = to_host(
+        grads
+            .get::<4>(trainable.blocks[0].project.conv.weight.id)
+            .unwrap(),
+    );
+    let w_head = to_host(trainable.head.fc.weight.val());
+    let w_block = to_host(trainable.blocks[0].project.conv.weight.val());
     let mut sgd = SgdConfig::new().init();
     let stepped = sgd.step(sched.step(), trainable, grads);
-    let w_head2 = stepped
-        .head
-        .fc
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let w_block2 = stepped.blocks[0]
-        .project
-        .conv
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let w_head2 = to_host(stepped.head.fc.weight.val());
+    let w_block2 = to_host(stepped.blocks[0].project.conv.weight.val());
     let check = |w: &[f32], w2: &[f32], g: &[f32], lr: f32, what: &str| {
         let mut moved = 0;
         for i in 0..w.len() {
@@ -322,7 +292,7 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
     let (mixed, mix) = training::mix_batch(x.clone(), &cfg, &mut rng);
     let (perm, lambda) = mix.expect("mix_prob 1 mixes every batch");
     assert!(lambda > 0.0 && lambda < 1.0);
-    let m = mixed.into_data().try_to_vec::<f32>().unwrap();
+    let m = to_host(mixed);
     for i in 0..n {
         let want = lambda as f32 * i as f32 + (1.0 - lambda as f32) * perm[i] as f32;
         assert!((m[i * 3 * h * w] - want).abs() < 1e-5);
@@ -330,7 +300,7 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
     let cfg = TrainConfig::new().with_cutmix(1.0);
     let (mixed, mix) = training::mix_batch(x, &cfg, &mut rng);
     let (perm, lambda) = mix.unwrap();
-    let m = mixed.into_data().try_to_vec::<f32>().unwrap();
+    let m = to_host(mixed);
     for i in 0..n {
         let plane = &m[i * 3 * h * w..i * 3 * h * w + h * w];
         assert!(plane.iter().all(|&v| v == i as f32 || v == perm[i] as f32));

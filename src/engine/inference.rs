@@ -84,13 +84,7 @@ impl Predictor {
         let input = preprocess::batch_tensor(images, &self.spec, &self.device);
         let logits = self.model.forward(input);
         let [n, classes] = logits.dims();
-        let data = logits
-            .into_data_async()
-            .await
-            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
-        let values = data
-            .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
+        let values = super::read_f32(logits).await?;
         Ok((0..n)
             .map(|i| values[i * classes..(i + 1) * classes].to_vec())
             .collect())

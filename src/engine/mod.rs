@@ -18,3 +18,13 @@ pub mod weights;
 pub mod convert;
 
 pub use error::EngineError;
+
+/// Reads a tensor's values back to the host as f32. Async, because WebGPU can only map buffers
+/// asynchronously; native callers wrap it in `pollster::block_on`.
+pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, EngineError> {
+    t.into_data_async()
+        .await
+        .map_err(|e| EngineError::Device(format!("{e:?}")))?
+        .try_to_vec::<f32>()
+        .map_err(|e| EngineError::Device(format!("{e:?}")))
+}

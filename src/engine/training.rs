@@ -26,7 +26,7 @@ use super::augment::{self, AugmentConfig};
 use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
 use super::schedule::{Schedule, Scheduled, lr_at};
-use super::{EngineError, preprocess};
+use super::{EngineError, preprocess, read_f32};
 
 /// What to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,14 +174,6 @@ pub struct TrainReport {
     pub seconds_total: f64,
     /// Why the run ended early (cancelled, early stopping, NaN loss), if it did.
     pub stopped: Option<String>,
-}
-
-async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, EngineError> {
-    t.into_data_async()
-        .await
-        .map_err(|e| EngineError::Device(format!("{e:?}")))?
-        .try_to_vec::<f32>()
-        .map_err(|e| EngineError::Device(format!("{e:?}")))
 }
 
 /// Pooled features of transformed images, batch by batch, on the inference device.

@@ -246,14 +246,7 @@ pub fn load_classifier(
 /// A parameter's values, read back from the device.
 async fn values<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
     let shape = t.dims().to_vec();
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| EngineError::Device(format!("{e:?}")))?;
-    let v = data
-        .try_to_vec::<f32>()
-        .map_err(|e| EngineError::Device(format!("{e:?}")))?;
-    Ok((shape, v))
+    Ok((shape, super::read_f32(t).await?))
 }
 
 async fn push_conv_bn(
