@@ -176,22 +176,6 @@ pub struct TrainReport {
     pub stopped: Option<String>,
 }
 
-/// Pooled features of transformed images, batch by batch, on the inference device.
-pub async fn features(
-    backbone: &Backbone,
-    images: &[RgbImage],
-    spec: &BackboneSpec,
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<f32>, EngineError> {
-    let mut out = Vec::with_capacity(images.len() * FEATURE_DIM);
-    for chunk in images.chunks(batch.max(1)) {
-        let x = preprocess::batch_tensor(chunk, spec, device);
-        out.extend(read_f32(backbone.forward(x)).await?);
-    }
-    Ok(out)
-}
-
 fn eval_images(samples: &[Sample], spec: &BackboneSpec) -> Vec<RgbImage> {
     samples
         .iter()
