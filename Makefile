@@ -41,7 +41,7 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --workspace --target wasm32-unknown-unknown -- -D warnings
 
 clean:
 	rm -rf dist target

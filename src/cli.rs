@@ -105,19 +105,7 @@ fn train(
         },
     ))?;
     if let Some(path) = &out {
-        let mut meta = std::collections::HashMap::new();
-        meta.insert(
-            weights_io::META_CLASSES.to_string(),
-            json!(ds.classes).to_string(),
-        );
-        meta.insert("backbone".to_string(), LITE0.id.to_string());
-        meta.insert("preprocessing".to_string(), json!(LITE0).to_string());
-        meta.insert(
-            "head".to_string(),
-            json!({"layout": "dropout+linear", "dropout": cfg.dropout}).to_string(),
-        );
-        meta.insert("training".to_string(), cfg.to_string());
-        meta.insert("metrics".to_string(), json!({"val_acc": report.val_acc, "best_epoch": report.best_epoch, "per_class_acc": report.per_class_acc}).to_string());
+        let meta = training::export_metadata(&ds.classes, cfg, &report);
         let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
         convert::write_atomic(path, &bytes)?;
         eprintln!("wrote {}", path.display());

@@ -1,9 +1,7 @@
-//! Entry point: mounts the app in the browser, runs the `finetune` CLI natively.
+//! The `finetune` command line. (The browser build is the `web/` library, not this binary.)
 
 #[cfg(target_arch = "wasm32")]
-fn main() {
-    finetune::ui::mount();
-}
+fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {

@@ -117,20 +117,17 @@ pub async fn run(
     let last_block = step_seconds(model, Unfreeze::Blocks(1), &x, iters, device).await?;
     let full = step_seconds(model, Unfreeze::All, &x, iters, device).await?;
 
-    // Cached head: one feature pass over 4 batches, then 20 epochs of head steps on the cache.
+    // Cached head, as training does it: one feature pass over 4 batches kept on the device,
+    // then 20 epochs of head steps on batches `select`ed from it (loss read every step).
     let (frozen, trainable) = split(model.clone(), Unfreeze::Blocks(0));
     let t = Instant::now();
-    let mut cache = Vec::new();
+    let mut parts = Vec::new();
     for _ in 0..4 {
         let f = frozen.forward(x.clone());
-        let [n, c, _, _] = f.dims();
-        let data = f
-            .reshape([n * c])
-            .into_data_async()
-            .await
-            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
-        cache.push(data);
+        sync(f.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
+        parts.push(f);
     }
+    let cache = Tensor::cat(parts, 0);
     let feature_pass = t.elapsed().as_secs_f64();
     let ad = device.clone().autodiff();
     let mut head = trainable.fork(&ad).train();
@@ -143,12 +140,20 @@ pub async fn run(
         ),
         &ad,
     );
+    let rows = |b: usize| {
+        Tensor::<1, Int>::from_data(
+            TensorData::new(
+                ((b * batch) as i64..((b + 1) * batch) as i64).collect::<Vec<_>>(),
+                [batch],
+            ),
+            device,
+        )
+    };
     let t = Instant::now();
     for _ in 0..20 {
-        for data in &cache {
-            let f = Tensor::<1>::from_data(data.clone(), &ad);
-            let features = f.reshape([batch, super::model::FEATURE_DIM, 1, 1]);
-            let loss = loss_fn.forward(head.forward(features), y.clone());
+        for b in 0..4 {
+            let features = cache.clone().select(0, rows(b));
+            let loss = loss_fn.forward(head.forward(features.autodiff()), y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optim.step(1e-3, head, grads);
             sync(loss).await?;

@@ -22,6 +22,10 @@ pub enum EngineError {
     #[error("device: {0}")]
     Device(String),
 
+    /// A project file that cannot be opened.
+    #[error("{file}: {reason}")]
+    Project { file: String, reason: String },
+
     /// A setting or request the engine cannot carry out.
     #[error("{0}")]
     Unsupported(String),

@@ -10,6 +10,7 @@ pub mod inference;
 pub mod labels;
 pub mod model;
 pub mod preprocess;
+pub mod project;
 pub mod schedule;
 pub mod training;
 pub mod weights;

@@ -123,7 +123,7 @@ pub struct TrainConfig {
 }
 
 /// Figures of one finished epoch.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochReport {
     pub epoch: usize,
     pub train_loss: f64,
@@ -135,11 +135,18 @@ pub struct EpochReport {
     pub seconds: f64,
     pub per_class_acc: Vec<f64>,
     pub confusion: Vec<Vec<usize>>,
+    /// Predicted class of each validation image, in dataset order (the mistakes gallery).
+    pub val_predicted: Vec<usize>,
 }
 
-/// Progress events, sent after every step and every epoch.
-#[derive(Debug, Clone, Serialize)]
+/// Progress events: the frozen part's first pass over the images, then every step and epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Progress {
+    /// `done` of `total` images went through the frozen layers (once per stage).
+    Features {
+        done: usize,
+        total: usize,
+    },
     Step {
         epoch: usize,
         step: usize,
@@ -153,24 +160,28 @@ pub enum Progress {
 }
 
 /// Validation metrics of a model on labelled images.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvalReport {
     pub val_loss: f64,
     pub val_acc: f64,
     pub per_class_acc: Vec<f64>,
     /// `confusion[true][predicted]`.
     pub confusion: Vec<Vec<usize>>,
+    /// Predicted class of each image, in input order.
+    pub predicted: Vec<usize>,
 }
 
 /// The outcome of a run; the model in it carries the best epoch's weights.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
-    pub strategy: &'static str,
+    pub strategy: String,
     pub epochs: Vec<EpochReport>,
     pub best_epoch: usize,
     pub val_acc: f64,
     pub per_class_acc: Vec<f64>,
     pub confusion: Vec<Vec<usize>>,
+    /// The best epoch's predicted class of each validation image.
+    pub val_predicted: Vec<usize>,
     pub seconds_total: f64,
     /// Why the run ended early (cancelled, early stopping, NaN loss), if it did.
     pub stopped: Option<String>,
@@ -187,6 +198,7 @@ fn eval_images(samples: &[Sample], spec: &BackboneSpec) -> Vec<RgbImage> {
 pub fn metrics(logits: &[f32], labels: &[usize], classes: usize) -> EvalReport {
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut loss = 0.0f64;
+    let mut predicted = Vec::with_capacity(labels.len());
     for (row, &y) in logits.chunks(classes).zip(labels) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let lse = f64::from(max)
@@ -200,6 +212,7 @@ pub fn metrics(logits: &[f32], labels: &[usize], classes: usize) -> EvalReport {
             .max_by(|&a, &b| row[a].total_cmp(&row[b]))
             .unwrap_or(0);
         confusion[y][pred] += 1;
+        predicted.push(pred);
     }
     let n = labels.len().max(1) as f64;
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
@@ -220,6 +233,7 @@ pub fn metrics(logits: &[f32], labels: &[usize], classes: usize) -> EvalReport {
         val_acc: correct as f64 / n,
         per_class_acc,
         confusion,
+        predicted,
     }
 }
 
@@ -551,32 +565,43 @@ pub fn cutmix_box(w: usize, h: usize, lambda: f64) -> (usize, usize) {
 
 /// Inputs of the training set for one epoch: transformed images, or the cache.
 enum EpochInput {
-    /// Boundary tensors of every training image, flattened per image.
-    Cached { values: Vec<f32>, shape: [usize; 3] },
+    /// Boundary tensors of every training image, on the device; batches are `select`ed from it.
+    Cached(Box<Tensor<4>>),
     /// Images to run through the frozen part this epoch.
     Images(Vec<RgbImage>),
 }
 
+/// The frozen part's output for `images`, kept on the device (no read-back: batches are picked
+/// with `select`). `progress(done)` fires after each batch has really been computed.
 async fn boundary_cache(
     frozen: &Frozen,
     images: &[RgbImage],
     spec: &BackboneSpec,
     batch: usize,
     device: &Device,
-) -> Result<(Vec<f32>, [usize; 3]), EngineError> {
-    let mut values = Vec::new();
-    let mut shape = [0, 0, 0];
+    mut progress: impl FnMut(usize),
+) -> Result<Tensor<4>, EngineError> {
+    let mut parts = Vec::new();
+    let mut done = 0;
     for chunk in images.chunks(batch.max(1)) {
         let out = frozen.forward(preprocess::batch_tensor(chunk, spec, device));
-        let [_, c, h, w] = out.dims();
-        shape = [c, h, w];
-        values.extend(read_f32(out).await?);
+        // Reading one value waits for the batch, so the progress is real and the GPU queue short.
+        read_f32(out.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
+        done += chunk.len();
+        progress(done);
+        parts.push(out);
     }
-    Ok((values, shape))
+    Ok(Tensor::cat(parts, 0))
 }
 
-/// Largest boundary cache kept in memory, in floats (256 MB): beyond it the frozen part runs
-/// every epoch instead.
+/// Floats per image at the freeze boundary (what the cache would hold).
+fn boundary_floats(frozen: &Frozen, spec: &BackboneSpec, device: &Device) -> usize {
+    let probe = Tensor::<4>::zeros([1, 3, spec.input_size, spec.input_size], device);
+    frozen.forward(probe).dims()[1..].iter().product()
+}
+
+/// Largest boundary cache, in floats (256 MB): beyond it the frozen part runs every epoch
+/// instead.
 pub const MAX_CACHE_FLOATS: usize = 64 << 20;
 
 /// Trains a fresh head (and, per strategy, more layers) on `data`, starting from `pretrained`.
@@ -643,23 +668,40 @@ pub async fn train(
         // The frozen part sees the same input every epoch without augmentation or mixing:
         // compute its output once.
         let mut cache = None;
-        if !cfg.augment && !mixing {
-            let (values, shape) =
-                boundary_cache(&frozen, &train_eval_images, spec, batch, device).await?;
-            if values.len() <= MAX_CACHE_FLOATS {
-                cache = Some((values, shape));
-            }
+        let total = train_eval_images.len() + val_images.len();
+        let per_image = boundary_floats(&frozen, spec, device);
+        let cache_train =
+            !cfg.augment && !mixing && per_image * train_eval_images.len() <= MAX_CACHE_FLOATS;
+        let mut keep_going = true;
+        if cache_train {
+            cache = Some(
+                boundary_cache(&frozen, &train_eval_images, spec, batch, device, |done| {
+                    keep_going &= on_progress(&Progress::Features { done, total });
+                })
+                .await?,
+            );
         }
-        let (val_cache, val_shape) =
-            boundary_cache(&frozen, &val_images, spec, batch, device).await?;
+        let offset = if cache_train {
+            train_eval_images.len()
+        } else {
+            0
+        };
+        let val_cache = boundary_cache(&frozen, &val_images, spec, batch, device, |done| {
+            keep_going &= on_progress(&Progress::Features {
+                done: offset + done,
+                total: offset + val_images.len(),
+            });
+        })
+        .await?;
+        if !keep_going {
+            stopped = Some("cancelled before the first epoch".to_string());
+            break 'stages;
+        }
         for _ in 0..stage.epochs {
             epoch += 1;
             let t_epoch = Instant::now();
             let input = match &cache {
-                Some((values, shape)) => EpochInput::Cached {
-                    values: values.clone(),
-                    shape: *shape,
-                },
+                Some(features) => EpochInput::Cached(Box::new(features.clone())),
                 None if cfg.augment => EpochInput::Images(
                     data.train
                         .iter()
@@ -675,17 +717,15 @@ pub async fn train(
                 let t_step = Instant::now();
                 let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
                 let (x, mix) = match &input {
-                    EpochInput::Cached { values, shape } => {
-                        let per: usize = shape.iter().product();
-                        let mut x = Vec::with_capacity(idx.len() * per);
-                        for &i in idx {
-                            x.extend_from_slice(&values[i * per..(i + 1) * per]);
-                        }
-                        let t = Tensor::<4>::from_data(
-                            TensorData::new(x, [idx.len(), shape[0], shape[1], shape[2]]),
+                    EpochInput::Cached(features) => {
+                        let rows = Tensor::<1, Int>::from_data(
+                            TensorData::new(
+                                idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                                [idx.len()],
+                            ),
                             device,
                         );
-                        (t, None)
+                        (features.clone().select(0, rows), None)
                     }
                     EpochInput::Images(images) => {
                         let imgs: Vec<RgbImage> = idx.iter().map(|&i| images[i].clone()).collect();
@@ -757,17 +797,10 @@ pub async fn train(
             }
             // Validation in eval mode (dropout off, BatchNorm on running statistics).
             let eval_part = trainable.valid();
-            let per: usize = val_shape.iter().product();
             let mut logits = Vec::with_capacity(val_labels.len() * classes);
-            for chunk in val_cache.chunks(per * batch) {
-                let n = chunk.len() / per;
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(
-                        chunk.to_vec(),
-                        [n, val_shape[0], val_shape[1], val_shape[2]],
-                    ),
-                    device,
-                );
+            for start in (0..val_labels.len()).step_by(batch) {
+                let n = batch.min(val_labels.len() - start);
+                let x = val_cache.clone().narrow(0, start, n);
                 logits.extend(read_f32(eval_part.forward(x)).await?);
             }
             let report = metrics(&logits, &val_labels, classes);
@@ -787,6 +820,7 @@ pub async fn train(
                 seconds: t_epoch.elapsed().as_secs_f64(),
                 per_class_acc: report.per_class_acc,
                 confusion: report.confusion,
+                val_predicted: report.predicted,
             };
             on_progress(&Progress::Epoch(epoch_report.clone()));
             let score = match cfg.monitor {
@@ -822,16 +856,54 @@ pub async fn train(
     Ok((
         best_model,
         TrainReport {
-            strategy: cfg.strategy.name(),
+            strategy: cfg.strategy.name().to_string(),
             epochs,
             best_epoch,
             val_acc: best_report.val_acc,
             per_class_acc: best_report.per_class_acc,
             confusion: best_report.confusion,
+            val_predicted: best_report.val_predicted,
             seconds_total: start.elapsed().as_secs_f64(),
             stopped,
         },
     ))
+}
+
+/// Header metadata of an exported model: class names (read back by import), backbone,
+/// preprocessing, head layout, training settings and the best epoch's metrics.
+pub fn export_metadata(
+    classes: &[String],
+    cfg: &TrainConfig,
+    report: &TrainReport,
+) -> std::collections::HashMap<String, String> {
+    let json = |v: serde_json::Value| v.to_string();
+    [
+        (
+            super::weights::META_CLASSES,
+            json(serde_json::json!(classes)),
+        ),
+        ("backbone", super::model::LITE0.id.to_string()),
+        (
+            "preprocessing",
+            json(serde_json::json!(super::model::LITE0)),
+        ),
+        (
+            "head",
+            json(serde_json::json!({"layout": "dropout+linear", "dropout": cfg.dropout})),
+        ),
+        ("training", cfg.to_string()),
+        (
+            "metrics",
+            json(serde_json::json!({
+                "val_acc": report.val_acc,
+                "best_epoch": report.best_epoch,
+                "per_class_acc": report.per_class_acc,
+            })),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub fn App() -> impl IntoView {
     let backend_state = RwSignal::new(BackendState::Checking);
     let weights_state = RwSignal::new(WeightsState::Waiting);
     let predictor = RwSignal::new_local(None::<Rc<Predictor>>);
+    let weights_bytes = StoredValue::new_local(None::<Vec<u8>>);
 
     leptos::task::spawn_local(async move {
         let backend = match backend::init().await {
@@ -29,7 +30,9 @@ pub fn App() -> impl IntoView {
         backend_state.set(BackendState::Ready {
             adapter: backend.adapter,
         });
-        if let Some(loaded) = weights::load_predictor(&backend.device, weights_state).await {
+        if let Some((loaded, bytes)) = weights::load_predictor(&backend.device, weights_state).await
+        {
+            weights_bytes.set_value(Some(bytes));
             predictor.set(Some(Rc::new(loaded)));
         }
     });
@@ -49,7 +52,7 @@ pub fn App() -> impl IntoView {
                 <WeightsStatus state=weights_state />
             </section>
             <PredictPanel predictor />
-            <TeachPanel imagenet=predictor />
+            <TeachPanel imagenet=predictor weights_bytes />
         </main>
     }
 }

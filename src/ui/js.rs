@@ -52,6 +52,21 @@ pub fn error_text(error: &JsValue) -> String {
     }
 }
 
+/// Ends the current browser task and resumes in a new one (a zero-delay timeout), so the page
+/// can paint and no single task runs long. (`leptos::task::tick` only yields to microtasks.)
+pub async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let scheduled = get(&global, "setTimeout")
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .is_some_and(|set_timeout| set_timeout.call2(&global, &resolve, &0.into()).is_ok());
+        if !scheduled {
+            resolve.call0(&JsValue::NULL).ok();
+        }
+    });
+    JsFuture::from(promise).await.ok();
+}
+
 /// Milliseconds since navigation start (the page's time origin).
 pub fn now_ms() -> f64 {
     web_sys::window()

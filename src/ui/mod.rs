@@ -2,17 +2,37 @@
 //! backend, the weights download, the prediction panel, and the app that strings them together.
 
 mod app;
+mod augment_grid;
 mod backend;
+mod charts;
+mod diagram;
+mod gather;
 mod js;
+mod mistakes;
 mod predict;
+mod project;
+mod settings;
+mod storage;
 mod teach;
+mod trainer;
+mod webcam;
 mod weights;
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// Entry point called by `main` on wasm32: installs the panic hook and mounts the app.
-pub fn mount() {
+/// Entry point called by `main` on wasm32: the page mounts the app; the training worker (the
+/// same module, started by the page, with no `window`) listens for work instead.
+pub fn start() {
+    if web_sys::window().is_none() {
+        trainer::run_worker();
+    } else {
+        mount();
+    }
+}
+
+/// Installs the panic hook and mounts the app.
+fn mount() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         show_crash(&info.to_string());
@@ -21,6 +41,24 @@ pub fn mount() {
         boot.remove();
     }
     leptos::mount::mount_to_body(app::App);
+    register_service_worker();
+}
+
+/// Lets the app open offline after the first visit (public/sw.js). Optional: plain-http pages
+/// other than localhost have no service workers, and the app works without one.
+fn register_service_worker() {
+    let navigator = window().navigator();
+    let Some(container) = js::get(&navigator, "serviceWorker") else {
+        return;
+    };
+    match js::call_promise(&container, "register", &"./sw.js".into()) {
+        Ok(promise) => leptos::task::spawn_local(async move {
+            if let Err(e) = js::await_promise(promise).await {
+                leptos::logging::warn!("offline support unavailable: {e}");
+            }
+        }),
+        Err(e) => leptos::logging::warn!("offline support unavailable: {e}"),
+    }
 }
 
 /// A panic stops the wasm module; say so on the page instead of leaving it silently frozen.

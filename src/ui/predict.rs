@@ -106,7 +106,7 @@ impl Classifier {
                     });
                     if self.first_ms.get_untracked().is_none() {
                         // Wait for the card to render so the figure is "page open to result shown".
-                        leptos::task::tick().await;
+                        super::js::next_task().await;
                         let ms = js::now_ms();
                         self.first_ms.set(Some(ms));
                         js_sys::Reflect::set(

@@ -1,59 +1,30 @@
 //! Teaching the network new classes: class cards that gather images, the train panel (strategy,
 //! epochs, augmentation, seed; progress, per-epoch table, confusion matrix), and the trained
-//! model's own predictor with export and import. Training runs on the main thread and yields at
-//! every GPU read, so the page keeps painting between steps.
+//! model's own predictor with export and import. Training runs in a Web Worker ([`Trainer`]), so
+//! the page stays responsive; this panel only sends the images and shows the worker's messages.
 
-use std::cell::Cell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{File, HtmlInputElement, HtmlSelectElement, Url};
+use web_sys::{File, HtmlInputElement};
 
+use super::charts::{RunShape, TrainCharts};
+use super::gather::{ClassCard, FileError, Gather};
 use super::js;
+use super::mistakes::Mistakes;
+use super::project::{ProjectBar, ProjectSignals};
+use super::settings::{SettingsPanel, TrainSettings};
+use super::storage;
+use super::trainer::{FromWorker, ImageMeta, Trainer};
 use crate::engine::advisor::{self, Domain};
-use crate::engine::data::{self, Dataset, Sample};
+use crate::engine::data::{self, Sample};
 use crate::engine::inference::Predictor;
-use crate::engine::model::LITE0;
-use crate::engine::training::{self, EpochReport, Progress, Strategy, TrainConfig, TrainReport};
-use crate::engine::weights::{self, META_CLASSES};
+use crate::engine::training::{EpochReport, Progress, TrainReport};
 
-/// Share of each class held out for validation.
-const VAL_FRACTION: f64 = 0.2;
-/// Thumbnails shown per class card.
-const MAX_THUMBS: usize = 12;
+/// The name under which a restored project's model is loaded (and told apart from imports).
+const PROJECT_MODEL: &str = "your project";
 /// Classes shown per prediction of the trained model.
 const TOP_K: usize = 3;
-
-/// One class: its name, its decoded images and their thumbnails (object URLs).
-#[derive(Clone, Copy)]
-struct ClassCard {
-    id: u64,
-    name: RwSignal<String>,
-    samples: StoredValue<Vec<Sample>, LocalStorage>,
-    count: RwSignal<usize>,
-    thumbs: RwSignal<Vec<String>>,
-}
-
-impl ClassCard {
-    fn new(id: u64, name: String) -> Self {
-        Self {
-            id,
-            name: RwSignal::new(name),
-            samples: StoredValue::new_local(Vec::new()),
-            count: RwSignal::new(0),
-            thumbs: RwSignal::new(Vec::new()),
-        }
-    }
-}
-
-/// A rejected file and why.
-#[derive(Clone, Debug, PartialEq)]
-struct FileError {
-    file: String,
-    message: String,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 enum TrainState {
@@ -76,26 +47,6 @@ impl TrainState {
     }
 }
 
-fn parse_strategy(value: &str) -> Option<Strategy> {
-    [
-        Strategy::Head,
-        Strategy::LastBlock,
-        Strategy::Gradual,
-        Strategy::Full,
-    ]
-    .into_iter()
-    .find(|s| s.name() == value)
-}
-
-fn strategy_label(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::Head => "Feature extraction (head only)",
-        Strategy::LastBlock => "Fine-tune the last block",
-        Strategy::Gradual => "Gradual unfreezing",
-        Strategy::Full => "Full fine-tuning",
-    }
-}
-
 /// Reads a file into bytes; `Err` is a message naming the file.
 async fn read_file(file: &File) -> Result<Vec<u8>, String> {
     let name = file.name();
@@ -110,69 +61,6 @@ fn files_of(input: &HtmlInputElement) -> Vec<File> {
         .files()
         .map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
         .unwrap_or_default()
-}
-
-/// Decodes the files into the class; the ones that fail go to `errors`.
-async fn add_files(card: ClassCard, files: Vec<File>, errors: RwSignal<Vec<FileError>>) {
-    for file in files {
-        let name = file.name();
-        let result = match read_file(&file).await {
-            Ok(bytes) => data::load_sample(&name, &bytes, 0, &LITE0).map_err(|e| e.to_string()),
-            Err(message) => Err(message),
-        };
-        match result {
-            Ok(sample) => {
-                if card.samples.try_update_value(|s| s.push(sample)).is_none() {
-                    return; // the class was deleted meanwhile
-                }
-                card.count.update(|c| *c += 1);
-                if card.thumbs.with_untracked(Vec::len) < MAX_THUMBS
-                    && let Ok(url) = Url::create_object_url_with_blob(&file)
-                {
-                    card.thumbs.update(|t| t.push(url));
-                }
-            }
-            Err(message) => {
-                let message = if message.contains(&name) {
-                    message
-                } else {
-                    format!("{name}: {message}")
-                };
-                errors.update(|e| {
-                    e.push(FileError {
-                        file: name,
-                        message,
-                    })
-                });
-            }
-        }
-        // Let the count and thumbnail paint between files.
-        leptos::task::tick().await;
-    }
-}
-
-/// Offers `bytes` as a download named `name`.
-fn download(bytes: &[u8], name: &str) -> Result<(), String> {
-    let array = js_sys::Uint8Array::from(bytes);
-    let parts = js_sys::Array::of1(&array);
-    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| js::error_text(&e))?;
-    let url = Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
-    let doc = document();
-    let anchor: web_sys::HtmlAnchorElement = doc
-        .create_element("a")
-        .map_err(|e| js::error_text(&e))?
-        .unchecked_into();
-    anchor.set_href(&url);
-    anchor.set_download(name);
-    anchor.click();
-    // Revoke later: the download has to start first.
-    let revoke = wasm_bindgen::closure::Closure::once_into_js(move || {
-        Url::revoke_object_url(&url).ok();
-    });
-    window()
-        .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000)
-        .ok();
-    Ok(())
 }
 
 /// The trained model's top-1 on a photo.
@@ -190,8 +78,49 @@ enum TrainedResult {
     },
 }
 
+/// The training worker's readiness, shown while it starts.
+#[derive(Clone, Debug, PartialEq)]
+enum WorkerState {
+    Waiting,
+    Starting,
+    Ready,
+    Failed(String),
+}
+
+/// Train and validation sets: images from a `val/` folder are the validation set when there are
+/// any; otherwise a seeded stratified split holds out `fraction` of each class.
+fn split_samples(
+    samples: Vec<(Sample, bool)>,
+    classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Sample>, Vec<Sample>) {
+    if samples.iter().any(|(_, val)| *val) {
+        let (val, train): (Vec<_>, Vec<_>) = samples.into_iter().partition(|(_, val)| *val);
+        (
+            train.into_iter().map(|(s, _)| s).collect(),
+            val.into_iter().map(|(s, _)| s).collect(),
+        )
+    } else {
+        let all = samples.into_iter().map(|(s, _)| s).collect();
+        data::stratified_split(all, classes, fraction, seed)
+    }
+}
+
+fn image_meta(s: &Sample) -> ImageMeta {
+    ImageMeta {
+        file: s.file.clone(),
+        label: s.label,
+        width: s.image.width(),
+        height: s.image.height(),
+    }
+}
+
 #[component]
-pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> impl IntoView {
+pub fn TeachPanel(
+    imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>,
+    weights_bytes: StoredValue<Option<Vec<u8>>, LocalStorage>,
+) -> impl IntoView {
     let next_id = StoredValue::new(3u64);
     let classes = RwSignal::new(vec![
         ClassCard::new(1, "Class 1".into()),
@@ -204,12 +133,13 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
         let n = classes.with(Vec::len);
         advisor::advise(total(), n.max(1), Domain::SimilarToImageNet)
     });
-    let chosen = RwSignal::new(None::<Strategy>);
-    let strategy = move || chosen.get().unwrap_or_else(|| advice.get().strategy);
-
-    let epochs = RwSignal::new("5".to_string());
-    let seed = RwSignal::new("42".to_string());
-    let augment = RwSignal::new(false);
+    // Everything the user sets for training, in one serde struct (saved with the project).
+    let settings = RwSignal::new(TrainSettings::default());
+    let strategy = move || {
+        settings
+            .with(TrainSettings::chosen)
+            .unwrap_or_else(|| advice.get().strategy)
+    };
 
     let state = RwSignal::new(TrainState::Idle);
     let progress = RwSignal::new(0.0f64);
@@ -217,33 +147,41 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
     let rows = RwSignal::new(Vec::<EpochReport>::new());
     let report = RwSignal::new(None::<TrainReport>);
     let report_classes = RwSignal::new(Vec::<String>::new());
-    let cancel = StoredValue::new_local(Rc::new(Cell::new(false)));
+    let run_epochs = StoredValue::new(1usize);
+    let run_classes = StoredValue::new(Vec::<String>::new());
+    // The run's validation images in the order sent to the worker (`val_predicted`'s order).
+    let run_val = StoredValue::new(Vec::<Sample>::new());
+    let run_shape = RwSignal::new(None::<RunShape>);
+    // Steps done in the whole run, for the LR chart.
+    let step_now = RwSignal::new(0usize);
+    let trainer = StoredValue::new_local(None::<Rc<Trainer>>);
+    // A restored project's model, until the worker exists.
+    let pending_model = StoredValue::new_local(None::<Rc<Vec<u8>>>);
+    let worker = RwSignal::new(WorkerState::Waiting);
+    let model_bytes = RwSignal::new_local(None::<Rc<Vec<u8>>>);
 
-    let trained = RwSignal::new_local(None::<Rc<Predictor>>);
+    // Class names of the model in the worker (trained, imported or restored), if there is one.
+    let trained = RwSignal::new(None::<Vec<String>>);
+    // An imported file's bytes until the worker has accepted it.
+    let pending_import = StoredValue::new_local(None::<Rc<Vec<u8>>>);
     let trained_note = RwSignal::new(String::new());
     let trained_result = RwSignal::new(TrainedResult::None);
     let model_error = RwSignal::new(None::<String>);
 
     let ready = move || imagenet.with(Option::is_some);
+    let worker_ready = move || worker.with(|w| *w == WorkerState::Ready);
     let running = move || state.with(|s| *s == TrainState::Running);
-
-    let add_class = move |_| {
-        let id = next_id.get_value();
-        next_id.set_value(id + 1);
-        let n = classes.with_untracked(Vec::len) + 1;
-        classes.update(|c| c.push(ClassCard::new(id, format!("Class {n}"))));
-    };
 
     let start = move |_| {
         if running() {
             return;
         }
-        let Some(base) = imagenet.get_untracked() else {
+        if !ready() {
             return;
-        };
+        }
         let cards = classes.get_untracked();
         let names: Vec<String> = cards.iter().map(|c| c.name.get_untracked()).collect();
-        let fail = |message: String| state.set(TrainState::Failed(message));
+        let fail = move |message: String| state.set(TrainState::Failed(message));
         if cards.len() < 2 {
             return fail("Add at least two classes.".into());
         }
@@ -259,208 +197,243 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
                 "Two classes are called \"{dup}\"; give each its own name."
             ));
         }
-        let seed_value: u64 = seed.get_untracked().trim().parse().unwrap_or(42);
-        let epochs_value: usize = epochs
-            .get_untracked()
-            .trim()
-            .parse()
-            .unwrap_or(5)
-            .clamp(1, 200);
-        let samples: Vec<Sample> = cards
-            .iter()
-            .enumerate()
-            .flat_map(|(label, c)| {
-                c.samples.with_value(|s| {
-                    s.iter()
-                        .map(|s| Sample { label, ..s.clone() })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let (train, val) = data::stratified_split(samples, names.len(), VAL_FRACTION, seed_value);
-        let dataset = Dataset {
-            classes: names.clone(),
-            train,
-            val,
-            skipped: Vec::new(),
+        let chosen = settings.get_untracked();
+        let cfg = chosen.to_config(strategy());
+        let Some(handle) = trainer.get_value() else {
+            return fail("The training worker is not ready yet.".into());
         };
-        let cfg = TrainConfig::new()
-            .with_strategy(strategy())
-            .with_epochs(epochs_value)
-            .with_augment(augment.get_untracked())
-            .with_seed(seed_value);
-        let flag = cancel.get_value();
-        flag.set(false);
         state.set(TrainState::Running);
         progress.set(0.0);
         step_text.set("Reading the images through the pretrained network…".into());
         rows.set(Vec::new());
         report.set(None);
+        step_now.set(0);
+        // Gather and send the pixels in a later task: this one only repaints the panel.
         leptos::task::spawn_local(async move {
-            // Paint "running" before the first GPU work.
-            leptos::task::tick().await;
-            let backbone = base.model.backbone.clone();
-            let device = base.device.clone();
-            let on_progress = {
-                let flag = Rc::clone(&flag);
-                move |p: &Progress| {
-                    match p {
-                        Progress::Step {
-                            epoch,
-                            step,
-                            steps,
-                            loss,
-                            images_per_sec,
-                            eta_seconds,
-                            ..
-                        } => {
-                            let done = (*epoch as f64 - 1.0).max(0.0)
-                                + *step as f64 / (*steps).max(1) as f64;
-                            progress.set((done / epochs_value as f64).clamp(0.0, 1.0));
-                            step_text.set(format!(
-                                "Epoch {epoch}/{epochs_value}, step {step}/{steps}: loss {loss:.3}, {images_per_sec:.1} images/s, about {eta_seconds:.0} s left"
-                            ));
-                        }
-                        Progress::Epoch(r) => {
-                            progress.set((r.epoch as f64 / epochs_value as f64).clamp(0.0, 1.0));
-                            rows.update(|rows| rows.push(r.clone()));
-                        }
-                    }
-                    !flag.get()
-                }
-            };
-            let result =
-                training::train(&backbone, &dataset, &LITE0, &cfg, &device, on_progress).await;
-            match result {
-                Ok((model, r)) => {
-                    let cancelled = flag.get();
-                    if !r.epochs.is_empty() {
-                        trained.set(Some(Rc::new(Predictor {
-                            model,
-                            labels: names.clone(),
-                            spec: LITE0,
-                            device,
-                        })));
-                        trained_note.set(format!("Trained here on {}", names.join(", ")));
-                        trained_result.set(TrainedResult::None);
-                        report_classes.set(names);
-                        report.set(Some(r));
-                    }
-                    if cancelled {
-                        step_text.set("Stopped; the best epoch so far is kept.".into());
-                        state.set(TrainState::Cancelled);
-                    } else {
-                        progress.set(1.0);
-                        step_text.set(String::new());
-                        state.set(TrainState::Done);
-                    }
-                }
-                Err(e) => state.set(TrainState::Failed(e.to_string())),
+            js::next_task().await;
+            let samples: Vec<(Sample, bool)> = cards
+                .iter()
+                .enumerate()
+                .flat_map(|(label, c)| {
+                    c.samples()
+                        .into_iter()
+                        .map(move |(s, val)| (Sample { label, ..s }, val))
+                })
+                .collect();
+            let (train, val) = split_samples(samples, names.len(), chosen.val_fraction(), cfg.seed);
+            if val.is_empty() {
+                return fail("No images are left to check the model: add more images.".into());
             }
+            run_epochs.set_value(cfg.epochs);
+            run_classes.set_value(names.clone());
+            run_shape.set(Some(RunShape::new(&cfg, train.len())));
+            handle.train(
+                names,
+                cfg,
+                train
+                    .iter()
+                    .map(|s| (image_meta(s), s.image.as_raw().as_slice()))
+                    .collect(),
+                val.iter()
+                    .map(|s| (image_meta(s), s.image.as_raw().as_slice()))
+                    .collect(),
+            );
+            run_val.set_value(val);
         });
     };
 
+    // The worker's messages: progress while running, then the trained model.
+    let on_worker = move |message: FromWorker, buffer: Option<Vec<u8>>| match message {
+        FromWorker::Started => {}
+        FromWorker::Ready => worker.set(WorkerState::Ready),
+        FromWorker::Progress(Progress::Features { done, total }) => {
+            step_text.set(format!(
+                "Reading the images through the pretrained network: {done} of {total}"
+            ));
+        }
+        FromWorker::Progress(Progress::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+            images_per_sec,
+            eta_seconds,
+            ..
+        }) => {
+            let epochs = run_epochs.get_value();
+            step_now.set(epoch.saturating_sub(1) * steps + step);
+            let done = (epoch as f64 - 1.0).max(0.0) + step as f64 / steps.max(1) as f64;
+            progress.set((done / epochs as f64).clamp(0.0, 1.0));
+            step_text.set(format!(
+                "Epoch {epoch}/{epochs}, step {step}/{steps}: loss {loss:.3}, {images_per_sec:.1} images/s, about {eta_seconds:.0} s left"
+            ));
+        }
+        FromWorker::Progress(Progress::Epoch(r)) => {
+            progress.set((r.epoch as f64 / run_epochs.get_value() as f64).clamp(0.0, 1.0));
+            rows.update(|rows| rows.push(r));
+        }
+        FromWorker::Done {
+            report: r,
+            cancelled,
+        } => {
+            let names = run_classes.get_value();
+            let Some(bytes) = buffer else {
+                state.set(TrainState::Failed("the worker sent no model".into()));
+                return;
+            };
+            if cancelled {
+                step_text.set("Stopped; the best epoch so far is kept.".into());
+                state.set(TrainState::Cancelled);
+            } else {
+                progress.set(1.0);
+                step_text.set(String::new());
+                state.set(TrainState::Done);
+            }
+            // The results render in later tasks, so no single one keeps the page busy.
+            leptos::task::spawn_local(async move {
+                js::next_task().await;
+                report_classes.set(names.clone());
+                report.set(Some(r));
+                js::next_task().await;
+                trained_note.set(format!("Trained here on {}", names.join(", ")));
+                trained_result.set(TrainedResult::None);
+                trained.set(Some(names));
+                model_bytes.set(Some(Rc::new(bytes)));
+            });
+        }
+        FromWorker::ModelLoaded { file, result } => match result {
+            Ok(labels) => {
+                if let Some(bytes) = pending_import.try_update_value(Option::take).flatten() {
+                    model_bytes.set(Some(bytes));
+                }
+                trained_note.set(if file == PROJECT_MODEL {
+                    format!("From your project: {}", labels.join(", "))
+                } else {
+                    format!("Imported {file}: {}", labels.join(", "))
+                });
+                trained_result.set(TrainedResult::None);
+                trained.set(Some(labels));
+            }
+            Err(e) => {
+                pending_import.set_value(None);
+                model_error.set(Some(e));
+            }
+        },
+        FromWorker::Prediction { file, result } => trained_result.set(match result {
+            Ok(top) => TrainedResult::Done { file, top },
+            Err(message) => TrainedResult::Failed { file, message },
+        }),
+        FromWorker::Cancelled => {
+            step_text.set("Stopped before the first epoch finished; nothing was trained.".into());
+            state.set(TrainState::Cancelled);
+        }
+        FromWorker::Failed(message) => {
+            if running() {
+                state.set(TrainState::Failed(message));
+            } else if !worker_ready() {
+                worker.set(WorkerState::Failed(message));
+            } else {
+                leptos::logging::error!("training worker: {message}");
+            }
+        }
+    };
+
+    // Start the worker once the weights are in: it builds its own copy of the network.
+    Effect::new(move |_| {
+        if imagenet.with(Option::is_none) || trainer.with_value(Option::is_some) {
+            return;
+        }
+        let Some(bytes) = weights_bytes.try_update_value(Option::take).flatten() else {
+            return;
+        };
+        worker.set(WorkerState::Starting);
+        match Trainer::spawn(bytes, on_worker) {
+            Ok(t) => {
+                if let Some(model) = pending_model.try_update_value(Option::take).flatten() {
+                    t.load_model(PROJECT_MODEL.to_string(), &model);
+                }
+                trainer.set_value(Some(t));
+            }
+            Err(e) => worker.set(WorkerState::Failed(e)),
+        }
+    });
+
     let on_cancel = move |_| {
-        cancel.get_value().set(true);
+        if let Some(t) = trainer.get_value() {
+            t.cancel();
+        }
     };
 
     let predict_trained = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
         let file = files_of(&input).into_iter().next();
         input.set_value("");
-        let (Some(file), Some(predictor)) = (file, trained.get_untracked()) else {
+        let (Some(file), Some(handle)) = (file, trainer.get_value()) else {
             return;
         };
         let name = file.name();
         trained_result.set(TrainedResult::Pending(name.clone()));
         leptos::task::spawn_local(async move {
-            let result = match read_file(&file).await {
-                Ok(bytes) => predictor
-                    .predict_image(&name, &bytes, TOP_K)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            trained_result.set(match result {
-                Ok(p) => TrainedResult::Done {
-                    file: name,
-                    top: p.top.into_iter().map(|c| (c.label, c.prob)).collect(),
-                },
-                Err(message) => TrainedResult::Failed {
+            match read_file(&file).await {
+                Ok(bytes) => handle.predict(name, &bytes, TOP_K),
+                Err(message) => trained_result.set(TrainedResult::Failed {
                     file: name,
                     message,
-                },
-            });
+                }),
+            }
         });
     };
 
     let export = move |_| {
-        let Some(predictor) = trained.get_untracked() else {
-            return;
-        };
         model_error.set(None);
-        leptos::task::spawn_local(async move {
-            let mut meta = HashMap::new();
-            meta.insert(
-                META_CLASSES.to_string(),
-                serde_json::to_string(&predictor.labels).unwrap_or_default(),
-            );
-            let result = weights::export_safetensors(&predictor.model, meta)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| download(&bytes, "model.safetensors"));
-            if let Err(e) = result {
-                model_error.set(Some(format!("Export failed: {e}")));
-            }
-        });
+        if let Some(bytes) = model_bytes.get_untracked()
+            && let Err(e) = storage::download(&bytes, "model.safetensors")
+        {
+            model_error.set(Some(format!("Export failed: {e}")));
+        }
     };
 
     let import = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
         let file = files_of(&input).into_iter().next();
         input.set_value("");
-        let (Some(file), Some(base)) = (file, imagenet.get_untracked()) else {
+        let (Some(file), Some(handle)) = (file, trainer.get_value()) else {
             return;
         };
         model_error.set(None);
         leptos::task::spawn_local(async move {
             let name = file.name();
-            let result = match read_file(&file).await {
-                Ok(bytes) => Predictor::from_model_file(&name, &bytes, &base.device)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(p) => {
-                    trained_note.set(format!("Imported {name}: {}", p.labels.join(", ")));
-                    trained_result.set(TrainedResult::None);
-                    trained.set(Some(Rc::new(p)));
+            match read_file(&file).await {
+                Ok(bytes) => {
+                    handle.load_model(name, &bytes);
+                    pending_import.set_value(Some(Rc::new(bytes)));
                 }
-                Err(e) => model_error.set(Some(format!("{name}: {e}"))),
+                Err(e) => model_error.set(Some(e)),
             }
         });
     };
 
-    let on_strategy = move |ev: leptos::ev::Event| {
-        let select: HtmlSelectElement = event_target(&ev);
-        chosen.set(parse_strategy(&select.value()));
+    // A model from a restored project goes to the worker, which may not exist yet.
+    let load_model = move |bytes: Rc<Vec<u8>>| match trainer.get_value() {
+        Some(handle) => handle.load_model(PROJECT_MODEL.to_string(), &bytes),
+        None => pending_model.set_value(Some(bytes)),
     };
-
-    let strategy_options = [
-        Strategy::Head,
-        Strategy::LastBlock,
-        Strategy::Gradual,
-        Strategy::Full,
-    ]
-    .into_iter()
-    .map(|s| {
-        view! {
-            <option value=s.name() prop:selected=move || strategy() == s>
-                {strategy_label(s)}
-            </option>
-        }
-    })
-    .collect_view();
+    let project = ProjectSignals {
+        classes,
+        errors,
+        next_id,
+        settings: Signal::derive(move || serde_json::to_value(settings.get()).unwrap_or_default()),
+        apply_settings: Callback::new(move |value: serde_json::Value| {
+            // Missing fields take their defaults; unreadable settings leave the current ones.
+            if let Ok(restored) = serde_json::from_value::<TrainSettings>(value) {
+                settings.set(restored);
+            }
+        }),
+        report,
+        report_classes,
+        model: model_bytes,
+        apply_model: Callback::new(load_model),
+    };
 
     view! {
         <section class="card teach" aria-labelledby="teach-title" data-testid="teach-section">
@@ -471,125 +444,33 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
                 "ImageNet photos. We keep that knowledge and teach it your classes with a few "
                 "examples each."
             </p>
-            <div class="classes">
-                <For
-                    each=move || classes.get()
-                    key=|c| c.id
-                    children=move |card| {
-                        view! { <ClassCardView card classes errors disabled=Signal::derive(move || !ready() || running()) /> }
-                    }
-                />
-            </div>
-            <button
-                type="button"
-                class="button secondary"
-                data-testid="add-class"
-                disabled=running
-                on:click=add_class
-            >
-                "+ Add a class"
-            </button>
-            <Show when=move || errors.with(|e| !e.is_empty())>
-                <div class="file-errors">
-                    <div class="results-head">
-                        <h3>"Files not added"</h3>
-                        <button type="button" class="link-button" on:click=move |_| errors.set(Vec::new())>
-                            "Clear"
-                        </button>
-                    </div>
-                    <ul>
-                        <For
-                            each=move || errors.get()
-                            key=|e| (e.file.clone(), e.message.clone())
-                            children=|e| view! {
-                                <li class="file-error" data-testid="file-error" data-file=e.file.clone() role="alert">
-                                    {e.message}
-                                </li>
-                            }
-                        />
-                    </ul>
-                </div>
-            </Show>
+            <ProjectBar project disabled=Signal::derive(running) />
+            <Gather
+                classes
+                errors
+                next_id
+                disabled=Signal::derive(move || !ready() || running())
+                running=Signal::derive(running)
+            />
             <p class="advice" data-testid="data-advice">
                 {move || format!("{} images in {} classes. ", total(), classes.with(Vec::len))}
                 {move || advice.get().why}
             </p>
 
             <h3>"Train"</h3>
-            <div class="train-settings">
-                <label class="wide">
-                    "Strategy"
-                    <select data-testid="strategy-select" on:change=on_strategy disabled=running>
-                        {strategy_options}
-                    </select>
-                </label>
-                <label>
-                    "Epochs"
-                    <input
-                        type="number"
-                        min="1"
-                        max="200"
-                        data-testid="epochs-input"
-                        prop:value=move || epochs.get()
-                        on:input=move |ev| epochs.set(event_target_value(&ev))
-                        disabled=running
-                    />
-                </label>
-                <label>
-                    "Seed"
-                    <input
-                        type="number"
-                        min="0"
-                        data-testid="seed-input"
-                        prop:value=move || seed.get()
-                        on:input=move |ev| seed.set(event_target_value(&ev))
-                        disabled=running
-                    />
-                </label>
-                <label class="check">
-                    <input
-                        type="checkbox"
-                        data-testid="augment-toggle"
-                        prop:checked=move || augment.get()
-                        on:change=move |ev| augment.set(event_target_checked(&ev))
-                        disabled=running
-                    />
-                    "Augment images (random crops, flips, colour)"
-                </label>
-            </div>
-            <p class="muted small" data-testid="strategy-why">
-                {move || {
-                    let a = advice.get();
-                    if chosen.get().is_some_and(|c| c != a.strategy) {
-                        format!("The advisor would pick {}: {}", strategy_label(a.strategy).to_lowercase(), a.why)
-                    } else {
-                        format!("Advisor: {}", a.why)
-                    }
-                }}
-            </p>
-            <ul class="whys">
-                <li class="why">
-                    <strong>"Feature extraction: "</strong>
-                    "the pretrained layers stay frozen and only a new last layer learns. Few images "
-                    "are enough, and it is fast because each photo goes through the big network once."
-                </li>
-                <li class="why">
-                    <strong>"Fine-tuning: "</strong>
-                    "some pretrained layers learn too, slowly, so they adapt to your photos. It needs "
-                    "more images, or the network just memorises them."
-                </li>
-                <li class="why">
-                    <strong>"Augmentation: "</strong>
-                    "each epoch sees slightly changed copies (cropped, flipped, recoloured), so the "
-                    "network learns the object rather than the exact pixels. Slower: nothing can be cached."
-                </li>
-            </ul>
+            <SettingsPanel
+                settings
+                strategy=Signal::derive(strategy)
+                advice
+                classes
+                running=Signal::derive(running)
+            />
             <div class="train-actions">
                 <button
                     type="button"
                     class="button"
                     data-testid="train-button"
-                    disabled=move || !ready() || running()
+                    disabled=move || !worker_ready() || running()
                     on:click=start
                 >
                     "Train"
@@ -604,6 +485,19 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
                     "Cancel"
                 </button>
             </div>
+            <p class="muted small" data-testid="worker-status" data-state=move || match worker.get() {
+                WorkerState::Waiting => "waiting",
+                WorkerState::Starting => "starting",
+                WorkerState::Ready => "ready",
+                WorkerState::Failed(_) => "failed",
+            } class:error=move || matches!(worker.get(), WorkerState::Failed(_))>
+                {move || match worker.get() {
+                    WorkerState::Waiting => "Training starts once the network is loaded.".to_string(),
+                    WorkerState::Starting => "Starting the trainer (a background worker with its own GPU device)…".to_string(),
+                    WorkerState::Ready => "Training runs in a background worker, so this page stays responsive.".to_string(),
+                    WorkerState::Failed(e) => format!("Training is not available: {e}"),
+                }}
+            </p>
             <progress
                 class="train-progress"
                 data-testid="train-progress"
@@ -626,6 +520,11 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
                     TrainState::Failed(message) => format!("Training stopped: {message}"),
                 }}
             </p>
+            <TrainCharts
+                rows=rows.into()
+                shape=run_shape.into()
+                step=step_now.into()
+            />
             <Show when=move || rows.with(|r| !r.is_empty())>
                 <div class="table-scroll">
                     <table class="epochs" data-testid="epoch-table">
@@ -659,6 +558,13 @@ pub fn TeachPanel(imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> im
                 </div>
             </Show>
             {move || report.get().map(|r| view! { <ReportView report=r classes=report_classes.get() /> })}
+            {move || {
+                // Only for this session's run: a report from a saved project has no images.
+                let predicted = report.with(|r| r.as_ref().map(|r| r.val_predicted.clone()))?;
+                (run_val.with_value(Vec::len) == predicted.len() && !predicted.is_empty()).then(|| {
+                    view! { <Mistakes predicted val=run_val classes=report_classes.get() /> }
+                })
+            }}
 
             <h3>"Use your model"</h3>
             <p class="muted small" data-testid="trained-model">
@@ -783,76 +689,6 @@ fn ReportView(report: TrainReport, classes: Vec<String>) -> impl IntoView {
                 </thead>
                 <tbody>{body}</tbody>
             </table>
-        </div>
-    }
-}
-
-/// One class card: name, file picker, count, thumbnails, delete.
-#[component]
-fn ClassCardView(
-    card: ClassCard,
-    classes: RwSignal<Vec<ClassCard>>,
-    errors: RwSignal<Vec<FileError>>,
-    disabled: Signal<bool>,
-) -> impl IntoView {
-    let on_files = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let files = files_of(&input);
-        input.set_value("");
-        leptos::task::spawn_local(add_files(card, files, errors));
-    };
-    let delete = move |_| {
-        for url in card.thumbs.get_untracked() {
-            Url::revoke_object_url(&url).ok();
-        }
-        classes.update(|c| c.retain(|c| c.id != card.id));
-    };
-    let can_delete = move || classes.with(|c| c.len() > 2);
-    view! {
-        <div class="class-card" data-testid="class-card" data-class-name=move || card.name.get()>
-            <div class="class-head">
-                <input
-                    class="class-name"
-                    type="text"
-                    aria-label="Class name"
-                    data-testid="class-name-input"
-                    prop:value=move || card.name.get()
-                    on:input=move |ev| card.name.set(event_target_value(&ev))
-                    disabled=disabled
-                />
-                <button
-                    type="button"
-                    class="link-button"
-                    aria-label=move || format!("Delete class {}", card.name.get())
-                    disabled=move || disabled.get() || !can_delete()
-                    on:click=delete
-                >
-                    "Delete"
-                </button>
-            </div>
-            <p class="muted small">
-                <span data-testid="class-count">{move || card.count.get()}</span>
-                " images"
-            </p>
-            <div class="thumbs">
-                <For
-                    each=move || card.thumbs.get()
-                    key=|u| u.clone()
-                    children=|u| view! { <img class="thumb" src=u alt="" /> }
-                />
-            </div>
-            <label class="button secondary small-button" class:disabled=disabled>
-                <input
-                    class="visually-hidden"
-                    type="file"
-                    multiple
-                    accept="image/*"
-                    data-testid="class-file-input"
-                    disabled=disabled
-                    on:change=on_files
-                />
-                "Add images"
-            </label>
         </div>
     }
 }

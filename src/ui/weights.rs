@@ -39,9 +39,13 @@ fn weights_url() -> String {
     format!("weights/{WEIGHTS_FILE_F16}")
 }
 
-/// Loads the weights (cache first) and builds the predictor, updating `state` as it goes.
+/// Loads the weights (cache first) and builds the predictor, updating `state` as it goes. The
+/// raw bytes come back too: the training worker builds its own copy of the network from them.
 /// A cached copy that no longer validates is dropped and downloaded again once.
-pub async fn load_predictor(device: &Device, state: RwSignal<WeightsState>) -> Option<Predictor> {
+pub async fn load_predictor(
+    device: &Device,
+    state: RwSignal<WeightsState>,
+) -> Option<(Predictor, Vec<u8>)> {
     let cache = open_cache().await;
     let mut use_cache = cache.is_some();
     loop {
@@ -54,7 +58,7 @@ pub async fn load_predictor(device: &Device, state: RwSignal<WeightsState>) -> O
         };
         state.set(WeightsState::Checking);
         // Let the "checking" text paint before the synchronous upload to the GPU.
-        leptos::task::tick().await;
+        super::js::next_task().await;
         let size = loaded.bytes.len() as f64;
         match Predictor::from_safetensors(&loaded.bytes, device) {
             Ok(predictor) => {
@@ -71,7 +75,7 @@ pub async fn load_predictor(device: &Device, state: RwSignal<WeightsState>) -> O
                     from_cache: loaded.from_cache,
                     note,
                 });
-                return Some(predictor);
+                return Some((predictor, loaded.bytes));
             }
             Err(e) if loaded.from_cache => {
                 leptos::logging::warn!("cached weights rejected, downloading again: {e}");

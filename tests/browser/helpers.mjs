@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const distDir = path.join(repoRoot, 'dist');
+export const distDir = process.env.DIST_DIR ? path.resolve(process.env.DIST_DIR) : path.join(repoRoot, 'dist');
 export const sharedDir = path.resolve(repoRoot, '../shared');
 
 // From ../shared/TOOLCHAIN.md: WebGPU on SwiftShader, and no background traffic of Chromium's own.

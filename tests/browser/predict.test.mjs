@@ -119,6 +119,23 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
       assert.equal(app.crashed, null);
     });
   });
+
+  it('opens and classifies with no network after the first visit (service worker)', async () => {
+    await step('offline', async () => {
+      assert.ok(await page.evaluate(() => navigator.serviceWorker.ready.then(() => true)));
+      await app.context.setOffline(true);
+      try {
+        await page.reload();
+        const { weights } = await waitUntilReady();
+        console.log(`weights offline: ${weights}`);
+        const top1 = await classifyCoffee();
+        assert.equal((await top1.textContent()).trim(), coffeeTop1.name);
+      } finally {
+        await app.context.setOffline(false);
+      }
+      assert.equal(app.crashed, null);
+    });
+  });
 });
 
 describe('the app without WebGPU', { timeout: 2 * 60_000 }, () => {

@@ -1,0 +1,262 @@
+//! A whole project in one file: the classes with their images (the original file bytes, so
+//! nothing is re-encoded or lost), the user's settings, the last training report and the trained
+//! model. The container is safetensors: each image is a `u8` tensor, the model file is one more,
+//! and the layout is JSON in the header metadata. The same bytes are the browser's autosave.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use super::EngineError;
+use super::training::TrainReport;
+
+/// Header metadata key of the project layout.
+const META_PROJECT: &str = "finetune_project";
+/// Layout version written by this build; older files are read, newer ones refused.
+pub const PROJECT_VERSION: u32 = 1;
+/// Largest project accepted (1 GiB): a browser tab cannot hold much more in wasm memory.
+pub const MAX_PROJECT_BYTES: usize = 1 << 30;
+/// Tensor holding the exported model (safetensors bytes), when there is one.
+const MODEL_TENSOR: &str = "model";
+
+/// One image of a class, as the user added it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectImage {
+    pub file: String,
+    pub bytes: Vec<u8>,
+    /// Came from a `val/` folder: always held out for validation.
+    pub val: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectClass {
+    pub name: String,
+    pub images: Vec<ProjectImage>,
+}
+
+/// Everything needed to carry on where the user left off.
+#[derive(Debug, Clone, Default)]
+pub struct Project {
+    pub classes: Vec<ProjectClass>,
+    /// The UI's settings (strategy, epochs, ...), kept as the UI wrote them.
+    pub settings: serde_json::Value,
+    pub report: Option<TrainReport>,
+    /// The trained (or imported) model as an exported safetensors file.
+    pub model: Option<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Layout {
+    version: u32,
+    classes: Vec<ClassLayout>,
+    #[serde(default)]
+    settings: serde_json::Value,
+    #[serde(default)]
+    report: Option<TrainReport>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClassLayout {
+    name: String,
+    images: Vec<ImageLayout>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ImageLayout {
+    file: String,
+    tensor: String,
+    #[serde(default)]
+    val: bool,
+}
+
+fn tensor_name(class: usize, image: usize) -> String {
+    format!("images/{class}/{image}")
+}
+
+impl Project {
+    /// Number of images over all classes.
+    pub fn image_count(&self) -> usize {
+        self.classes.iter().map(|c| c.images.len()).sum()
+    }
+
+    /// The project as one file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EngineError> {
+        let layout = Layout {
+            version: PROJECT_VERSION,
+            classes: self
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(c, class)| ClassLayout {
+                    name: class.name.clone(),
+                    images: class
+                        .images
+                        .iter()
+                        .enumerate()
+                        .map(|(i, image)| ImageLayout {
+                            file: image.file.clone(),
+                            tensor: tensor_name(c, i),
+                            val: image.val,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            settings: self.settings.clone(),
+            report: self.report.clone(),
+        };
+        let meta = serde_json::to_string(&layout)
+            .map_err(|e| EngineError::Unsupported(format!("project layout: {e}")))?;
+        let mut views = Vec::with_capacity(self.image_count() + 1);
+        for (c, class) in self.classes.iter().enumerate() {
+            for (i, image) in class.images.iter().enumerate() {
+                views.push((tensor_name(c, i), byte_view(&image.bytes)?));
+            }
+        }
+        if let Some(model) = &self.model {
+            views.push((MODEL_TENSOR.to_string(), byte_view(model)?));
+        }
+        safetensors::serialize(
+            views,
+            Some(HashMap::from([(META_PROJECT.to_string(), meta)])),
+        )
+        .map_err(|e| EngineError::Unsupported(format!("project could not be written: {e}")))
+    }
+
+    /// Reads a project file; `file` names it in errors. Nothing is returned unless all of it
+    /// reads, so a broken file never half-replaces the user's work.
+    pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self, EngineError> {
+        let bad = |reason: String| EngineError::Project {
+            file: file.to_string(),
+            reason,
+        };
+        if bytes.len() > MAX_PROJECT_BYTES {
+            return Err(bad(format!(
+                "{} MB is more than the {} MB a project may have",
+                bytes.len() >> 20,
+                MAX_PROJECT_BYTES >> 20
+            )));
+        }
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a project file ({e})")))?;
+        let text = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_PROJECT))
+            .ok_or_else(|| {
+                bad("a safetensors file, but not a project (no project layout)".into())
+            })?;
+        let layout: Layout =
+            serde_json::from_str(text).map_err(|e| bad(format!("unreadable layout: {e}")))?;
+        if layout.version > PROJECT_VERSION {
+            return Err(bad(format!(
+                "made by a newer version of the app (project version {})",
+                layout.version
+            )));
+        }
+        let tensors =
+            SafeTensors::deserialize(bytes).map_err(|e| bad(format!("damaged file ({e})")))?;
+        let read = |name: &str| -> Result<Vec<u8>, EngineError> {
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| bad(format!("{name} is missing")))?;
+            if view.dtype() != Dtype::U8 || view.shape().len() != 1 {
+                return Err(bad(format!("{name} is not a byte string")));
+            }
+            Ok(view.data().to_vec())
+        };
+        let classes = layout
+            .classes
+            .into_iter()
+            .map(|c| {
+                let images = c
+                    .images
+                    .into_iter()
+                    .map(|i| {
+                        Ok(ProjectImage {
+                            bytes: read(&i.tensor)?,
+                            file: i.file,
+                            val: i.val,
+                        })
+                    })
+                    .collect::<Result<_, EngineError>>()?;
+                Ok(ProjectClass {
+                    name: c.name,
+                    images,
+                })
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let model = match tensors.tensor(MODEL_TENSOR) {
+            Ok(_) => Some(read(MODEL_TENSOR)?),
+            Err(_) => None,
+        };
+        Ok(Self {
+            classes,
+            settings: layout.settings,
+            report: layout.report,
+            model,
+        })
+    }
+}
+
+fn byte_view(bytes: &[u8]) -> Result<TensorView<'_>, EngineError> {
+    TensorView::new(Dtype::U8, vec![bytes.len()], bytes)
+        .map_err(|e| EngineError::Unsupported(format!("project tensor: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Project {
+        Project {
+            classes: vec![
+                ProjectClass {
+                    name: "ants".into(),
+                    images: vec![ProjectImage {
+                        file: "a.jpg".into(),
+                        bytes: vec![1, 2, 3],
+                        val: false,
+                    }],
+                },
+                ProjectClass {
+                    name: "bees".into(),
+                    images: vec![ProjectImage {
+                        file: "b.png".into(),
+                        bytes: vec![9; 10],
+                        val: true,
+                    }],
+                },
+            ],
+            settings: serde_json::json!({"epochs": 3}),
+            report: None,
+            model: Some(vec![7; 5]),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let p = sample();
+        let back = Project::from_bytes("p", &p.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.classes, p.classes);
+        assert_eq!(back.settings, p.settings);
+        assert_eq!(back.model, p.model);
+    }
+
+    #[test]
+    fn broken_files_name_the_file_and_reason() {
+        let bytes = sample().to_bytes().unwrap();
+        let err = Project::from_bytes("cut.ftproj", &bytes[..bytes.len() - 4]).unwrap_err();
+        assert!(err.to_string().starts_with("cut.ftproj: "), "{err}");
+        let err = Project::from_bytes("junk.ftproj", b"hello").unwrap_err();
+        assert!(err.to_string().contains("not a project file"), "{err}");
+        let plain = safetensors::serialize(
+            [("x", TensorView::new(Dtype::U8, vec![1], &[0u8]).unwrap())],
+            None,
+        )
+        .unwrap();
+        let err = Project::from_bytes("model.safetensors", &plain).unwrap_err();
+        assert!(err.to_string().contains("not a project"), "{err}");
+    }
+}

@@ -1,0 +1,341 @@
+//! Keeping the work: save the whole project (images, classes, settings, last report, model) as
+//! one file, open one, and autosave to IndexedDB so a reload or a crashed tab restores it all.
+//! A project that cannot be read changes nothing; the message names the file and the reason.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use web_sys::HtmlInputElement;
+
+use super::gather::{ClassCard, FileError, add_images};
+use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
+use crate::engine::project::{MAX_PROJECT_BYTES, Project, ProjectClass, ProjectImage};
+use crate::engine::training::TrainReport;
+
+/// Quiet time after the last change before the autosave runs.
+const AUTOSAVE_DELAY_MS: i32 = 800;
+/// Suggested name of a saved project.
+const PROJECT_FILE: &str = "finetune-project.ftproj";
+
+/// What the UI keeps in a project besides the images and the model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiState {
+    /// The train panel's settings, as that panel serialises them.
+    pub settings: serde_json::Value,
+    /// Class names of the last report (the cards may have been renamed since).
+    pub report_classes: Vec<String>,
+}
+
+/// Everything of the panel that a project holds. The panel owns the signals; this only reads
+/// and writes them.
+#[derive(Clone, Copy)]
+pub struct ProjectSignals {
+    pub classes: RwSignal<Vec<ClassCard>>,
+    pub errors: RwSignal<Vec<FileError>>,
+    pub next_id: StoredValue<u64>,
+    pub settings: Signal<serde_json::Value>,
+    pub apply_settings: Callback<serde_json::Value>,
+    pub report: RwSignal<Option<TrainReport>>,
+    pub report_classes: RwSignal<Vec<String>>,
+    /// The trained or imported model as an exported safetensors file.
+    pub model: RwSignal<Option<Rc<Vec<u8>>>, LocalStorage>,
+    /// Builds the predictor of a restored model (needs the GPU, so it may wait for it).
+    pub apply_model: Callback<Rc<Vec<u8>>>,
+}
+
+impl ProjectSignals {
+    /// The current work as a project (untracked reads); `with_model` false leaves the model
+    /// out (the autosave keeps it under its own key, written only when it changes).
+    fn snapshot(&self, with_model: bool) -> Project {
+        let classes = self
+            .classes
+            .get_untracked()
+            .iter()
+            .map(|card| ProjectClass {
+                name: card.name.get_untracked(),
+                images: card
+                    .images
+                    .try_with_value(|images| {
+                        images
+                            .iter()
+                            .map(|i| ProjectImage {
+                                file: i.file.clone(),
+                                bytes: i.bytes.as_ref().clone(),
+                                val: i.val,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let ui = UiState {
+            settings: self.settings.get_untracked(),
+            report_classes: self.report_classes.get_untracked(),
+        };
+        Project {
+            classes,
+            settings: serde_json::to_value(ui).unwrap_or_default(),
+            report: self.report.get_untracked(),
+            model: with_model
+                .then(|| self.model.get_untracked().map(|m| m.as_ref().clone()))
+                .flatten(),
+        }
+    }
+
+    /// Tracks everything a project holds, so an effect re-runs on any change.
+    fn track(&self) {
+        for card in self.classes.get() {
+            card.name.track();
+            card.count.track();
+        }
+        self.settings.track();
+        self.report.track();
+        self.model.track();
+    }
+
+    /// Replaces the work with `project`: new cards (decoded one by one), settings, report and
+    /// model. The old cards are freed.
+    async fn apply(self, project: Project, owner: Option<Owner>) {
+        let ui: UiState = serde_json::from_value(project.settings).unwrap_or_default();
+        self.apply_settings.run(ui.settings);
+        self.report_classes.set(ui.report_classes);
+        self.report.set(project.report);
+        if let Some(model) = project.model {
+            let model = Rc::new(model);
+            self.model.set(Some(Rc::clone(&model)));
+            self.apply_model.run(model);
+        }
+        let new_card = |name: String| {
+            let id = self.next_id.get_value();
+            self.next_id.set_value(id + 1);
+            match &owner {
+                Some(owner) => owner.with(|| ClassCard::new(id, name)),
+                None => ClassCard::new(id, name),
+            }
+        };
+        let cards: Vec<(ClassCard, Vec<ProjectImage>)> = project
+            .classes
+            .into_iter()
+            .map(|c| (new_card(c.name), c.images))
+            .collect();
+        let old = self.classes.get_untracked();
+        self.classes
+            .set(cards.iter().map(|(card, _)| *card).collect());
+        for card in old {
+            card.clear();
+        }
+        self.errors.set(Vec::new());
+        for (card, images) in cards {
+            let files = images
+                .into_iter()
+                .map(|i| (i.file, i.bytes, i.val))
+                .collect();
+            add_images(card, files, self.errors).await;
+        }
+    }
+}
+
+/// Where the autosave stands, for the user.
+#[derive(Clone, Debug, PartialEq)]
+enum SaveState {
+    Restoring,
+    Restored(usize),
+    Idle,
+    Saved,
+    Failed(String),
+}
+
+/// Save / open buttons and the autosave line. Restores the autosave once, then saves every
+/// change after a short quiet time.
+#[component]
+pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoView {
+    let owner = Owner::current();
+    let save_state = RwSignal::new(SaveState::Restoring);
+    let open_error = RwSignal::new(None::<String>);
+    // Autosave starts only after the restore, so the empty start page never overwrites it.
+    let restored = RwSignal::new(false);
+    let generation = StoredValue::new(0u64);
+    let saves = RwSignal::new(0u32);
+    // The model last written to the autosave, compared by pointer: it is large and rarely changes.
+    let saved_model = StoredValue::new_local(None::<Rc<Vec<u8>>>);
+
+    {
+        let owner = owner.clone();
+        leptos::task::spawn_local(async move {
+            let saved = match storage::get(AUTOSAVE_KEY).await {
+                Ok(saved) => saved,
+                Err(e) => {
+                    save_state.set(SaveState::Failed(format!(
+                        "could not read the autosave: {e}"
+                    )));
+                    restored.set(true);
+                    return;
+                }
+            };
+            match saved.map(|bytes| Project::from_bytes("the autosaved project", &bytes)) {
+                Some(Ok(mut p)) => {
+                    p.model = storage::get(AUTOSAVE_MODEL_KEY)
+                        .await
+                        .ok()
+                        .flatten()
+                        .filter(|m| !m.is_empty());
+                    let images = p.image_count();
+                    project.apply(p, owner).await;
+                    save_state.set(SaveState::Restored(images));
+                }
+                Some(Err(e)) => save_state.set(SaveState::Failed(format!(
+                    "the autosave could not be restored ({e}); it will be replaced"
+                ))),
+                None => save_state.set(SaveState::Idle),
+            }
+            restored.set(true);
+        });
+    }
+
+    Effect::new(move |_| {
+        project.track();
+        if !restored.get() {
+            return;
+        }
+        let ticket = generation.get_value() + 1;
+        generation.set_value(ticket);
+        let run = wasm_bindgen::closure::Closure::once_into_js(move || {
+            if generation.try_get_value() != Some(ticket) {
+                return; // a newer change will save
+            }
+            leptos::task::spawn_local(async move {
+                let model = project.model.get_untracked();
+                let model_changed = !match (&model, saved_model.get_value()) {
+                    (Some(a), Some(b)) => Rc::ptr_eq(a, &b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                let mut result = project
+                    .snapshot(false)
+                    .to_bytes()
+                    .map_err(|e| e.to_string());
+                if let Ok(bytes) = &result {
+                    result = storage::put(AUTOSAVE_KEY, bytes).await.map(|()| Vec::new());
+                }
+                if result.is_ok() && model_changed {
+                    let bytes = model.as_deref().map(Vec::as_slice).unwrap_or_default();
+                    result = storage::put(AUTOSAVE_MODEL_KEY, bytes)
+                        .await
+                        .map(|()| Vec::new());
+                    if result.is_ok() {
+                        saved_model.set_value(model);
+                    }
+                }
+                let result = result.map(|_| ());
+                if result.is_ok() {
+                    saves.try_update(|n| *n += 1);
+                }
+                save_state.try_set(match result {
+                    Ok(()) => SaveState::Saved,
+                    Err(e) => SaveState::Failed(format!("autosave failed: {e}")),
+                });
+            });
+        });
+        window()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                wasm_bindgen::JsCast::unchecked_ref(&run),
+                AUTOSAVE_DELAY_MS,
+            )
+            .ok();
+    });
+
+    let save = move |_| {
+        open_error.set(None);
+        let result = project
+            .snapshot(true)
+            .to_bytes()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| storage::download(&bytes, PROJECT_FILE));
+        if let Err(e) = result {
+            open_error.set(Some(format!("The project could not be saved: {e}")));
+        }
+    };
+
+    let open = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let file = input.files().and_then(|f| f.get(0));
+        input.set_value("");
+        let Some(file) = file else { return };
+        open_error.set(None);
+        let name = file.name();
+        if file.size() > MAX_PROJECT_BYTES as f64 {
+            open_error.set(Some(format!(
+                "{name}: {:.0} MB is more than the {} MB a project may have; nothing was changed.",
+                file.size() / 1_048_576.0,
+                MAX_PROJECT_BYTES >> 20
+            )));
+            return;
+        }
+        let owner = owner.clone();
+        leptos::task::spawn_local(async move {
+            let bytes = match super::js::await_promise(file.array_buffer()).await {
+                Ok(buffer) => js_sys::Uint8Array::new(&buffer).to_vec(),
+                Err(e) => {
+                    open_error.set(Some(format!("{name}: could not read the file: {e}")));
+                    return;
+                }
+            };
+            match Project::from_bytes(&name, &bytes) {
+                Ok(p) => {
+                    let images = p.image_count();
+                    project.apply(p, owner).await;
+                    save_state.set(SaveState::Restored(images));
+                }
+                Err(e) => open_error.set(Some(format!("{e}. Nothing was changed."))),
+            }
+        });
+    };
+
+    view! {
+        <div class="project-bar">
+            <button
+                type="button"
+                class="button secondary"
+                data-testid="save-project"
+                disabled=disabled
+                on:click=save
+            >
+                "Save project"
+            </button>
+            <label class="button secondary" class:disabled=disabled>
+                <input
+                    class="visually-hidden"
+                    type="file"
+                    accept=".ftproj"
+                    data-testid="open-project"
+                    disabled=disabled
+                    on:change=open
+                />
+                "Open project"
+            </label>
+            <span
+                class="muted small"
+                data-testid="autosave-status"
+                data-saves=move || saves.get()
+                data-state=move || match save_state.get() {
+                    SaveState::Restoring => "restoring",
+                    SaveState::Restored(_) => "restored",
+                    SaveState::Idle => "idle",
+                    SaveState::Saved => "saved",
+                    SaveState::Failed(_) => "failed",
+                }
+            >
+                {move || match save_state.get() {
+                    SaveState::Restoring => "Looking for your saved work…".to_string(),
+                    SaveState::Restored(n) => format!("Restored your project ({n} images)."),
+                    SaveState::Idle => "Your work is saved in this browser as you go.".to_string(),
+                    SaveState::Saved => "Saved in this browser.".to_string(),
+                    SaveState::Failed(e) => e,
+                }}
+            </span>
+        </div>
+        {move || open_error.get().map(|e| view! { <p class="file-error" role="alert" data-testid="project-error">{e}</p> })}
+    }
+}

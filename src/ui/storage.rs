@@ -1,0 +1,83 @@
+//! The browser side of projects: the autosave slot in IndexedDB (so a reload or a crashed tab
+//! gets everything back), and downloads. The file format itself is the engine's
+//! [`crate::engine::project::Project`].
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::Url;
+
+use super::js;
+
+/// Key of the autosaved project (images, classes, settings, report).
+pub const AUTOSAVE_KEY: &str = "autosave";
+/// Key of the autosaved model (empty when there is none), apart because it is large.
+pub const AUTOSAVE_MODEL_KEY: &str = "autosave-model";
+
+// IndexedDB's request/event API is far shorter in JS than through web-sys.
+#[wasm_bindgen(inline_js = r#"
+const DB = 'finetune-studio', STORE = 'projects';
+function db() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(DB, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore(STORE);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+function run(mode, f) {
+  return db().then((d) => new Promise((resolve, reject) => {
+    const tx = d.transaction(STORE, mode);
+    const req = f(tx.objectStore(STORE));
+    tx.oncomplete = () => { d.close(); resolve(req.result ?? null); };
+    tx.onerror = tx.onabort = () => { d.close(); reject(tx.error); };
+  }));
+}
+export function idb_put(key, bytes) { return run('readwrite', (s) => s.put(bytes, key)); }
+export function idb_get(key) { return run('readonly', (s) => s.get(key)); }
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn idb_put(key: &str, bytes: &js_sys::Uint8Array) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn idb_get(key: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Stores `bytes` under `key`, replacing what was there.
+pub async fn put(key: &str, bytes: &[u8]) -> Result<(), String> {
+    let array = js_sys::Uint8Array::from(bytes);
+    js::await_promise(idb_put(key, &array).map_err(|e| js::error_text(&e))?).await?;
+    Ok(())
+}
+
+/// The bytes under `key`, `None` if there are none.
+pub async fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+    let value = js::await_promise(idb_get(key).map_err(|e| js::error_text(&e))?).await?;
+    Ok(value
+        .dyn_into::<js_sys::Uint8Array>()
+        .ok()
+        .map(|a| a.to_vec()))
+}
+
+/// Offers `bytes` as a download named `name`.
+pub fn download(bytes: &[u8], name: &str) -> Result<(), String> {
+    let array = js_sys::Uint8Array::from(bytes);
+    let parts = js_sys::Array::of1(&array);
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| js::error_text(&e))?;
+    let url = Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
+    let doc = leptos::prelude::document();
+    let anchor: web_sys::HtmlAnchorElement = doc
+        .create_element("a")
+        .map_err(|e| js::error_text(&e))?
+        .unchecked_into();
+    anchor.set_href(&url);
+    anchor.set_download(name);
+    anchor.click();
+    // Revoke later: the download has to start first.
+    let revoke = Closure::once_into_js(move || {
+        Url::revoke_object_url(&url).ok();
+    });
+    leptos::prelude::window()
+        .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000)
+        .ok();
+    Ok(())
+}
