@@ -132,7 +132,7 @@ fn row_view(title: String, parts: Vec<Part>) -> impl IntoView {
             view! {
                 <li class="layer" class:learning=learning data-state=state>
                     <span class="layer-name">
-                        <span aria-hidden="true" class="layer-icon">{if learning { "🔥" } else { "❄" }}</span>
+                        <span aria-hidden="true" class="layer-icon">{if learning { "✱" } else { "❄" }}</span>
                         {p.name}
                     </span>
                     <span class="layer-detail">{p.detail}</span>
@@ -162,7 +162,7 @@ pub fn LayerDiagram(stages: Signal<Vec<Stage>>, lr_mult: Signal<f64>) -> impl In
                 "Input on the left, your classes on the right. "
                 <span class="key frozen-key">"❄ frozen"</span>
                 " keeps its ImageNet weights; "
-                <span class="key learning-key">"🔥 learning"</span>
+                <span class="key learning-key">"✱ learning"</span>
                 " changes, at the rate shown (relative to the new head)."
             </figcaption>
             {move || {

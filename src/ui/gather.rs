@@ -286,7 +286,7 @@ async fn add_pending(
     for (i, item) in pending.into_iter().enumerate() {
         let (bytes, blob) = match item.source {
             Source::Bytes(bytes) => (Ok(bytes), None),
-            Source::File(file) => (read_file(&file, &item.shown).await, Some(file)),
+            Source::File(file) => (js::read_file(&file, &item.shown).await, Some(file)),
         };
         let decoded = bytes.and_then(|bytes| {
             data::load_sample(&item.shown, &bytes, 0, &LITE0)
@@ -326,21 +326,6 @@ fn object_url(bytes: &[u8]) -> Option<String> {
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).ok()?;
     Url::create_object_url_with_blob(&blob).ok()
-}
-
-/// Reads a file into bytes; `Err` is a message naming it as `shown`.
-async fn read_file(file: &File, shown: &str) -> Result<Vec<u8>, String> {
-    let buffer = js::await_promise(file.array_buffer())
-        .await
-        .map_err(|e| format!("{shown}: could not read the file: {e}"))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
-}
-
-fn files_of(input: &HtmlInputElement) -> Vec<File> {
-    input
-        .files()
-        .map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
-        .unwrap_or_default()
 }
 
 /// System clutter that is skipped without a word (`.DS_Store`, `__MACOSX/`, `Thumbs.db`, …).
@@ -734,7 +719,7 @@ pub fn Gather(
         let new_card = new_card.clone();
         move |ev: leptos::ev::Event| {
             let input: HtmlInputElement = event_target(&ev);
-            let tree: Vec<(String, File)> = files_of(&input)
+            let tree: Vec<(String, File)> = js::files_of(&input)
                 .into_iter()
                 .map(|f| {
                     (
@@ -941,7 +926,7 @@ fn ClassCardView(
     };
     let on_files = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
-        let files = files_of(&input);
+        let files = js::files_of(&input);
         input.set_value("");
         add(files);
     };

@@ -67,6 +67,22 @@ pub async fn next_task() {
     JsFuture::from(promise).await.ok();
 }
 
+/// Reads a file into bytes; `Err` is a message naming it as `shown`.
+pub async fn read_file(file: &web_sys::File, shown: &str) -> Result<Vec<u8>, String> {
+    let buffer = await_promise(file.array_buffer())
+        .await
+        .map_err(|e| format!("{shown}: could not read the file: {e}"))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// The files chosen in a file input.
+pub fn files_of(input: &web_sys::HtmlInputElement) -> Vec<web_sys::File> {
+    input
+        .files()
+        .map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
+        .unwrap_or_default()
+}
+
 /// Milliseconds since navigation start (the page's time origin).
 pub fn now_ms() -> f64 {
     web_sys::window()

@@ -3,6 +3,7 @@
 
 mod app;
 mod augment_grid;
+mod autosave;
 mod backend;
 mod charts;
 mod diagram;

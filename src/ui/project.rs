@@ -1,5 +1,6 @@
 //! Keeping the work: save the whole project (images, classes, settings, last report, model) as
-//! one file, open one, and autosave to IndexedDB so a reload or a crashed tab restores it all.
+//! one file, open one, and autosave to IndexedDB ([`Autosave`]) so a reload or a crashed tab
+//! restores it all.
 //! A project that cannot be read changes nothing; the message names the file and the reason.
 
 use std::rc::Rc;
@@ -8,8 +9,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use web_sys::HtmlInputElement;
 
+use super::autosave::Autosave;
 use super::gather::{ClassCard, FileError, add_images};
-use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
+use super::storage;
 use crate::engine::project::{MAX_PROJECT_BYTES, Project, ProjectClass, ProjectImage};
 use crate::engine::training::TrainReport;
 
@@ -46,9 +48,8 @@ pub struct ProjectSignals {
 }
 
 impl ProjectSignals {
-    /// The current work as a project (untracked reads); `with_model` false leaves the model
-    /// out (the autosave keeps it under its own key, written only when it changes).
-    fn snapshot(&self, with_model: bool) -> Project {
+    /// The current work as a project (untracked reads).
+    fn snapshot(&self) -> Project {
         let classes = self
             .classes
             .get_untracked()
@@ -78,9 +79,7 @@ impl ProjectSignals {
             classes,
             settings: serde_json::to_value(ui).unwrap_or_default(),
             report: self.report.get_untracked(),
-            model: with_model
-                .then(|| self.model.get_untracked().map(|m| m.as_ref().clone()))
-                .flatten(),
+            model: self.model.get_untracked().map(|m| m.as_ref().clone()),
         }
     }
 
@@ -158,37 +157,30 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
     let restored = RwSignal::new(false);
     let generation = StoredValue::new(0u64);
     let saves = RwSignal::new(0u32);
-    // The model last written to the autosave, compared by pointer: it is large and rarely changes.
-    let saved_model = StoredValue::new_local(None::<Rc<Vec<u8>>>);
+    let autosave = Rc::new(Autosave::default());
 
     {
         let owner = owner.clone();
+        let autosave = Rc::clone(&autosave);
         leptos::task::spawn_local(async move {
-            let saved = match storage::get(AUTOSAVE_KEY).await {
-                Ok(saved) => saved,
-                Err(e) => {
-                    save_state.set(SaveState::Failed(format!(
-                        "could not read the autosave: {e}"
-                    )));
-                    restored.set(true);
-                    return;
-                }
-            };
-            match saved.map(|bytes| Project::from_bytes("the autosaved project", &bytes)) {
-                Some(Ok(mut p)) => {
-                    p.model = storage::get(AUTOSAVE_MODEL_KEY)
-                        .await
-                        .ok()
-                        .flatten()
-                        .filter(|m| !m.is_empty());
+            match autosave.restore().await {
+                Ok(Some((p, missing))) => {
                     let images = p.image_count();
                     project.apply(p, owner).await;
+                    for file in missing {
+                        project.errors.update(|e| {
+                            e.push(FileError {
+                                message: format!("{file}: missing from the autosave, not restored"),
+                                file,
+                            })
+                        });
+                    }
                     save_state.set(SaveState::Restored(images));
                 }
-                Some(Err(e)) => save_state.set(SaveState::Failed(format!(
+                Ok(None) => save_state.set(SaveState::Idle),
+                Err(e) => save_state.set(SaveState::Failed(format!(
                     "the autosave could not be restored ({e}); it will be replaced"
                 ))),
-                None => save_state.set(SaveState::Idle),
             }
             restored.set(true);
         });
@@ -201,34 +193,13 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
         }
         let ticket = generation.get_value() + 1;
         generation.set_value(ticket);
+        let autosave = Rc::clone(&autosave);
         let run = wasm_bindgen::closure::Closure::once_into_js(move || {
             if generation.try_get_value() != Some(ticket) {
                 return; // a newer change will save
             }
             leptos::task::spawn_local(async move {
-                let model = project.model.get_untracked();
-                let model_changed = !match (&model, saved_model.get_value()) {
-                    (Some(a), Some(b)) => Rc::ptr_eq(a, &b),
-                    (None, None) => true,
-                    _ => false,
-                };
-                let mut result = project
-                    .snapshot(false)
-                    .to_bytes()
-                    .map_err(|e| e.to_string());
-                if let Ok(bytes) = &result {
-                    result = storage::put(AUTOSAVE_KEY, bytes).await.map(|()| Vec::new());
-                }
-                if result.is_ok() && model_changed {
-                    let bytes = model.as_deref().map(Vec::as_slice).unwrap_or_default();
-                    result = storage::put(AUTOSAVE_MODEL_KEY, bytes)
-                        .await
-                        .map(|()| Vec::new());
-                    if result.is_ok() {
-                        saved_model.set_value(model);
-                    }
-                }
-                let result = result.map(|_| ());
+                let result = autosave.save(&project).await;
                 if result.is_ok() {
                     saves.try_update(|n| *n += 1);
                 }
@@ -249,7 +220,7 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
     let save = move |_| {
         open_error.set(None);
         let result = project
-            .snapshot(true)
+            .snapshot()
             .to_bytes()
             .map_err(|e| e.to_string())
             .and_then(|bytes| storage::download(&bytes, PROJECT_FILE));

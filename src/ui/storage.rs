@@ -8,7 +8,8 @@ use web_sys::Url;
 
 use super::js;
 
-/// Key of the autosaved project (images, classes, settings, report).
+/// Key of the autosaved project's manifest (classes, image keys, settings, report); each image
+/// is stored once under its own key, so a change never rewrites them all.
 pub const AUTOSAVE_KEY: &str = "autosave";
 /// Key of the autosaved model (empty when there is none), apart because it is large.
 pub const AUTOSAVE_MODEL_KEY: &str = "autosave-model";
@@ -34,12 +35,15 @@ function run(mode, f) {
 }
 export function idb_put(key, bytes) { return run('readwrite', (s) => s.put(bytes, key)); }
 export function idb_get(key) { return run('readonly', (s) => s.get(key)); }
+export function idb_delete(key) { return run('readwrite', (s) => s.delete(key)); }
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
     fn idb_put(key: &str, bytes: &js_sys::Uint8Array) -> Result<js_sys::Promise, JsValue>;
     #[wasm_bindgen(catch)]
     fn idb_get(key: &str) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn idb_delete(key: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// Stores `bytes` under `key`, replacing what was there.
@@ -56,6 +60,12 @@ pub async fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
         .dyn_into::<js_sys::Uint8Array>()
         .ok()
         .map(|a| a.to_vec()))
+}
+
+/// Removes `key` (nothing happens if it is not there).
+pub async fn delete(key: &str) -> Result<(), String> {
+    js::await_promise(idb_delete(key).map_err(|e| js::error_text(&e))?).await?;
+    Ok(())
 }
 
 /// Offers `bytes` as a download named `name`.

@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use web_sys::{File, HtmlInputElement};
+use web_sys::HtmlInputElement;
 
 use super::charts::{RunShape, TrainCharts};
 use super::gather::{ClassCard, FileError, Gather};
@@ -15,7 +15,8 @@ use super::mistakes::Mistakes;
 use super::project::{ProjectBar, ProjectSignals};
 use super::settings::{SettingsPanel, TrainSettings};
 use super::storage;
-use super::trainer::{FromWorker, ImageMeta, Trainer};
+use super::trainer::{self, FromWorker, Trainer};
+use super::webcam::WebcamPredict;
 use crate::engine::advisor::{self, Domain};
 use crate::engine::data::{self, Sample};
 use crate::engine::inference::Predictor;
@@ -45,22 +46,6 @@ impl TrainState {
             TrainState::Failed(_) => "failed",
         }
     }
-}
-
-/// Reads a file into bytes; `Err` is a message naming the file.
-async fn read_file(file: &File) -> Result<Vec<u8>, String> {
-    let name = file.name();
-    let buffer = js::await_promise(file.array_buffer())
-        .await
-        .map_err(|e| format!("{name}: could not read the file: {e}"))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
-}
-
-fn files_of(input: &HtmlInputElement) -> Vec<File> {
-    input
-        .files()
-        .map(|list| (0..list.length()).filter_map(|i| list.get(i)).collect())
-        .unwrap_or_default()
 }
 
 /// The trained model's top-1 on a photo.
@@ -104,15 +89,6 @@ fn split_samples(
     } else {
         let all = samples.into_iter().map(|(s, _)| s).collect();
         data::stratified_split(all, classes, fraction, seed)
-    }
-}
-
-fn image_meta(s: &Sample) -> ImageMeta {
-    ImageMeta {
-        file: s.file.clone(),
-        label: s.label,
-        width: s.image.width(),
-        height: s.image.height(),
     }
 }
 
@@ -164,6 +140,8 @@ pub fn TeachPanel(
     let trained = RwSignal::new(None::<Vec<String>>);
     // An imported file's bytes until the worker has accepted it.
     let pending_import = StoredValue::new_local(None::<Rc<Vec<u8>>>);
+    // A live webcam frame is with the worker: the next one waits for its answer.
+    let webcam_busy = RwSignal::new(false);
     let trained_note = RwSignal::new(String::new());
     let trained_result = RwSignal::new(TrainedResult::None);
     let model_error = RwSignal::new(None::<String>);
@@ -211,15 +189,12 @@ pub fn TeachPanel(
         // Gather and send the pixels in a later task: this one only repaints the panel.
         leptos::task::spawn_local(async move {
             js::next_task().await;
-            let samples: Vec<(Sample, bool)> = cards
-                .iter()
-                .enumerate()
-                .flat_map(|(label, c)| {
-                    c.samples()
-                        .into_iter()
-                        .map(move |(s, val)| (Sample { label, ..s }, val))
-                })
-                .collect();
+            let mut samples: Vec<(Sample, bool)> = Vec::new();
+            for (label, c) in cards.iter().enumerate() {
+                let class = c.samples().into_iter();
+                samples.extend(class.map(|(s, val)| (Sample { label, ..s }, val)));
+                js::next_task().await;
+            }
             let (train, val) = split_samples(samples, names.len(), chosen.val_fraction(), cfg.seed);
             if val.is_empty() {
                 return fail("No images are left to check the model: add more images.".into());
@@ -227,17 +202,9 @@ pub fn TeachPanel(
             run_epochs.set_value(cfg.epochs);
             run_classes.set_value(names.clone());
             run_shape.set(Some(RunShape::new(&cfg, train.len())));
-            handle.train(
-                names,
-                cfg,
-                train
-                    .iter()
-                    .map(|s| (image_meta(s), s.image.as_raw().as_slice()))
-                    .collect(),
-                val.iter()
-                    .map(|s| (image_meta(s), s.image.as_raw().as_slice()))
-                    .collect(),
-            );
+            let train = trainer::pixels(&train).await;
+            let val_pixels = trainer::pixels(&val).await;
+            handle.train(names, cfg, train, val_pixels);
             run_val.set_value(val);
         });
     };
@@ -319,10 +286,13 @@ pub fn TeachPanel(
                 model_error.set(Some(e));
             }
         },
-        FromWorker::Prediction { file, result } => trained_result.set(match result {
-            Ok(top) => TrainedResult::Done { file, top },
-            Err(message) => TrainedResult::Failed { file, message },
-        }),
+        FromWorker::Prediction { file, result } => {
+            webcam_busy.set(false);
+            trained_result.set(match result {
+                Ok(top) => TrainedResult::Done { file, top },
+                Err(message) => TrainedResult::Failed { file, message },
+            });
+        }
         FromWorker::Cancelled => {
             step_text.set("Stopped before the first epoch finished; nothing was trained.".into());
             state.set(TrainState::Cancelled);
@@ -366,7 +336,7 @@ pub fn TeachPanel(
 
     let predict_trained = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
-        let file = files_of(&input).into_iter().next();
+        let file = js::files_of(&input).into_iter().next();
         input.set_value("");
         let (Some(file), Some(handle)) = (file, trainer.get_value()) else {
             return;
@@ -374,7 +344,7 @@ pub fn TeachPanel(
         let name = file.name();
         trained_result.set(TrainedResult::Pending(name.clone()));
         leptos::task::spawn_local(async move {
-            match read_file(&file).await {
+            match js::read_file(&file, &file.name()).await {
                 Ok(bytes) => handle.predict(name, &bytes, TOP_K),
                 Err(message) => trained_result.set(TrainedResult::Failed {
                     file: name,
@@ -395,7 +365,7 @@ pub fn TeachPanel(
 
     let import = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
-        let file = files_of(&input).into_iter().next();
+        let file = js::files_of(&input).into_iter().next();
         input.set_value("");
         let (Some(file), Some(handle)) = (file, trainer.get_value()) else {
             return;
@@ -403,7 +373,7 @@ pub fn TeachPanel(
         model_error.set(None);
         leptos::task::spawn_local(async move {
             let name = file.name();
-            match read_file(&file).await {
+            match js::read_file(&file, &file.name()).await {
                 Ok(bytes) => {
                     handle.load_model(name, &bytes);
                     pending_import.set_value(Some(Rc::new(bytes)));
@@ -606,6 +576,16 @@ pub fn TeachPanel(
                     "Import model"
                 </label>
             </div>
+            <WebcamPredict
+                predict=Callback::new(move |(file, jpeg): (String, Vec<u8>)| {
+                    if let Some(handle) = trainer.get_value() {
+                        webcam_busy.set(true);
+                        handle.predict(file, &jpeg, TOP_K);
+                    }
+                })
+                busy=webcam_busy
+                enabled=Signal::derive(move || trained.with(Option::is_some))
+            />
             {move || model_error.get().map(|e| view! { <p class="file-error" role="alert">{e}</p> })}
             {move || match trained_result.get() {
                 TrainedResult::None => ().into_any(),

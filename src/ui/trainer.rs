@@ -427,24 +427,22 @@ impl Trainer {
         }))
     }
 
-    /// Starts a run; images are `(meta, rgb pixels)` in train-then-val order.
+    /// Starts a run; images are `(meta, rgb pixels)` (see [`pixels`]).
     pub fn train(
         &self,
         classes: Vec<String>,
         config: TrainConfig,
-        train: Vec<(ImageMeta, &[u8])>,
-        val: Vec<(ImageMeta, &[u8])>,
+        train: Vec<(ImageMeta, js_sys::Uint8Array)>,
+        val: Vec<(ImageMeta, js_sys::Uint8Array)>,
     ) {
-        let buffers = train
-            .iter()
-            .chain(&val)
-            .map(|(_, pixels)| js_sys::Uint8Array::from(*pixels))
-            .collect();
+        let (train, mut buffers): (Vec<_>, Vec<_>) = train.into_iter().unzip();
+        let (val, val_buffers): (Vec<_>, Vec<_>) = val.into_iter().unzip();
+        buffers.extend(val_buffers);
         let message = ToWorker::Train {
             classes,
             config: Box::new(config),
-            train: train.into_iter().map(|(m, _)| m).collect(),
-            val: val.into_iter().map(|(m, _)| m).collect(),
+            train,
+            val,
         };
         self.send(message, buffers);
     }
@@ -475,6 +473,27 @@ impl Trainer {
             None => send(&self.worker, &message, buffers),
         }
     }
+}
+
+/// The images' pixels as JS buffers for [`Trainer::train`], a few per browser task so that
+/// copying a big dataset out of wasm memory never blocks the page.
+pub async fn pixels(
+    samples: &[crate::engine::data::Sample],
+) -> Vec<(ImageMeta, js_sys::Uint8Array)> {
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(8) {
+        for s in chunk {
+            let meta = ImageMeta {
+                file: s.file.clone(),
+                label: s.label,
+                width: s.image.width(),
+                height: s.image.height(),
+            };
+            out.push((meta, js_sys::Uint8Array::from(s.image.as_raw().as_slice())));
+        }
+        super::js::next_task().await;
+    }
+    out
 }
 
 type Queue = Rc<RefCell<Option<Vec<(ToWorker, Vec<js_sys::Uint8Array>)>>>>;

@@ -3,9 +3,6 @@
 //! web-sys bindings, whose extra features would rebuild every dependency. The camera needs a
 //! secure page (https or localhost); every failure is shown as text, never a panic.
 
-// TODO: delete once teach.rs places `WebcamPredict` (its props struct is unused until then).
-#![allow(dead_code, reason = "WebcamPredict is not placed yet")]
-
 use leptos::html::Video;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;

@@ -3,7 +3,8 @@
 // skipped), 2 epochs of feature extraction in the Web Worker while a long-task observer checks
 // that no main-thread task exceeds 50 ms, a prediction with the trained model, export and
 // import with the same prediction, a reload that restores the project (images, model) from the
-// autosave, a broken project file that changes nothing, and a saved project opened again.
+// autosave, a broken project file that changes nothing, a saved project opened again, and the
+// webcam (Chromium's synthetic camera): frames captured into a class, live predictions.
 // Nothing may leave localhost.
 //
 // Run: `node --test tests/browser/` after `make dist`. SHOTS_DIR=/some/dir saves screenshots.
@@ -248,6 +249,36 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
           .filter({ hasText: new RegExp(`^${PER_CLASS}$`) })
           .waitFor({ timeout: LOAD_TIMEOUT });
       }
+    });
+
+    await step('webcam: hold to capture frames into a class, then predict live', async () => {
+      await page.locator('[data-testid="webcam-toggle"]').click();
+      await page.waitForFunction(() => {
+        const v = document.querySelector('[data-testid="webcam-preview"]');
+        return v && v.readyState >= 2 && v.videoWidth > 0;
+      }, null, { timeout: 60_000 });
+      const before = (await counts()).ants;
+      await page.locator('[data-testid="webcam-class-select"]').selectOption({ label: 'ants' });
+      await page.locator('[data-testid="webcam-capture"]').hover();
+      await page.mouse.down();
+      await page.waitForTimeout(1200);
+      await page.mouse.up();
+      await page.waitForFunction(
+        ([selector, n]) => Number(document.querySelector(selector)?.textContent) > n,
+        [`${card('ants')} [data-testid="class-count"]`, before],
+        { timeout: 60_000 },
+      );
+      await page.waitForTimeout(1000);
+      const added = (await counts()).ants - before;
+      console.log(`webcam: ${added} frames added to ants by holding the button for 1.2 s`);
+      assert.ok(added >= 2, `only ${added} frames captured`);
+
+      await page.locator('[data-testid="webcam-predict-toggle"]').click();
+      const top1 = await waitFor(`${teach} [data-testid="trained-top1"][data-file="webcam"]`, PREDICT_TIMEOUT);
+      const label = (await top1.textContent()).trim();
+      console.log(`live webcam prediction: ${label} p=${await top1.getAttribute('data-prob')}`);
+      assert.ok(['ants', 'bees'].includes(label));
+      await page.locator('[data-testid="webcam-predict-toggle"]').click();
     });
 
     assert.deepEqual(requests.filter((url) => !isLocal(url)), [], 'the page made requests outside localhost');
