@@ -120,6 +120,21 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
     });
   });
 
+  it('offers larger text for a classroom and remembers it', async () => {
+    await step('large text', async () => {
+      const toggle = page.locator('[data-testid="large-text"]');
+      const size = () => page.evaluate(() => getComputedStyle(document.body).fontSize);
+      assert.equal(await size(), '16px');
+      await toggle.click();
+      assert.equal(await size(), '20px');
+      await page.reload();
+      await waitFor('[data-testid="large-text"][aria-pressed="true"]', 60_000);
+      assert.equal(await size(), '20px');
+      await page.locator('[data-testid="large-text"]').click();
+      assert.equal(await size(), '16px');
+    });
+  });
+
   it('opens and classifies with no network after the first visit (service worker)', async () => {
     await step('offline', async () => {
       assert.ok(await page.evaluate(() => navigator.serviceWorker.ready.then(() => true)));
