@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 use leptos::prelude::*;
-use web_sys::{Blob, BlobPropertyBag, Url};
+use web_sys::Url;
 
 use super::gather::ClassCard;
 use crate::engine::augment::{self, AugmentConfig};
@@ -26,12 +26,7 @@ pub fn png_url(img: &RgbImage) -> Option<String> {
             image::ExtendedColorType::Rgb8,
         )
         .ok()?;
-    let array = js_sys::Uint8Array::from(bytes.as_slice());
-    let options = BlobPropertyBag::new();
-    options.set_type("image/png");
-    let blob =
-        Blob::new_with_u8_array_sequence_and_options(&js_sys::Array::of1(&array), &options).ok()?;
-    Url::create_object_url_with_blob(&blob).ok()
+    super::js::object_url(&bytes).ok()
 }
 
 pub fn revoke(urls: &[String]) {

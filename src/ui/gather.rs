@@ -298,7 +298,7 @@ async fn add_pending(
             Ok((bytes, sample)) => {
                 let thumb = match &blob {
                     Some(file) => Url::create_object_url_with_blob(file).ok(),
-                    None => object_url(&bytes),
+                    None => js::object_url(&bytes).ok(),
                 };
                 let image = ClassImage {
                     id: next_image_id(),
@@ -319,13 +319,6 @@ async fn add_pending(
         // Let the count, the thumbnail and the progress paint between files.
         super::js::next_task().await;
     }
-}
-
-/// An object URL for an image in memory (the browser sniffs the type).
-fn object_url(bytes: &[u8]) -> Option<String> {
-    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
-    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).ok()?;
-    Url::create_object_url_with_blob(&blob).ok()
 }
 
 /// System clutter that is skipped without a word (`.DS_Store`, `__MACOSX/`, `Thumbs.db`, …).

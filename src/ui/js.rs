@@ -55,16 +55,34 @@ pub fn error_text(error: &JsValue) -> String {
 /// Ends the current browser task and resumes in a new one (a zero-delay timeout), so the page
 /// can paint and no single task runs long. (`leptos::task::tick` only yields to microtasks.)
 pub async fn next_task() {
+    sleep_ms(0.0).await;
+}
+
+/// Waits `ms` milliseconds in a later task, on the page or in a worker (the global
+/// `setTimeout`); resumes at once where there is none.
+pub async fn sleep_ms(ms: f64) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let global = js_sys::global();
         let scheduled = get(&global, "setTimeout")
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-            .is_some_and(|set_timeout| set_timeout.call2(&global, &resolve, &0.into()).is_ok());
+            .is_some_and(|set_timeout| {
+                set_timeout
+                    .call2(&global, &resolve, &ms.max(0.0).into())
+                    .is_ok()
+            });
         if !scheduled {
             resolve.call0(&JsValue::NULL).ok();
         }
     });
     JsFuture::from(promise).await.ok();
+}
+
+/// An object URL for bytes in memory (a download, or an image: the browser sniffs the type).
+/// The caller revokes it.
+pub fn object_url(bytes: &[u8]) -> Result<String, String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| error_text(&e))?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| error_text(&e))
 }
 
 /// Reads a file into bytes; `Err` is a message naming it as `shown`.

@@ -70,10 +70,7 @@ pub async fn delete(key: &str) -> Result<(), String> {
 
 /// Offers `bytes` as a download named `name`.
 pub fn download(bytes: &[u8], name: &str) -> Result<(), String> {
-    let array = js_sys::Uint8Array::from(bytes);
-    let parts = js_sys::Array::of1(&array);
-    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| js::error_text(&e))?;
-    let url = Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
+    let url = js::object_url(bytes)?;
     let doc = leptos::prelude::document();
     let anchor: web_sys::HtmlAnchorElement = doc
         .create_element("a")

@@ -144,18 +144,9 @@ impl WorkerState {
             if self.init_failed.get() {
                 return Err("the training worker has no GPU device".into());
             }
-            sleep_ms(50).await;
+            js::sleep_ms(50.0).await;
         }
     }
-}
-
-async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        scope()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
-            .ok();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.ok();
 }
 
 /// The worker's entry point: listens for [`ToWorker`] messages.

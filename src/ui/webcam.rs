@@ -105,9 +105,6 @@ export async function capture_jpeg(video, maxSide) {
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('Could not capture a frame.'))), 'image/jpeg', 0.9));
   return new Uint8Array(await blob.arrayBuffer());
 }
-export function sleep_ms(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
@@ -120,11 +117,6 @@ extern "C" {
     fn stop_camera(video: &JsValue) -> Result<(), JsValue>;
     #[wasm_bindgen(catch)]
     fn capture_jpeg(video: &JsValue, max_side: u32) -> Result<js_sys::Promise, JsValue>;
-    fn sleep_ms(ms: f64) -> js_sys::Promise;
-}
-
-async fn sleep(ms: f64) {
-    js::await_promise(sleep_ms(ms.max(0.0))).await.ok();
 }
 
 /// One camera the browser offers.
@@ -379,7 +371,7 @@ pub fn WebcamCapture(
                 }
                 let wait = next_at - js::now_ms();
                 if wait > 0.0 {
-                    sleep(wait).await;
+                    js::sleep_ms(wait).await;
                     continue;
                 }
                 next_at = js::now_ms() + CAPTURE_EVERY_MS;
@@ -581,7 +573,7 @@ pub fn WebcamPredict(
                     && busy.try_get_untracked() == Some(false);
                 let wait = last + PREDICT_EVERY_MS - js::now_ms();
                 if !ready || wait > 0.0 {
-                    sleep(if ready { wait } else { 100.0 }).await;
+                    js::sleep_ms(if ready { wait } else { 100.0 }).await;
                     continue;
                 }
                 last = js::now_ms();
@@ -594,7 +586,7 @@ pub fn WebcamPredict(
                         }
                     }
                     // No picture yet right after starting: try again shortly.
-                    Err(_) => sleep(PREDICT_EVERY_MS).await,
+                    Err(_) => js::sleep_ms(PREDICT_EVERY_MS).await,
                 }
             }
         });
