@@ -36,6 +36,7 @@ test-browser: dist
 test:
 	scripts/setup-tools.sh --browser
 	$(MAKE) test-native
+	$(MAKE) lint
 	$(MAKE) test-browser
 
 lint:

@@ -1,7 +1,11 @@
 // Finetune Studio's service worker: after the first visit the app opens without a network.
 // Network first (a new build is picked up at once), the cached copy when offline. The weights
 // are not stored here: the app keeps them in its own Cache API bucket.
-const CACHE = 'finetune-app-v1';
+// One cache per build: `scripts/sw-version.sh` (a Trunk post-build hook) writes the build's
+// hash here, so a new build's service worker is a new file, and its activation deletes the
+// files of every older build.
+const BUILD = 'dev';
+const CACHE = `finetune-app-${BUILD}`;
 
 // The page's own files, read from index.html (Trunk names them with content hashes).
 async function precache() {

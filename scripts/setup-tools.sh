@@ -9,6 +9,10 @@ want_browser=0
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
+# The tools' own release profiles use fat LTO and one codegen unit (trunk: 14 minutes on 2
+# cores). Build tools need no such speed: thin-local LTO and parallel codegen.
+export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
 # trunk 0.22 needs a newer rustc than this machine has.
 if ! trunk --version 2>/dev/null | grep -q '0.21.14'; then
   cargo install trunk --version 0.21.14 --locked

@@ -10,30 +10,11 @@ use serde_json::{Value, json};
 use crate::engine::augment::AugmentConfig;
 use crate::engine::inference::{Predictor, top_k};
 use crate::engine::model::LITE0;
+use crate::engine::plan::RunPlan;
 use crate::engine::schedule::Schedule;
 use crate::engine::training::{self, Progress, Strategy, TrainConfig};
 use crate::engine::weights::WEIGHTS_FILE;
 use crate::engine::{EngineError, convert, data, preprocess, weights as weights_io};
-
-/// `--strategy` values.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum StrategyArg {
-    Head,
-    LastBlock,
-    Gradual,
-    Full,
-}
-
-impl From<StrategyArg> for Strategy {
-    fn from(s: StrategyArg) -> Self {
-        match s {
-            StrategyArg::Head => Strategy::Head,
-            StrategyArg::LastBlock => Strategy::LastBlock,
-            StrategyArg::Gradual => Strategy::Gradual,
-            StrategyArg::Full => Strategy::Full,
-        }
-    }
-}
 
 /// `--augment-set` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -42,21 +23,101 @@ enum AugmentSet {
     CropFlip,
 }
 
-/// `--schedule` values.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ScheduleArg {
-    Constant,
-    Cosine,
-    OneCycle,
+/// `--strategy` by the engine's names (one spelling everywhere).
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    Strategy::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Strategy::ALL.iter().map(|s| s.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
-impl From<ScheduleArg> for Schedule {
-    fn from(s: ScheduleArg) -> Self {
-        match s {
-            ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Cosine => Schedule::Cosine,
-            ScheduleArg::OneCycle => Schedule::OneCycle,
-        }
+/// `--schedule` by the engine's names.
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    Schedule::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Schedule::ALL.iter().map(|s| s.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
+/// Training settings from the command line: each flag given replaces the engine's default
+/// ([`TrainConfig`] is the only place defaults live), then the engine validates the result.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// head, last-block, gradual or full.
+    #[arg(long, value_parser = parse_strategy)]
+    strategy: Option<Strategy>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per step (smaller on a tiny dataset, see the run plan).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate of the head.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// one-cycle, cosine or constant.
+    #[arg(long, value_parser = parse_schedule)]
+    schedule: Option<Schedule>,
+    /// Augment training images.
+    #[arg(long, overrides_with = "no_augment")]
+    augment: bool,
+    /// Train on cached features of the evaluation transform (the default).
+    #[arg(long)]
+    no_augment: bool,
+    /// Augmentations when --augment is on: the lesson's full set, or crop + flip only.
+    #[arg(long, value_enum)]
+    augment_set: Option<AugmentSet>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Mixup alpha (0 = off).
+    #[arg(long)]
+    mixup: Option<f64>,
+    /// CutMix alpha (0 = off).
+    #[arg(long)]
+    cutmix: Option<f64>,
+    /// Each earlier layer group learns at the next one's rate times this.
+    #[arg(long)]
+    lr_mult: Option<f64>,
+    /// Keep BatchNorm of trainable blocks on running statistics.
+    #[arg(long)]
+    freeze_bn: bool,
+    /// Stop after this many epochs without a better val loss; the best weights are kept.
+    #[arg(long)]
+    early_stop: Option<usize>,
+    /// Validation fraction when DIR has no val/ folder.
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl TrainArgs {
+    /// The engine's defaults with the given flags applied, validated.
+    fn config(&self) -> Result<TrainConfig, EngineError> {
+        let d = TrainConfig::new();
+        let cfg = TrainConfig {
+            strategy: self.strategy.unwrap_or(d.strategy),
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            schedule: self.schedule.unwrap_or(d.schedule),
+            augment: self.augment || d.augment,
+            augmentation: match self.augment_set {
+                None => d.augmentation.clone(),
+                Some(AugmentSet::Full) => AugmentConfig::default(),
+                Some(AugmentSet::CropFlip) => AugmentConfig::crop_flip(),
+            },
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            mixup: self.mixup.unwrap_or(d.mixup),
+            cutmix: self.cutmix.unwrap_or(d.cutmix),
+            lr_mult: self.lr_mult.unwrap_or(d.lr_mult),
+            freeze_bn: self.freeze_bn || d.freeze_bn,
+            early_stop: self.early_stop.or(d.early_stop),
+            val_fraction: self.val_fraction.unwrap_or(d.val_fraction),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -71,13 +132,13 @@ fn train(
     backend: Backend,
     weights: Option<PathBuf>,
     dir: &Path,
-    val_fraction: f64,
-    cfg: &TrainConfig,
+    args: &TrainArgs,
     out: Option<PathBuf>,
 ) -> Result<i32, EngineError> {
+    let cfg = &args.config()?;
     let device = backend.device()?;
     let pretrained = weights_io::load_classifier(WEIGHTS_FILE, &read_weights(weights)?, &device)?;
-    let ds = data::load_image_folder(dir, &LITE0, val_fraction, cfg.seed)?;
+    let ds = data::load_image_folder(dir, &LITE0, cfg.val_fraction, cfg.seed)?;
     for s in &ds.skipped {
         eprintln!("skipped {}: {}", s.file, s.error);
     }
@@ -88,6 +149,9 @@ fn train(
         ds.val.len(),
         cfg.strategy.name()
     );
+    if let Some(note) = RunPlan::new(cfg, ds.train.len()).note(cfg) {
+        eprintln!("{note}");
+    }
     let (model, report) = pollster::block_on(training::train(
         &pretrained.backbone,
         &ds,
@@ -261,48 +325,8 @@ enum Command {
     Train {
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, value_enum, default_value = "head")]
-        strategy: StrategyArg,
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Peak learning rate of the head.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        #[arg(long, value_enum, default_value = "one-cycle")]
-        schedule: ScheduleArg,
-        /// Augment training images (RandomResizedCrop + flip).
-        #[arg(long, overrides_with = "no_augment")]
-        augment: bool,
-        /// Train on cached features of the evaluation transform (the default).
-        #[arg(long)]
-        no_augment: bool,
-        /// Augmentations when --augment is on: the lesson's full set, or crop + flip only.
-        #[arg(long, value_enum, default_value = "full")]
-        augment_set: AugmentSet,
-        #[arg(long, default_value_t = 0.0)]
-        label_smoothing: f64,
-        /// Mixup alpha (0 = off).
-        #[arg(long, default_value_t = 0.0)]
-        mixup: f64,
-        /// CutMix alpha (0 = off).
-        #[arg(long, default_value_t = 0.0)]
-        cutmix: f64,
-        /// Each earlier layer group learns at the next one's rate times this.
-        #[arg(long, default_value_t = 0.1)]
-        lr_mult: f64,
-        /// Keep BatchNorm of trainable blocks on running statistics.
-        #[arg(long)]
-        freeze_bn: bool,
-        /// Stop after this many epochs without a better val loss; the best weights are kept.
-        #[arg(long)]
-        early_stop: Option<usize>,
-        /// Validation fraction when DIR has no val/ folder.
-        #[arg(long, default_value_t = 0.2)]
-        val_fraction: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        settings: TrainArgs,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
         #[arg(long)]
@@ -355,47 +379,12 @@ pub fn main() -> i32 {
         } => predict(backend, weights, model, top, &images),
         Command::Train {
             data,
-            strategy,
-            epochs,
-            batch,
-            lr,
-            schedule,
-            augment,
-            no_augment: _,
-            augment_set,
-            label_smoothing,
-            mixup,
-            cutmix,
-            lr_mult,
-            freeze_bn,
-            early_stop,
-            val_fraction,
-            seed,
+            settings,
             backend,
             weights,
             out,
             json: _,
-        } => {
-            let cfg = TrainConfig::new()
-                .with_strategy(strategy.into())
-                .with_epochs(epochs)
-                .with_batch_size(batch)
-                .with_lr(lr)
-                .with_schedule(schedule.into())
-                .with_augment(augment)
-                .with_augmentation(match augment_set {
-                    AugmentSet::Full => AugmentConfig::default(),
-                    AugmentSet::CropFlip => AugmentConfig::crop_flip(),
-                })
-                .with_label_smoothing(label_smoothing)
-                .with_mixup(mixup)
-                .with_cutmix(cutmix)
-                .with_lr_mult(lr_mult)
-                .with_freeze_bn(freeze_bn)
-                .with_early_stop(early_stop)
-                .with_seed(seed);
-            train(backend, weights, &data, val_fraction, &cfg, out)
-        }
+        } => train(backend, weights, &data, &settings, out),
         Command::Eval {
             model,
             data,

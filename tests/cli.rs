@@ -66,3 +66,30 @@ fn predict_without_weights_says_how_to_make_them() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("finetune weights"), "{err}");
 }
+
+#[test]
+fn train_refuses_out_of_range_settings_by_name() {
+    // Each of these used to panic inside burn or run silently with a meaningless value.
+    let data = common::shared().join("datasets/hymenoptera");
+    for (flag, value, setting) in [
+        ("--label-smoothing", "1.5", "label_smoothing"),
+        ("--batch", "0", "batch_size"),
+        ("--val-fraction", "1.5", "val_fraction"),
+        ("--lr", "0", "lr"),
+    ] {
+        let out = finetune()
+            .args(["train", "--backend", "cpu", "--json", "--data"])
+            .arg(&data)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(
+            err.contains(setting) && err.contains(value),
+            "{flag} {value}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{flag} {value}: {err}");
+        assert!(out.stdout.is_empty(), "no result for refused settings");
+    }
+}

@@ -90,3 +90,63 @@ fn decode_resize_crop_matches_torchvision() {
         assert!(mean <= 1.0, "{name}: mean abs pixel difference {mean}");
     }
 }
+
+/// A JPEG with an EXIF APP1 segment holding only `Orientation` (tag 0x0112) = `orientation`.
+fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(img)
+        .unwrap();
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec(); // big-endian TIFF, IFD at offset 8
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count 1
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]); // value padding
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_rotated_photo_predicts_like_its_upright_copy() {
+    let device = Device::flex();
+    let predictor =
+        finetune::engine::inference::Predictor::from_safetensors(&weights_bytes(), &device)
+            .unwrap();
+    let bytes = std::fs::read(golden_dir().join("grace_hopper_orig.jpg")).unwrap();
+    let upright = preprocess::decode("hopper.jpg", &bytes).unwrap();
+    // A camera held sideways stores the pixels turned a quarter to the left and says
+    // "rotate 90 degrees clockwise to show" (EXIF orientation 6).
+    let sideways = image::imageops::rotate270(&upright);
+    let rotated_file = jpeg_with_orientation(&sideways, 6);
+    let upright_file = jpeg_with_orientation(&upright, 1);
+    let a = preprocess::decode("rotated.jpg", &rotated_file).unwrap();
+    let b = preprocess::decode("upright.jpg", &upright_file).unwrap();
+    assert_eq!(a.dimensions(), upright.dimensions(), "orientation applied");
+    let logits = pollster::block_on(predictor.logits(&[
+        preprocess::eval_transform(&a, &LITE0),
+        preprocess::eval_transform(&b, &LITE0),
+    ]))
+    .unwrap();
+    let labels = finetune::engine::labels::imagenet();
+    let (ta, tb) = (
+        finetune::engine::inference::top_k(&logits[0], 1, labels),
+        finetune::engine::inference::top_k(&logits[1], 1, labels),
+    );
+    println!(
+        "EXIF-rotated: {} {:.4}, upright: {} {:.4}",
+        ta[0].label, ta[0].prob, tb[0].label, tb[0].prob
+    );
+    assert_eq!(ta[0].index, tb[0].index);
+    assert!((ta[0].prob - tb[0].prob).abs() < 0.02);
+    // Without the orientation the same file is a sideways photo and predicts differently.
+    let ignored = preprocess::decode("sideways.jpg", &jpeg_with_orientation(&sideways, 1)).unwrap();
+    assert_eq!(ignored.dimensions(), sideways.dimensions());
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use finetune::engine::config::{PanelSettings, Strategy, TrainConfig};
 use finetune::engine::data::load_sample;
 use finetune::engine::model::LITE0;
 use finetune::engine::project::{Project, ProjectClass, ProjectImage};
@@ -38,7 +39,13 @@ fn project() -> Project {
                 images: [photos("train/bees", 2), photos("val/bees", 1)].concat(),
             },
         ],
-        settings: serde_json::json!({"settings": {"epochs": 7, "strategy": "last-block"}}),
+        settings: PanelSettings {
+            chosen_strategy: Some(Strategy::LastBlock),
+            train: TrainConfig::new()
+                .with_epochs(7)
+                .with_strategy(Strategy::LastBlock),
+        },
+        report_classes: vec!["ants".into(), "bees".into()],
         report: None,
         model: Some(common::weights_bytes()),
     }
@@ -51,6 +58,7 @@ fn real_photos_and_model_round_trip() {
     let back = Project::from_bytes("p.ftproj", &bytes).unwrap();
     assert_eq!(back.classes, original.classes);
     assert_eq!(back.settings, original.settings);
+    assert_eq!(back.report_classes, original.report_classes);
     assert_eq!(back.model, original.model);
     assert!(back.classes[1].images[2].val && !back.classes[1].images[0].val);
     for (a, b) in original.classes[0]

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::training::Strategy;
+use super::config::{Strategy, TrainConfig};
+use super::data::val_per_class;
+use super::plan::{self, RunPlan};
 
 /// How close the user's images are to ImageNet photos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,9 +72,159 @@ pub fn advise(images: usize, classes: usize, domain: Domain) -> Advice {
     Advice { strategy, why }
 }
 
+/// Fewer images than this in a class is flagged.
+pub const FEW_PER_CLASS: usize = 10;
+/// Fine-tuning pretrained layers above this head rate tends to wreck them.
+pub const HIGH_FINETUNE_LR: f64 = 1e-3;
+
+/// One class as the warnings see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassCount {
+    pub name: String,
+    pub images: usize,
+    /// Images from a `val/` folder.
+    pub val_images: usize,
+}
+
+/// What the page says about the settings and the data before a run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Warning {
+    /// Training cannot start (a setting out of range).
+    Blocking(String),
+    /// A run would be poor or misleading; it can still start.
+    Advice(String),
+    /// How the run plan adapts to the data (tiny datasets).
+    Note(String),
+}
+
+impl Warning {
+    pub fn text(&self) -> &str {
+        match self {
+            Warning::Blocking(s) | Warning::Advice(s) | Warning::Note(s) => s,
+        }
+    }
+}
+
+/// Everything worth saying about `cfg` on these classes, blocking problems first.
+pub fn warnings(cfg: &TrainConfig, classes: &[ClassCount]) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if let Err(e) = cfg.validate() {
+        out.push(Warning::Blocking(format!("Cannot train: {e}.")));
+    }
+    if cfg.strategy != Strategy::Head && cfg.lr > HIGH_FINETUNE_LR {
+        out.push(Warning::Advice(format!(
+            "A learning rate of {} is high for fine-tuning: big steps can wreck what the pretrained layers know within a few batches. Try 0.001 or lower.",
+            cfg.lr
+        )));
+    } else if cfg.lr > 0.1 {
+        out.push(Warning::Advice(format!(
+            "A learning rate of {} is very high: the loss may jump around or become NaN. Try 0.001 to 0.01.",
+            cfg.lr
+        )));
+    }
+    if cfg.strategy == Strategy::Gradual {
+        let stages = plan::stages(cfg);
+        let empty = stages.iter().filter(|st| st.epochs == 0).count();
+        if empty > 0 {
+            out.push(Warning::Advice(format!(
+                "Gradual unfreezing runs {} stages, one after the other; with {} epochs, {empty} of them get no epoch. Use at least {} epochs.",
+                stages.len(),
+                cfg.epochs,
+                stages.len()
+            )));
+        }
+    }
+    if cfg.augment && !cfg.augmentation.any_on() {
+        out.push(Warning::Advice(
+            "Augmentation is on but every change is off: training is slower and sees the same images. Turn one on, or augmentation off."
+                .to_string(),
+        ));
+    }
+    let total: usize = classes.iter().map(|c| c.images).sum();
+    if total == 0 {
+        return out;
+    }
+    let few: Vec<String> = classes
+        .iter()
+        .filter(|c| c.images < FEW_PER_CLASS)
+        .map(|c| format!("\"{}\" ({})", c.name, c.images))
+        .collect();
+    if !few.is_empty() {
+        out.push(Warning::Advice(format!(
+            "Few images in {}: aim for at least {FEW_PER_CLASS} per class, or the model learns that class from too few examples.",
+            few.join(", ")
+        )));
+    }
+    let counts: Vec<(usize, usize)> = classes.iter().map(|c| (c.images, c.val_images)).collect();
+    let val = val_per_class(&counts, cfg.val_fraction);
+    let val_total: usize = val.iter().sum();
+    let thin: Vec<String> = classes
+        .iter()
+        .zip(&val)
+        .filter(|(_, v)| **v < 2)
+        .map(|(c, v)| format!("\"{}\" ({v})", c.name))
+        .collect();
+    if val_total < 5 || !thin.is_empty() {
+        let detail = if thin.is_empty() {
+            String::new()
+        } else {
+            format!(", fewer than 2 for {}", thin.join(", "))
+        };
+        out.push(Warning::Advice(format!(
+            "Only {val_total} images are kept aside to check the model{detail}: one photo more or less right moves the accuracy a lot. Add images, or raise the validation share in Advanced settings."
+        )));
+    }
+    if let Some(note) = RunPlan::new(cfg, total - val_total).note(cfg) {
+        out.push(Warning::Note(note));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn class(name: &str, images: usize) -> ClassCount {
+        ClassCount {
+            name: name.into(),
+            images,
+            val_images: 0,
+        }
+    }
+
+    #[test]
+    fn warnings_block_bad_settings_and_explain_tiny_data() {
+        let tiny = [class("ants", 6), class("bees", 6)];
+        let w = warnings(&TrainConfig::new().with_epochs(2), &tiny);
+        assert!(
+            !w.iter().any(|w| matches!(w, Warning::Blocking(_))),
+            "{w:?}"
+        );
+        // 12 images, 1 of each class kept aside: 10 to train on, batches of 4, 11 passes.
+        assert!(
+            w.contains(&Warning::Note(
+                "10 training images: batches of 4 instead of 16, each epoch goes over them 11 times, so every epoch has at least 33 learning steps.".into()
+            )),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.text().starts_with("Only 2 images are kept aside"))
+        );
+        let w = warnings(&TrainConfig::new().with_label_smoothing(1.5), &tiny);
+        assert!(
+            matches!(&w[0], Warning::Blocking(t) if t.contains("label_smoothing")),
+            "{w:?}"
+        );
+        let many = [class("a", 400), class("b", 400)];
+        let w = warnings(&TrainConfig::new(), &many);
+        assert!(w.is_empty(), "{w:?}");
+        let gradual = TrainConfig::new()
+            .with_strategy(Strategy::Gradual)
+            .with_epochs(2);
+        let w = warnings(&gradual, &many);
+        assert!(w[0].text().contains("1 of them get no epoch"), "{w:?}");
+    }
 
     #[test]
     fn follows_the_lessons_table() {

@@ -13,9 +13,13 @@ use serde::Serialize;
 use super::model::BackboneSpec;
 use super::{EngineError, preprocess};
 
-/// File types used for training, as torchvision's ImageFolder (GIFs are mostly animations or
-/// placeholders, so they are reported, not learned from).
-pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"];
+/// File types used for training: those the decoder reads (GIFs are mostly animations or
+/// placeholders, so they are reported, not learned from; TIFF is not decoded, so not offered).
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+/// The file pickers' `accept` for training photos: exactly the types above (`image/*` would
+/// offer TIFF and HEIC, which are not decoded).
+pub const ACCEPT_IMAGES: &str =
+    ".jpg,.jpeg,.png,.bmp,.webp,image/jpeg,image/png,image/bmp,image/webp";
 
 /// One labelled image at working size.
 #[derive(Debug, Clone)]
@@ -56,130 +60,212 @@ pub fn load_sample(
     })
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    let read = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
-        file: dir.display().to_string(),
-        source,
-    })?;
+/// Files and folders the operating system adds to trees (never a class or a photo).
+pub fn is_clutter(part: &str) -> bool {
+    part.starts_with('.')
+        || part == "__MACOSX"
+        || part.eq_ignore_ascii_case("Thumbs.db")
+        || part.eq_ignore_ascii_case("desktop.ini")
+}
+
+/// The folder-tree rule, shared by the CLI and the page: the class (and whether it is held out
+/// for checking) of each file of a tree, from its path split in parts ("pets/cat/1.jpg"). The
+/// folders every file shares are skipped; below them either one folder per class, or `train/`
+/// and `val/` each holding one folder per class (images under `val/` are for checking). Deeper
+/// folders belong to their class. A single folder of images is one class. `None`: the file is
+/// outside any class folder.
+pub fn place<S: AsRef<str>>(paths: &[Vec<S>]) -> Vec<Option<(String, bool)>> {
+    let dirs = |p: &[S]| p.len().saturating_sub(1);
+    let shared = paths.first().map_or(0, |first| {
+        paths.iter().fold(dirs(first), |n, p| {
+            n.min(dirs(p)).min(
+                first
+                    .iter()
+                    .zip(p.iter())
+                    .take_while(|(a, b)| a.as_ref() == b.as_ref())
+                    .count(),
+            )
+        })
+    });
+    let below = |p: &[S]| -> Vec<String> {
+        p[shared..dirs(p)]
+            .iter()
+            .map(|s| s.as_ref().to_string())
+            .collect()
+    };
+    if shared > 0 && paths.iter().all(|p| dirs(p) == shared) {
+        let name = paths[0][shared - 1].as_ref().to_string();
+        return paths.iter().map(|_| Some((name.clone(), false))).collect();
+    }
+    let split = paths
+        .iter()
+        .any(|p| matches!(below(p).first().map(String::as_str), Some("train" | "val")));
+    paths
+        .iter()
+        .map(|p| {
+            let rest = below(p);
+            match (split, rest.as_slice()) {
+                (true, [split, class, ..]) if split == "train" || split == "val" => {
+                    Some((class.clone(), split == "val"))
+                }
+                (true, _) => None,
+                (false, [class, ..]) => Some((class.clone(), false)),
+                (false, []) => None,
+            }
+        })
+        .collect()
+}
+
+/// Every file under `dir` (sorted, clutter left out), as path parts relative to `dir`.
+fn walk(
+    dir: &Path,
+    parts: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, PathBuf)>,
+    skipped: &mut Vec<Skipped>,
+) {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            skipped.push(Skipped {
+                file: dir.display().to_string(),
+                error: format!("cannot read the folder ({e})"),
+            });
+            return;
+        }
+    };
     let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    Ok(paths)
-}
-
-fn class_dirs(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    Ok(sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect())
-}
-
-fn dir_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Loads the images of `class_dirs` (one folder per class, labels by `classes`).
-fn load_split(
-    dirs: &[PathBuf],
-    classes: &[String],
-    spec: &BackboneSpec,
-    skipped: &mut Vec<Skipped>,
-) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for dir in dirs {
-        let Some(label) = classes.iter().position(|c| *c == dir_name(dir)) else {
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if is_clutter(&name) {
             continue;
-        };
-        let files = match sorted_entries(dir) {
-            Ok(f) => f,
-            Err(e) => {
-                skipped.push(Skipped {
-                    file: dir.display().to_string(),
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        for path in files.into_iter().filter(|p| p.is_file()) {
-            let name = path.display().to_string();
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-                skipped.push(Skipped {
-                    file: name,
-                    error: format!(
-                        "not used: .{ext} is not a training image type ({})",
-                        IMAGE_EXTENSIONS.join(", ")
-                    ),
-                });
-                continue;
-            }
-            let loaded = std::fs::read(&path)
-                .map_err(|e| EngineError::image(&name, format!("cannot read ({e})")))
-                .and_then(|bytes| load_sample(&name, &bytes, label, spec));
-            match loaded {
-                Ok(s) => samples.push(s),
-                Err(e) => skipped.push(Skipped {
-                    file: name,
-                    error: e.to_string(),
-                }),
-            }
         }
+        parts.push(name);
+        if path.is_dir() {
+            walk(&path, parts, out, skipped);
+        } else if path.is_file() {
+            out.push((parts.clone(), path));
+        }
+        parts.pop();
     }
-    samples
 }
 
-/// Loads an ImageFolder tree. With `train/` and `val/` subfolders their split is kept;
-/// otherwise the class folders are at the root and a stratified split of `val_fraction` is made.
+/// Whether a file name has a training image type.
+pub fn is_image_name(name: &str) -> bool {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_lowercase())
+        .unwrap_or_default();
+    IMAGE_EXTENSIONS.contains(&ext.as_str())
+}
+
+/// Loads an ImageFolder tree by the folder-tree rule ([`place`]). With `train/` and `val/`
+/// their split is kept; otherwise a stratified split of `val_fraction` is made.
 pub fn load_image_folder(
     root: &Path,
     spec: &BackboneSpec,
     val_fraction: f64,
     seed: u64,
 ) -> Result<Dataset, EngineError> {
-    let (train_root, val_root) = (root.join("train"), root.join("val"));
-    let mut skipped = Vec::new();
-    let mut ds = if train_root.is_dir() && val_root.is_dir() {
-        let train_dirs = class_dirs(&train_root)?;
-        let val_dirs = class_dirs(&val_root)?;
-        let mut classes: Vec<String> = train_dirs.iter().map(|d| dir_name(d)).collect();
-        for extra in val_dirs.iter().map(|d| dir_name(d)) {
-            if !classes.contains(&extra) {
-                classes.push(extra);
-            }
-        }
-        classes.sort();
-        let train = load_split(&train_dirs, &classes, spec, &mut skipped);
-        let val = load_split(&val_dirs, &classes, spec, &mut skipped);
-        Dataset {
-            classes,
-            train,
-            val,
-            skipped: Vec::new(),
-        }
-    } else {
-        let dirs = class_dirs(root)?;
-        let classes: Vec<String> = dirs.iter().map(|d| dir_name(d)).collect();
-        let all = load_split(&dirs, &classes, spec, &mut skipped);
-        let (train, val) = stratified_split(all, classes.len(), val_fraction, seed);
-        Dataset {
-            classes,
-            train,
-            val,
-            skipped: Vec::new(),
-        }
-    };
-    if ds.classes.len() < 2 {
+    if !root.is_dir() {
         return Err(EngineError::image(
             &root.display().to_string(),
-            format!("needs at least 2 class folders, found {}", ds.classes.len()),
+            "not a folder",
         ));
     }
-    ds.skipped = skipped;
-    Ok(ds)
+    let mut skipped = Vec::new();
+    let mut files = Vec::new();
+    walk(root, &mut Vec::new(), &mut files, &mut skipped);
+    let parts: Vec<Vec<String>> = files.iter().map(|(p, _)| p.clone()).collect();
+    let places = place(&parts);
+    let mut classes: Vec<String> = places.iter().flatten().map(|(c, _)| c.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        return Err(EngineError::image(
+            &root.display().to_string(),
+            format!("needs at least 2 class folders, found {}", classes.len()),
+        ));
+    }
+    let mut samples = Vec::new();
+    for ((_, path), place) in files.iter().zip(places) {
+        let Some((class, val)) = place else {
+            continue;
+        };
+        let name = path.display().to_string();
+        if !is_image_name(&name) {
+            skipped.push(Skipped {
+                error: format!(
+                    "not used: not a training image type ({})",
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+                file: name,
+            });
+            continue;
+        }
+        let label = classes.iter().position(|c| *c == class).unwrap_or(0);
+        let loaded = std::fs::read(path)
+            .map_err(|e| EngineError::image(&name, format!("cannot read ({e})")))
+            .and_then(|bytes| load_sample(&name, &bytes, label, spec));
+        match loaded {
+            Ok(s) => samples.push((s, val)),
+            Err(e) => skipped.push(Skipped {
+                file: name,
+                error: e.to_string(),
+            }),
+        }
+    }
+    let (train, val) = split_samples(samples, classes.len(), val_fraction, seed);
+    Ok(Dataset {
+        classes,
+        train,
+        val,
+        skipped,
+    })
+}
+
+/// Train and validation sets: images from a `val/` folder are the validation set when there are
+/// any; otherwise a seeded stratified split holds out `fraction` of each class.
+pub fn split_samples(
+    samples: Vec<(Sample, bool)>,
+    classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Sample>, Vec<Sample>) {
+    if samples.iter().any(|(_, val)| *val) {
+        let (val, train): (Vec<_>, Vec<_>) = samples.into_iter().partition(|(_, val)| *val);
+        (
+            train.into_iter().map(|(s, _)| s).collect(),
+            val.into_iter().map(|(s, _)| s).collect(),
+        )
+    } else {
+        let all = samples.into_iter().map(|(s, _)| s).collect();
+        stratified_split(all, classes, fraction, seed)
+    }
+}
+
+/// Images a class of `n` keeps aside for validation at `fraction`: rounded, at least one when
+/// the class has two or more, never all of them.
+pub fn val_count(n: usize, fraction: f64) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+}
+
+/// Validation images per class that training will hold out, from each class's image count and
+/// its `val/`-folder images: the `val/` images when any class has some, else [`val_count`].
+pub fn val_per_class(counts: &[(usize, usize)], fraction: f64) -> Vec<usize> {
+    if counts.iter().any(|&(_, val)| val > 0) {
+        return counts.iter().map(|&(_, val)| val).collect();
+    }
+    counts
+        .iter()
+        .map(|&(n, _)| val_count(n, fraction))
+        .collect()
 }
 
 /// Seeded stratified split: `fraction` of each class goes to validation, at least one image
@@ -200,13 +286,7 @@ pub fn stratified_split(
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for mut group in by_class {
         group.shuffle(&mut rng);
-        let n = group.len();
-        let mut n_val = (n as f64 * fraction).round() as usize;
-        if n >= 2 {
-            n_val = n_val.clamp(1, n - 1);
-        } else {
-            n_val = 0;
-        }
+        let n_val = val_count(group.len(), fraction);
         let rest = group.split_off(n_val);
         val.extend(group);
         train.extend(rest);
@@ -224,6 +304,59 @@ mod tests {
             label,
             image: RgbImage::new(1, 1),
         }
+    }
+
+    fn parts(paths: &[&str]) -> Vec<Vec<String>> {
+        paths
+            .iter()
+            .map(|p| p.split('/').map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn folder_tree_rule() {
+        // Class folders under a shared parent; deeper folders belong to their class.
+        let got = place(&parts(&[
+            "pets/cat/1.jpg",
+            "pets/dog/a/2.jpg",
+            "pets/x.jpg",
+        ]));
+        assert_eq!(
+            got,
+            vec![
+                Some(("cat".into(), false)),
+                Some(("dog".into(), false)),
+                None
+            ]
+        );
+        // train/ and val/: val images are held out; files beside them belong to no class.
+        let got = place(&parts(&[
+            "h/train/ants/1.jpg",
+            "h/val/bees/2.jpg",
+            "h/notes.txt",
+        ]));
+        assert_eq!(
+            got,
+            vec![
+                Some(("ants".into(), false)),
+                Some(("bees".into(), true)),
+                None
+            ]
+        );
+        // One folder of images is one class.
+        let got = place(&parts(&["cats/1.jpg", "cats/2.jpg"]));
+        assert_eq!(got, vec![Some(("cats".into(), false)); 2]);
+    }
+
+    #[test]
+    fn val_counts_are_what_the_split_keeps() {
+        assert_eq!(val_count(1, 0.2), 0);
+        assert_eq!(val_count(2, 0.2), 1);
+        assert_eq!(val_count(6, 0.2), 1);
+        assert_eq!(val_count(13, 0.2), 3);
+        assert_eq!(val_count(4, 0.5), 2);
+        assert_eq!(val_per_class(&[(6, 0), (8, 0)], 0.25), vec![2, 2]);
+        assert_eq!(val_per_class(&[(6, 2), (8, 0)], 0.25), vec![2, 0]);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum EngineError {
     #[error("{file}: {reason}")]
     Project { file: String, reason: String },
 
+    /// A training setting out of range (names the setting and the reason).
+    #[error("setting {0}")]
+    Config(#[from] super::config::ConfigError),
+
     /// A setting or request the engine cannot carry out.
     #[error("{0}")]
     Unsupported(String),

@@ -4,11 +4,13 @@
 pub mod advisor;
 pub mod augment;
 pub mod bench;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod inference;
 pub mod labels;
 pub mod model;
+pub mod plan;
 pub mod preprocess;
 pub mod project;
 pub mod schedule;

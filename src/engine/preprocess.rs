@@ -13,6 +13,9 @@ use super::model::BackboneSpec;
 
 /// Largest image accepted, in pixels: bigger files are refused rather than exhausting memory.
 pub const MAX_PIXELS: u64 = 50_000_000;
+/// Largest photo file read at all (a 50-megapixel JPEG is about 25 MB): the page checks the
+/// size before copying a file into wasm memory.
+pub const MAX_PHOTO_BYTES: u64 = 100 << 20;
 
 /// Decodes an image file to RGB, applying its EXIF orientation. `file` names it in errors.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
@@ -29,6 +32,9 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
         .into_decoder()
         .map_err(|e| EngineError::image(file, format!("not a readable image ({e})")))?;
     let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(EngineError::image(file, format!("empty image ({w}x{h})")));
+    }
     if u64::from(w) * u64::from(h) > MAX_PIXELS {
         return Err(EngineError::image(
             file,
@@ -52,10 +58,27 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
     Ok(img.to_rgb8())
 }
 
+/// Longest side of a working-size image relative to its shorter side: a 4:1 panorama keeps its
+/// whole view; a longer strip is first cropped to 4:1 around its centre, so resizing a 1x60000
+/// image gives 256x1024 (not 256x15,360,000, 11 GB). The evaluation crop is central, so it sees
+/// the same pixels either way.
+pub const MAX_ASPECT: u32 = 4;
+
 /// Resizes so the shorter side is `short` (bilinear with antialiasing, as PIL), keeping the
 /// aspect ratio; the longer side is truncated as torchvision does (`int(short * long / short_side)`).
+/// Strips longer than [`MAX_ASPECT`] are cropped to it first, so the result's size is bounded.
 pub fn resize_shorter(img: &RgbImage, short: u32) -> RgbImage {
     let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return RgbImage::new(short, short);
+    }
+    let cap =
+        |side: u32| u32::try_from(u64::from(side) * u64::from(MAX_ASPECT)).unwrap_or(u32::MAX);
+    let (cw, ch) = (w.min(cap(h)), h.min(cap(w)));
+    if (cw, ch) != (w, h) {
+        let strip = image::imageops::crop_imm(img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+        return resize_shorter(&strip, short);
+    }
     let (nw, nh) = if w <= h {
         (
             short,
@@ -120,6 +143,26 @@ pub fn batch_tensor(images: &[RgbImage], spec: &BackboneSpec, device: &Device) -
 mod tests {
     use super::*;
     use crate::engine::model::LITE0;
+
+    #[test]
+    fn extreme_strips_are_resized_within_a_fixed_budget() {
+        // A real 1 x 60000 PNG file, through the same path as a user's photo.
+        let strip = RgbImage::from_fn(1, 60_000, |_, y| image::Rgb([(y % 251) as u8, 0, 0]));
+        let mut png = Vec::new();
+        strip
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let sample =
+            crate::engine::data::load_sample("strip.png", &png, 0, &LITE0).expect("usable");
+        assert_eq!(sample.image.dimensions(), (256, 1024));
+        let wide = resize_shorter(&RgbImage::new(60_000, 3), 256);
+        assert_eq!(wide.dimensions(), (1024, 256));
+        // 4:1 and less keep their whole view, as torchvision.
+        assert_eq!(
+            resize_shorter(&RgbImage::new(1200, 300), 256).dimensions(),
+            (1024, 256)
+        );
+    }
 
     #[test]
     fn resize_keeps_aspect_like_torchvision() {

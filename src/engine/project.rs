@@ -10,6 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use super::EngineError;
+use super::config::PanelSettings;
 use super::training::TrainReport;
 
 /// Header metadata key of the project layout.
@@ -40,8 +41,10 @@ pub struct ProjectClass {
 #[derive(Debug, Clone, Default)]
 pub struct Project {
     pub classes: Vec<ProjectClass>,
-    /// The UI's settings (strategy, epochs, ...), kept as the UI wrote them.
-    pub settings: serde_json::Value,
+    /// The train panel's settings (typed; files of any version read into them).
+    pub settings: PanelSettings,
+    /// Class names of the last report (the cards may have been renamed since).
+    pub report_classes: Vec<String>,
     pub report: Option<TrainReport>,
     /// The trained (or imported) model as an exported safetensors file.
     pub model: Option<Vec<u8>>,
@@ -76,6 +79,22 @@ fn tensor_name(class: usize, image: usize) -> String {
 }
 
 impl Project {
+    /// The settings as stored in files (and the browser's autosave manifest).
+    pub fn settings_json(&self) -> serde_json::Value {
+        let mut v = self.settings.to_json();
+        v["report_classes"] = serde_json::json!(self.report_classes);
+        v
+    }
+
+    /// Reads stored settings of any version: the panel's and the report's class names.
+    pub fn settings_from_json(value: &serde_json::Value) -> (PanelSettings, Vec<String>) {
+        let report_classes = value
+            .get("report_classes")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        (PanelSettings::from_json(value), report_classes)
+    }
+
     /// Number of images over all classes.
     pub fn image_count(&self) -> usize {
         self.classes.iter().map(|c| c.images.len()).sum()
@@ -103,7 +122,7 @@ impl Project {
                         .collect(),
                 })
                 .collect(),
-            settings: self.settings.clone(),
+            settings: self.settings_json(),
             report: self.report.clone(),
         };
         let meta = serde_json::to_string(&layout)
@@ -157,7 +176,13 @@ impl Project {
         }
         let tensors =
             SafeTensors::deserialize(bytes).map_err(|e| bad(format!("damaged file ({e})")))?;
-        let read = |name: &str| -> Result<Vec<u8>, EngineError> {
+        // Each tensor is read once: a layout naming one tensor many times would multiply it in
+        // memory (a small file that fills the tab).
+        let mut used = std::collections::HashSet::new();
+        let mut read = |name: &str| -> Result<Vec<u8>, EngineError> {
+            if !used.insert(name.to_string()) {
+                return Err(bad(format!("{name} is used twice")));
+            }
             let view = tensors
                 .tensor(name)
                 .map_err(|_| bad(format!("{name} is missing")))?;
@@ -166,38 +191,50 @@ impl Project {
             }
             Ok(view.data().to_vec())
         };
-        let classes = layout
-            .classes
-            .into_iter()
-            .map(|c| {
-                let images = c
-                    .images
-                    .into_iter()
-                    .map(|i| {
-                        Ok(ProjectImage {
-                            bytes: read(&i.tensor)?,
-                            file: i.file,
-                            val: i.val,
-                        })
-                    })
-                    .collect::<Result<_, EngineError>>()?;
-                Ok(ProjectClass {
-                    name: c.name,
-                    images,
-                })
-            })
-            .collect::<Result<_, EngineError>>()?;
+        let mut classes = Vec::with_capacity(layout.classes.len());
+        for c in layout.classes {
+            let mut images = Vec::with_capacity(c.images.len());
+            for i in c.images {
+                images.push(ProjectImage {
+                    bytes: read(&i.tensor)?,
+                    file: i.file,
+                    val: i.val,
+                });
+            }
+            classes.push(ProjectClass {
+                name: c.name,
+                images,
+            });
+        }
         let model = match tensors.tensor(MODEL_TENSOR) {
             Ok(_) => Some(read(MODEL_TENSOR)?),
             Err(_) => None,
         };
+        let (settings, report_classes) = Self::settings_from_json(&layout.settings);
         Ok(Self {
             classes,
-            settings: layout.settings,
+            settings,
+            report_classes,
             report: layout.report,
             model,
         })
     }
+}
+
+/// Prefix of the autosave's image records (each image stored once, by content).
+pub const AUTOSAVE_IMAGE_PREFIX: &str = "image/";
+
+/// The autosave's image records that no manifest names any more (left by a tab closed during
+/// a save, or by an older version): to be deleted.
+pub fn orphaned_images<'a>(
+    stored: impl IntoIterator<Item = &'a str>,
+    named: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    stored
+        .into_iter()
+        .filter(|k| k.starts_with(AUTOSAVE_IMAGE_PREFIX) && !named.contains(*k))
+        .map(str::to_string)
+        .collect()
 }
 
 fn byte_view(bytes: &[u8]) -> Result<TensorView<'_>, EngineError> {
@@ -229,7 +266,11 @@ mod tests {
                     }],
                 },
             ],
-            settings: serde_json::json!({"epochs": 3}),
+            settings: PanelSettings {
+                train: crate::engine::config::TrainConfig::new().with_epochs(3),
+                ..PanelSettings::default()
+            },
+            report_classes: vec!["ants".into()],
             report: None,
             model: Some(vec![7; 5]),
         }
@@ -241,7 +282,44 @@ mod tests {
         let back = Project::from_bytes("p", &p.to_bytes().unwrap()).unwrap();
         assert_eq!(back.classes, p.classes);
         assert_eq!(back.settings, p.settings);
+        assert_eq!(back.report_classes, p.report_classes);
         assert_eq!(back.model, p.model);
+    }
+
+    #[test]
+    fn orphans_are_unnamed_image_records_only() {
+        let named = ["image/a-1".to_string()].into_iter().collect();
+        let stored = ["autosave", "autosave-model", "image/a-1", "image/b-2"];
+        assert_eq!(
+            orphaned_images(stored, &named),
+            vec!["image/b-2".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_tensor_named_twice_is_refused() {
+        let layout = serde_json::json!({"version": 1, "classes": [
+            {"name": "a", "images": [{"file": "1.jpg", "tensor": "images/0/0"},
+                                     {"file": "2.jpg", "tensor": "images/0/0"}]},
+            {"name": "b", "images": [{"file": "3.jpg", "tensor": "model"}]}]});
+        let data = [1u8, 2, 3];
+        let bytes = safetensors::serialize(
+            [
+                ("images/0/0", byte_view(&data).unwrap()),
+                ("model", byte_view(&data).unwrap()),
+            ],
+            Some(HashMap::from([(
+                META_PROJECT.to_string(),
+                layout.to_string(),
+            )])),
+        )
+        .unwrap();
+        let err = Project::from_bytes("twice.ftproj", &bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "twice.ftproj: images/0/0 is used twice",
+            "{err}"
+        );
     }
 
     #[test]

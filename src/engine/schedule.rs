@@ -7,16 +7,37 @@ use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use serde::{Deserialize, Serialize};
 
 /// Which schedule to follow over the whole run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum Schedule {
     /// The same rate every step.
+    #[serde(alias = "Constant")]
     Constant,
     /// Cosine decay from the rate to zero.
+    #[serde(alias = "Cosine")]
     Cosine,
     /// Linear warmup from rate/25 to the rate over the first `warmup` fraction, then cosine
     /// decay to rate/1e4 (Smith's OneCycle, as in fastai and PyTorch's `OneCycleLR` defaults).
     #[default]
+    #[serde(alias = "OneCycle", alias = "onecycle")]
     OneCycle,
+}
+
+impl Schedule {
+    pub const ALL: [Schedule; 3] = [Schedule::OneCycle, Schedule::Cosine, Schedule::Constant];
+
+    /// The name used on the command line, in files and in the page.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Cosine => "cosine",
+            Schedule::OneCycle => "one-cycle",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// OneCycle's starting rate is `max / DIV_FACTOR` (PyTorch default 25).

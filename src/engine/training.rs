@@ -6,7 +6,6 @@
 //! Strategies: `head` (feature extraction), `last-block`, `gradual` (stages that unfreeze more
 //! blocks) and `full`, each with discriminative learning rates per layer group.
 
-use burn::config::Config;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::module::ParamGroup;
@@ -22,105 +21,14 @@ use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::augment::{self, AugmentConfig};
+use super::augment;
 use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
-use super::schedule::{Schedule, Scheduled, lr_at};
+use super::schedule::{Scheduled, lr_at};
 use super::{EngineError, preprocess, read_f32};
 
-/// What to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Strategy {
-    /// Feature extraction: only the new head learns.
-    Head,
-    /// The head, `_blocks.15` and `_conv_head`/`_bn1`.
-    LastBlock,
-    /// Head first, then more blocks stage by stage.
-    Gradual,
-    /// Every layer, at a low rate.
-    Full,
-}
-
-impl Strategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Head => "head",
-            Strategy::LastBlock => "last-block",
-            Strategy::Gradual => "gradual",
-            Strategy::Full => "full",
-        }
-    }
-}
-
-/// Which validation figure early stopping watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Monitor {
-    ValLoss,
-    ValAcc,
-}
-
-/// Training settings, with the lesson's defaults.
-#[derive(Config, Debug)]
-pub struct TrainConfig {
-    #[config(default = "Strategy::Head")]
-    pub strategy: Strategy,
-    #[config(default = 10)]
-    pub epochs: usize,
-    #[config(default = 16)]
-    pub batch_size: usize,
-    /// Peak learning rate of the head.
-    #[config(default = 1e-3)]
-    pub lr: f64,
-    /// AdamW's decoupled weight decay.
-    #[config(default = 0.01)]
-    pub weight_decay: f64,
-    #[config(default = "Schedule::OneCycle")]
-    pub schedule: Schedule,
-    /// OneCycle warmup fraction of all steps.
-    #[config(default = 0.1)]
-    pub warmup: f64,
-    /// Label smoothing of the cross-entropy (0 = none).
-    #[config(default = 0.0)]
-    pub label_smoothing: f64,
-    /// Dropout before the head's Linear (EfficientNet-Lite0 uses 0.2).
-    #[config(default = 0.2)]
-    pub dropout: f64,
-    /// Augment training images; off = the frozen part's output is cached.
-    #[config(default = false)]
-    pub augment: bool,
-    /// Which augmentations run when `augment` is on (default: the lesson's full set).
-    #[config(default = "AugmentConfig::default()")]
-    pub augmentation: AugmentConfig,
-    /// Stop after this many epochs without improvement, restoring the best weights.
-    pub early_stop: Option<usize>,
-    #[config(default = "Monitor::ValLoss")]
-    pub monitor: Monitor,
-    /// Smallest change that counts as an improvement.
-    #[config(default = 0.0)]
-    pub min_delta: f64,
-    #[config(default = 0)]
-    pub seed: u64,
-    /// Each deeper layer group's rate is the next one's times this (discriminative rates).
-    #[config(default = 0.1)]
-    pub lr_mult: f64,
-    /// Keep BatchNorm of trainable blocks in eval mode (running statistics).
-    #[config(default = false)]
-    pub freeze_bn: bool,
-    /// Mixup alpha (0 = off).
-    #[config(default = 0.0)]
-    pub mixup: f64,
-    /// CutMix alpha (0 = off).
-    #[config(default = 0.0)]
-    pub cutmix: f64,
-    /// Probability that a batch is mixed when mixup or CutMix is on.
-    #[config(default = 1.0)]
-    pub mix_prob: f64,
-    /// Blocks unfrozen in each stage of `gradual` (0 = head only, 16 = all).
-    #[config(default = "vec![0, 1, 5]")]
-    pub gradual_unfreeze: Vec<usize>,
-    /// Epochs of each `gradual` stage; default splits `epochs` evenly.
-    pub gradual_epochs: Option<Vec<usize>>,
-}
+pub use super::config::{Monitor, Strategy, TrainConfig};
+pub use super::plan::{RunPlan, Stage, Unfreeze};
 
 /// Figures of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -140,7 +48,7 @@ pub struct EpochReport {
 }
 
 /// Progress events: the frozen part's first pass over the images, then every step and epoch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Progress {
     /// `done` of `total` images went through the frozen layers (once per stage).
     Features {
@@ -172,7 +80,7 @@ pub struct EvalReport {
 }
 
 /// The outcome of a run; the model in it carries the best epoch's weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
     pub strategy: String,
     pub epochs: Vec<EpochReport>,
@@ -261,63 +169,9 @@ fn new_head(classes: usize, dropout: f64, device: &Device) -> Head {
     }
 }
 
-/// How much of the network one stage trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unfreeze {
-    /// The last `n` MBConv blocks plus `_conv_head`/`_bn1` (0 = the head alone, conv head frozen).
-    Blocks(usize),
-    /// Everything, stem included.
-    All,
-}
-
-/// One stage of a run: `epochs` epochs with `unfreeze` trainable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stage {
-    pub epochs: usize,
-    pub unfreeze: Unfreeze,
-}
-
-/// The stages a strategy runs. `gradual` splits the epochs over `cfg.gradual_unfreeze`
-/// (blocks unfrozen per stage, 16 or more = all), unless `cfg.gradual_epochs` sets them.
+/// The stages a strategy runs (see [`super::plan::stages`]).
 pub fn plan(cfg: &TrainConfig) -> Vec<Stage> {
-    let blocks = |n: usize| {
-        if n >= 16 {
-            Unfreeze::All
-        } else {
-            Unfreeze::Blocks(n)
-        }
-    };
-    match cfg.strategy {
-        Strategy::Head => vec![Stage {
-            epochs: cfg.epochs,
-            unfreeze: Unfreeze::Blocks(0),
-        }],
-        Strategy::LastBlock => vec![Stage {
-            epochs: cfg.epochs,
-            unfreeze: Unfreeze::Blocks(1),
-        }],
-        Strategy::Full => vec![Stage {
-            epochs: cfg.epochs,
-            unfreeze: Unfreeze::All,
-        }],
-        Strategy::Gradual => {
-            let n = cfg.gradual_unfreeze.len().max(1);
-            let epochs: Vec<usize> = match &cfg.gradual_epochs {
-                Some(e) if e.len() == n => e.clone(),
-                _ => (0..n)
-                    .map(|i| cfg.epochs / n + usize::from(i < cfg.epochs % n))
-                    .collect(),
-            };
-            cfg.gradual_unfreeze
-                .iter()
-                .zip(epochs)
-                .map(|(&b, epochs)| Stage {
-                    epochs,
-                    unfreeze: blocks(b),
-                })
-                .collect()
-        }
-    }
+    super::plan::stages(cfg)
 }
 
 /// The frozen front of the network: pure inference, BatchNorm on running statistics.
@@ -623,8 +477,10 @@ pub async fn train(
             data.val.len()
         )));
     }
+    cfg.validate()?;
     let start = Instant::now();
-    let batch = cfg.batch_size.max(1);
+    let run = RunPlan::new(cfg, data.train.len());
+    let batch = run.batch;
     let ad = device.clone().autodiff();
     device.seed(cfg.seed);
     ad.seed(cfg.seed);
@@ -642,17 +498,17 @@ pub async fn train(
         backbone: pretrained.clone(),
         head: new_head(classes, cfg.dropout, device),
     };
-    let stages = plan(cfg);
-    let steps = data.train.len().div_ceil(batch);
-    let all_steps: usize = stages.iter().map(|s| s.epochs * steps).sum();
+    let all_steps = run.total_steps();
     let mut epochs = Vec::new();
     let mut best: Option<(usize, f64, Classifier)> = None;
     let mut since_best = 0usize;
     let mut stopped = None;
     let mut step_global = 0usize;
     let mut epoch = 0usize;
+    // Inference batches for the frozen part's pass (no gradients: the batch asked for).
+    let infer_batch = cfg.batch_size.max(1);
 
-    'stages: for stage in stages.iter().filter(|s| s.epochs > 0) {
+    'stages: for (stage_index, stage) in run.stages.iter().enumerate() {
         let (frozen, trainable) = split(model.clone(), stage.unfreeze);
         let first_block = 16 - trainable.blocks.len();
         let mut trainable = trainable.fork(&ad).train();
@@ -662,7 +518,8 @@ pub async fn train(
         let mut optim = AdamWConfig::new()
             .with_weight_decay(cfg.weight_decay as f32)
             .init();
-        let stage_steps = stage.epochs * steps;
+        let stage_steps = run.stage_steps(stage_index);
+        let steps = run.steps_per_epoch(stage_index);
         let mut sched = lr_scheduler(&trainable, first_block, cfg, stage_steps);
         let mut stage_step = 0usize;
         // The frozen part sees the same input every epoch without augmentation or mixing:
@@ -675,9 +532,16 @@ pub async fn train(
         let mut keep_going = true;
         if cache_train {
             cache = Some(
-                boundary_cache(&frozen, &train_eval_images, spec, batch, device, |done| {
-                    keep_going &= on_progress(&Progress::Features { done, total });
-                })
+                boundary_cache(
+                    &frozen,
+                    &train_eval_images,
+                    spec,
+                    infer_batch,
+                    device,
+                    |done| {
+                        keep_going &= on_progress(&Progress::Features { done, total });
+                    },
+                )
                 .await?,
             );
         }
@@ -686,7 +550,7 @@ pub async fn train(
         } else {
             0
         };
-        let val_cache = boundary_cache(&frozen, &val_images, spec, batch, device, |done| {
+        let val_cache = boundary_cache(&frozen, &val_images, spec, infer_batch, device, |done| {
             keep_going &= on_progress(&Progress::Features {
                 done: offset + done,
                 total: offset + val_images.len(),
@@ -700,110 +564,125 @@ pub async fn train(
         for _ in 0..stage.epochs {
             epoch += 1;
             let t_epoch = Instant::now();
-            let input = match &cache {
-                Some(features) => EpochInput::Cached(Box::new(features.clone())),
-                None if cfg.augment => EpochInput::Images(
-                    data.train
-                        .iter()
-                        .map(|s| augment::augment(&s.image, spec.input_size, &aug_cfg, &mut rng))
-                        .collect(),
-                ),
-                None => EpochInput::Images(train_eval_images.clone()),
-            };
-            let mut order: Vec<usize> = (0..data.train.len()).collect();
-            order.shuffle(&mut rng);
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-            for (step, idx) in order.chunks(batch).enumerate() {
-                let t_step = Instant::now();
-                let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
-                let (x, mix) = match &input {
-                    EpochInput::Cached(features) => {
-                        let rows = Tensor::<1, Int>::from_data(
+            let mut step = 0usize;
+            // A tiny dataset is gone over several times per epoch (see `plan`).
+            for _ in 0..stage.passes {
+                let input = match &cache {
+                    Some(features) => EpochInput::Cached(Box::new(features.clone())),
+                    None if cfg.augment => EpochInput::Images(
+                        data.train
+                            .iter()
+                            .map(|s| {
+                                augment::augment(&s.image, spec.input_size, &aug_cfg, &mut rng)
+                            })
+                            .collect(),
+                    ),
+                    None => EpochInput::Images(train_eval_images.clone()),
+                };
+                let mut order: Vec<usize> = (0..data.train.len()).collect();
+                order.shuffle(&mut rng);
+                for idx in order.chunks(batch) {
+                    step += 1;
+                    let t_step = Instant::now();
+                    let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
+                    let (x, mix) = match &input {
+                        EpochInput::Cached(features) => {
+                            let rows = Tensor::<1, Int>::from_data(
+                                TensorData::new(
+                                    idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                                    [idx.len()],
+                                ),
+                                device,
+                            );
+                            (features.clone().select(0, rows), None)
+                        }
+                        EpochInput::Images(images) => {
+                            let imgs: Vec<RgbImage> =
+                                idx.iter().map(|&i| images[i].clone()).collect();
+                            let x = preprocess::batch_tensor(&imgs, spec, device);
+                            let (x, mix) = mix_batch(x, cfg, &mut rng);
+                            (frozen.forward(x), mix)
+                        }
+                    };
+                    let logits = trainable.forward(x.autodiff());
+                    let target = |ls: &[usize]| {
+                        Tensor::<1, Int>::from_data(
                             TensorData::new(
-                                idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                                [idx.len()],
+                                ls.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                                [ls.len()],
                             ),
-                            device,
-                        );
-                        (features.clone().select(0, rows), None)
+                            &ad,
+                        )
+                    };
+                    let loss = match &mix {
+                        None => loss_fn.forward(logits.clone(), target(&labels)),
+                        Some((perm, lambda)) => {
+                            let other: Vec<usize> = perm.iter().map(|&p| labels[p]).collect();
+                            loss_fn.forward(logits.clone(), target(&labels)) * *lambda
+                                + loss_fn.forward(logits.clone(), target(&other)) * (1.0 - lambda)
+                        }
+                    };
+                    let loss_value = f64::from(read_f32(loss.clone()).await?[0]);
+                    if !loss_value.is_finite() {
+                        stopped = Some(format!(
+                            "loss became {loss_value} at epoch {epoch}, step {step}: try a lower learning rate; kept the best model so far"
+                        ));
+                        break 'stages;
                     }
-                    EpochInput::Images(images) => {
-                        let imgs: Vec<RgbImage> = idx.iter().map(|&i| images[i].clone()).collect();
-                        let x = preprocess::batch_tensor(&imgs, spec, device);
-                        let (x, mix) = mix_batch(x, cfg, &mut rng);
-                        (frozen.forward(x), mix)
+                    let rows = read_f32(logits.detach()).await?;
+                    for (r, &l) in rows.chunks(classes).zip(&labels) {
+                        let pred = (0..classes)
+                            .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                            .unwrap_or(0);
+                        correct += usize::from(pred == l);
                     }
-                };
-                let logits = trainable.forward(x.autodiff());
-                let target = |ls: &[usize]| {
-                    Tensor::<1, Int>::from_data(
-                        TensorData::new(
-                            ls.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-                            [ls.len()],
-                        ),
-                        &ad,
-                    )
-                };
-                let loss = match &mix {
-                    None => loss_fn.forward(logits.clone(), target(&labels)),
-                    Some((perm, lambda)) => {
-                        let other: Vec<usize> = perm.iter().map(|&p| labels[p]).collect();
-                        loss_fn.forward(logits.clone(), target(&labels)) * *lambda
-                            + loss_fn.forward(logits.clone(), target(&other)) * (1.0 - lambda)
+                    seen += idx.len();
+                    loss_sum += loss_value * idx.len() as f64;
+                    let lrs = sched.step();
+                    let head_lr = lr_at(cfg.schedule, cfg.lr, cfg.warmup, stage_step, stage_steps);
+                    stage_step += 1;
+                    let grads = GradientsParams::from_grads(loss.backward(), &trainable);
+                    trainable = optim.step(lrs, trainable, grads);
+                    step_global += 1;
+                    let secs = t_step.elapsed().as_secs_f64().max(1e-9);
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let keep_going = on_progress(&Progress::Step {
+                        epoch,
+                        step,
+                        steps,
+                        loss: loss_value,
+                        lr: head_lr,
+                        images_per_sec: idx.len() as f64 / secs,
+                        eta_seconds: elapsed / step_global as f64
+                            * all_steps.saturating_sub(step_global) as f64,
+                    });
+                    if !keep_going {
+                        stopped = Some(format!(
+                            "cancelled at epoch {epoch}, step {step}; kept the best model so far"
+                        ));
+                        break 'stages;
                     }
-                };
-                let loss_value = f64::from(read_f32(loss.clone()).await?[0]);
-                if !loss_value.is_finite() {
-                    stopped = Some(format!(
-                        "loss became {loss_value} at epoch {epoch}, step {}: try a lower learning rate; kept the best model so far",
-                        step + 1
-                    ));
-                    break 'stages;
-                }
-                let rows = read_f32(logits.detach()).await?;
-                for (r, &l) in rows.chunks(classes).zip(&labels) {
-                    let pred = (0..classes)
-                        .max_by(|&a, &b| r[a].total_cmp(&r[b]))
-                        .unwrap_or(0);
-                    correct += usize::from(pred == l);
-                }
-                seen += idx.len();
-                loss_sum += loss_value * idx.len() as f64;
-                let lrs = sched.step();
-                let head_lr = lr_at(cfg.schedule, cfg.lr, cfg.warmup, stage_step, stage_steps);
-                stage_step += 1;
-                let grads = GradientsParams::from_grads(loss.backward(), &trainable);
-                trainable = optim.step(lrs, trainable, grads);
-                step_global += 1;
-                let secs = t_step.elapsed().as_secs_f64().max(1e-9);
-                let elapsed = start.elapsed().as_secs_f64();
-                let keep_going = on_progress(&Progress::Step {
-                    epoch,
-                    step: step + 1,
-                    steps,
-                    loss: loss_value,
-                    lr: head_lr,
-                    images_per_sec: idx.len() as f64 / secs,
-                    eta_seconds: elapsed / step_global as f64
-                        * all_steps.saturating_sub(step_global) as f64,
-                });
-                if !keep_going {
-                    stopped = Some(format!(
-                        "cancelled at epoch {epoch}, step {}; kept the best model so far",
-                        step + 1
-                    ));
-                    break 'stages;
                 }
             }
             // Validation in eval mode (dropout off, BatchNorm on running statistics).
             let eval_part = trainable.valid();
             let mut logits = Vec::with_capacity(val_labels.len() * classes);
-            for start in (0..val_labels.len()).step_by(batch) {
-                let n = batch.min(val_labels.len() - start);
+            for start in (0..val_labels.len()).step_by(infer_batch) {
+                let n = infer_batch.min(val_labels.len() - start);
                 let x = val_cache.clone().narrow(0, start, n);
                 logits.extend(read_f32(eval_part.forward(x)).await?);
             }
             let report = metrics(&logits, &val_labels, classes);
+            // A non-finite validation loss ends the run like a non-finite training loss: the
+            // epoch is not reported (its numbers mean nothing) and the best model is kept.
+            if !report.val_loss.is_finite() {
+                stopped = Some(format!(
+                    "validation loss became {} at epoch {epoch}: try a lower learning rate; kept the best model so far",
+                    report.val_loss
+                ));
+                break 'stages;
+            }
             let epoch_report = EpochReport {
                 epoch,
                 train_loss: loss_sum / seen.max(1) as f64,
@@ -852,7 +731,11 @@ pub async fn train(
             stopped.unwrap_or_else(|| "no epoch finished".to_string()),
         ));
     };
-    let best_report = epochs[best_epoch - 1].clone();
+    let Some(best_report) = epochs.iter().find(|e| e.epoch == best_epoch).cloned() else {
+        return Err(EngineError::Unsupported(
+            "the best epoch has no report".into(),
+        ));
+    };
     Ok((
         best_model,
         TrainReport {

@@ -18,6 +18,8 @@ pub const WEIGHTS_FILE: &str = "efficientnet-lite0.safetensors";
 pub const WEIGHTS_FILE_F16: &str = "efficientnet-lite0.f16.safetensors";
 /// Dropout before `_fc` in EfficientNet-Lite0 (inactive at inference).
 pub const HEAD_DROPOUT: f64 = 0.2;
+/// Largest model file read (an exported Lite0 is 19 MB): checked before reading into memory.
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
 /// Classes of the ImageNet head shipped with the checkpoint.
 pub const IMAGENET_CLASSES: usize = 1000;
 

@@ -12,9 +12,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::js;
-use super::project::{ProjectSignals, UiState};
+use super::project::ProjectSignals;
 use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
-use crate::engine::project::{Project, ProjectClass, ProjectImage};
+use crate::engine::project::{Project, ProjectClass, ProjectImage, orphaned_images};
 use crate::engine::training::TrainReport;
 
 /// Layout version of the manifest.
@@ -24,7 +24,10 @@ const MANIFEST_VERSION: u32 = 1;
 struct Manifest {
     version: u32,
     classes: Vec<ManifestClass>,
-    ui: UiState,
+    /// The panel's settings and the report's class names, as `Project::settings_json` writes
+    /// them (older manifests hold the version-1 layout, which the engine still reads).
+    #[serde(default)]
+    ui: serde_json::Value,
     report: Option<TrainReport>,
 }
 
@@ -64,6 +67,12 @@ impl Autosave {
     /// are left out and named in the returned list.
     pub async fn restore(&self) -> Result<Option<(Project, Vec<String>)>, String> {
         let Some(bytes) = storage::get(AUTOSAVE_KEY).await? else {
+            // No manifest: any image record is left over from an unfinished first save.
+            if let Ok(keys) = storage::keys().await {
+                for key in orphaned_images(keys.iter().map(String::as_str), &HashSet::new()) {
+                    storage::delete(&key).await.ok();
+                }
+            }
             return Ok(None);
         };
         let manifest: Manifest =
@@ -96,12 +105,21 @@ impl Autosave {
         let model = storage::get(AUTOSAVE_MODEL_KEY)
             .await?
             .filter(|m| !m.is_empty());
+        let (settings, report_classes) = Project::settings_from_json(&manifest.ui);
         let project = Project {
             classes,
-            settings: serde_json::to_value(manifest.ui).unwrap_or_default(),
+            settings,
+            report_classes,
             report: manifest.report,
             model,
         };
+        // Records no manifest names (a tab closed mid-save) are swept now.
+        let named: HashSet<String> = self.stored.borrow().clone();
+        if let Ok(keys) = storage::keys().await {
+            for key in orphaned_images(keys.iter().map(String::as_str), &named) {
+                storage::delete(&key).await.ok();
+            }
+        }
         Ok(Some((project, missing)))
     }
 
@@ -144,18 +162,7 @@ impl Autosave {
                 images: entries,
             });
         }
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            classes,
-            ui: UiState {
-                settings: project.settings.get_untracked(),
-                report_classes: project.report_classes.get_untracked(),
-            },
-            report: project.report.get_untracked(),
-        };
-        let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        storage::put(AUTOSAVE_KEY, &json).await?;
-
+        // The manifest is written last: it never names an image or model not yet stored.
         let model = project.model.get_untracked();
         let same = match (&model, &*self.model.borrow()) {
             (Some(a), Some(b)) => Rc::ptr_eq(a, b),
@@ -167,6 +174,20 @@ impl Autosave {
             storage::put(AUTOSAVE_MODEL_KEY, bytes).await?;
             *self.model.borrow_mut() = model;
         }
+
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            classes,
+            ui: Project {
+                settings: project.settings.get_untracked(),
+                report_classes: project.report_classes.get_untracked(),
+                ..Project::default()
+            }
+            .settings_json(),
+            report: project.report.get_untracked(),
+        };
+        let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        storage::put(AUTOSAVE_KEY, &json).await?;
 
         let unused: Vec<String> = self
             .stored

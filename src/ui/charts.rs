@@ -8,67 +8,8 @@
 
 use leptos::prelude::*;
 
-use crate::engine::schedule::{Schedule, lr_at};
-use crate::engine::training::{EpochReport, TrainConfig, plan};
-
-/// The planned shape of a run: what the LR chart and the epoch axis need.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunShape {
-    pub schedule: Schedule,
-    pub lr: f64,
-    pub warmup: f64,
-    /// Epochs of each stage that runs (the engine skips stages without epochs).
-    pub stage_epochs: Vec<usize>,
-    pub steps_per_epoch: usize,
-}
-
-impl RunShape {
-    pub fn new(cfg: &TrainConfig, train_images: usize) -> Self {
-        Self {
-            schedule: cfg.schedule,
-            lr: cfg.lr,
-            warmup: cfg.warmup,
-            stage_epochs: plan(cfg)
-                .iter()
-                .map(|s| s.epochs)
-                .filter(|&e| e > 0)
-                .collect(),
-            steps_per_epoch: train_images.div_ceil(cfg.batch_size.max(1)).max(1),
-        }
-    }
-
-    fn epochs(&self) -> usize {
-        self.stage_epochs.iter().sum::<usize>().max(1)
-    }
-
-    fn steps(&self) -> usize {
-        self.epochs() * self.steps_per_epoch
-    }
-
-    /// The head's rate at 0-based global `step`: each stage restarts the schedule.
-    fn lr_at(&self, step: usize) -> f64 {
-        let mut start = 0;
-        for &e in &self.stage_epochs {
-            let n = e * self.steps_per_epoch;
-            if step < start + n {
-                return lr_at(self.schedule, self.lr, self.warmup, step - start, n);
-            }
-            start += n;
-        }
-        0.0
-    }
-
-    /// Epochs done when each later stage begins.
-    fn boundaries(&self) -> Vec<usize> {
-        let mut done = 0;
-        let mut out = Vec::new();
-        for &e in self.stage_epochs.iter().rev().skip(1).rev() {
-            done += e;
-            out.push(done);
-        }
-        out
-    }
-}
+use crate::engine::plan::RunPlan;
+use crate::engine::training::EpochReport;
 
 const W: f64 = 320.0;
 const H: f64 = 170.0;
@@ -199,8 +140,8 @@ fn legend() -> impl IntoView {
 }
 
 /// Loss or accuracy per epoch.
-fn epoch_chart(rows: &[EpochReport], shape: &RunShape, accuracy: bool) -> impl IntoView + use<> {
-    let epochs = shape.epochs().max(rows.len());
+fn epoch_chart(rows: &[EpochReport], shape: &RunPlan, accuracy: bool) -> impl IntoView + use<> {
+    let epochs = shape.epochs().max(rows.len()).max(1);
     let pick = |f: fn(&EpochReport) -> f64| -> Vec<(f64, f64)> {
         rows.iter()
             .map(|r| (r.epoch as f64, f(r)))
@@ -236,7 +177,7 @@ fn epoch_chart(rows: &[EpochReport], shape: &RunShape, accuracy: bool) -> impl I
         })
         .to_vec();
     let boundaries = shape
-        .boundaries()
+        .stage_boundaries()
         .into_iter()
         .map(|b| b as f64 + 0.5)
         .collect();
@@ -279,10 +220,10 @@ fn rate(v: f64) -> String {
 }
 
 /// The head's rate over all steps of the run, `done` steps marked.
-fn lr_chart(shape: &RunShape, done: Signal<usize>) -> impl IntoView + use<> {
-    let steps = shape.steps();
+fn lr_chart(shape: &RunPlan, done: Signal<usize>) -> impl IntoView + use<> {
+    let steps = shape.total_steps();
     let last = steps.saturating_sub(1).max(1) as f64;
-    let top = shape.lr * 1.08;
+    let top = shape.peak_lr() * 1.08;
     let axes = Axes {
         x: (0.0, last),
         y: (0.0, top),
@@ -302,12 +243,12 @@ fn lr_chart(shape: &RunShape, done: Signal<usize>) -> impl IntoView + use<> {
         })
         .to_vec();
     let boundaries = shape
-        .boundaries()
+        .stage_boundary_steps()
         .into_iter()
-        .map(|e| (e * shape.steps_per_epoch) as f64 - 0.5)
+        .map(|step| step as f64 - 0.5)
         .collect();
     let frame = axes.frame(
-        vec![(0.0, "0".into()), (shape.lr, rate(shape.lr))],
+        vec![(0.0, "0".into()), (shape.peak_lr(), rate(shape.peak_lr()))],
         x_ticks,
         "step",
         boundaries,
@@ -356,14 +297,14 @@ fn lr_chart(shape: &RunShape, done: Signal<usize>) -> impl IntoView + use<> {
 #[component]
 pub fn TrainCharts(
     rows: Signal<Vec<EpochReport>>,
-    shape: Signal<Option<RunShape>>,
+    shape: Signal<Option<RunPlan>>,
     step: Signal<usize>,
 ) -> impl IntoView {
     view! {
         {move || {
             shape.get().map(|shape| {
                 let epochs_shape = shape.clone();
-                let stages = (shape.stage_epochs.len() > 1).then(|| view! {
+                let stages = (shape.stages.len() > 1).then(|| view! {
                     <p class="muted small">
                         "Dashed lines: gradual unfreezing moves to its next stage and more layers start learning."
                     </p>

@@ -21,6 +21,7 @@ use super::js;
 use super::webcam::WebcamCapture;
 use crate::engine::data::{self, IMAGE_EXTENSIONS, Sample};
 use crate::engine::model::LITE0;
+use crate::engine::preprocess;
 
 /// How long a deleted class can be brought back.
 const UNDO_SECONDS: u64 = 10;
@@ -286,7 +287,10 @@ async fn add_pending(
     for (i, item) in pending.into_iter().enumerate() {
         let (bytes, blob) = match item.source {
             Source::Bytes(bytes) => (Ok(bytes), None),
-            Source::File(file) => (js::read_file(&file, &item.shown).await, Some(file)),
+            Source::File(file) => (
+                js::read_file(&file, &item.shown, preprocess::MAX_PHOTO_BYTES).await,
+                Some(file),
+            ),
         };
         let decoded = bytes.and_then(|bytes| {
             data::load_sample(&item.shown, &bytes, 0, &LITE0)
@@ -321,14 +325,6 @@ async fn add_pending(
     }
 }
 
-/// System clutter that is skipped without a word (`.DS_Store`, `__MACOSX/`, `Thumbs.db`, …).
-fn is_clutter(part: &str) -> bool {
-    part.starts_with('.')
-        || part == "__MACOSX"
-        || part.eq_ignore_ascii_case("Thumbs.db")
-        || part.eq_ignore_ascii_case("desktop.ini")
-}
-
 fn extension(path: &str) -> String {
     path.rsplit_once('.')
         .map(|(_, e)| e.to_lowercase())
@@ -339,7 +335,7 @@ fn extension(path: &str) -> String {
 /// ImageFolder), so the same folder gives the same classes here and there; other files are not
 /// even read (a folder may hold videos).
 fn is_image_path(path: &str) -> bool {
-    IMAGE_EXTENSIONS.contains(&extension(path).as_str())
+    data::is_image_name(path)
 }
 
 fn not_image_type(path: &str) -> String {
@@ -356,7 +352,7 @@ fn class_count(tree: &[(String, File)]) -> usize {
         .iter()
         .map(|(path, _)| path.split('/').filter(|s| !s.is_empty()).collect())
         .collect();
-    let mut names: Vec<String> = place(&paths)
+    let mut names: Vec<String> = data::place(&paths)
         .into_iter()
         .flatten()
         .map(|(name, _)| name.trim().to_lowercase())
@@ -364,50 +360,6 @@ fn class_count(tree: &[(String, File)]) -> usize {
     names.sort();
     names.dedup();
     names.len()
-}
-
-/// The class (and whether it is for checking) of each file of a folder tree, from its path
-/// ("pets/cat/1.jpg"). The folders every file shares are skipped; below them either one folder
-/// per class, or `train/` and `val/` each holding one folder per class (images under `val/` are
-/// for checking). Deeper folders belong to their class. A single folder of images is one class.
-/// `None`: the file is outside any class folder.
-fn place(paths: &[Vec<&str>]) -> Vec<Option<(String, bool)>> {
-    let dirs = |p: &[&str]| p.len().saturating_sub(1);
-    let shared = paths.first().map_or(0, |first| {
-        paths.iter().fold(dirs(first), |n, p| {
-            n.min(dirs(p)).min(
-                first
-                    .iter()
-                    .zip(p.iter())
-                    .take_while(|(a, b)| a == b)
-                    .count(),
-            )
-        })
-    });
-    let below = |p: &Vec<&str>| -> Vec<String> {
-        p[shared..dirs(p)].iter().map(|s| s.to_string()).collect()
-    };
-    if shared > 0 && paths.iter().all(|p| dirs(p) == shared) {
-        let name = paths[0][shared - 1].to_string();
-        return paths.iter().map(|_| Some((name.clone(), false))).collect();
-    }
-    let split = paths
-        .iter()
-        .any(|p| matches!(below(p).first().map(String::as_str), Some("train" | "val")));
-    paths
-        .iter()
-        .map(|p| {
-            let rest = below(p);
-            match (split, rest.as_slice()) {
-                (true, [split, class, ..]) if split == "train" || split == "val" => {
-                    Some((class.clone(), split == "val"))
-                }
-                (true, _) => None,
-                (false, [class, ..]) => Some((class.clone(), false)),
-                (false, []) => None,
-            }
-        })
-        .collect()
 }
 
 /// Adds a folder tree (path, file) as classes: matching names (case aside) add to the existing
@@ -420,13 +372,13 @@ async fn add_tree(
 ) {
     let tree: Vec<(String, File)> = tree
         .into_iter()
-        .filter(|(path, _)| !path.split('/').any(is_clutter))
+        .filter(|(path, _)| !path.split('/').any(data::is_clutter))
         .collect();
     let paths: Vec<Vec<&str>> = tree
         .iter()
         .map(|(path, _)| path.split('/').filter(|s| !s.is_empty()).collect())
         .collect();
-    let places = place(&paths);
+    let places = data::place(&paths);
     // Class name (lower case) -> (name as written, its files), sorted as ImageFolder does.
     let mut groups: BTreeMap<String, (String, Vec<Pending>)> = BTreeMap::new();
     for ((path, file), place) in tree.iter().zip(places) {
@@ -522,7 +474,7 @@ async fn walk(
     let mut found = Vec::new();
     let mut stack = roots;
     while let Some(entry) = stack.pop() {
-        if is_clutter(&entry.name()) {
+        if data::is_clutter(&entry.name()) {
             continue;
         }
         let path = entry.full_path().trim_start_matches('/').to_string();
@@ -1028,7 +980,7 @@ fn ClassCardView(
                     class="visually-hidden"
                     type="file"
                     multiple
-                    accept="image/*"
+                    accept=crate::engine::data::ACCEPT_IMAGES
                     data-testid="class-file-input"
                     disabled=disabled
                     on:change=on_files

@@ -86,7 +86,16 @@ pub fn object_url(bytes: &[u8]) -> Result<String, String> {
 }
 
 /// Reads a file into bytes; `Err` is a message naming it as `shown`.
-pub async fn read_file(file: &web_sys::File, shown: &str) -> Result<Vec<u8>, String> {
+/// Files over `max` bytes are refused before any copy into wasm memory (an allocation failure
+/// there would stop the whole page).
+pub async fn read_file(file: &web_sys::File, shown: &str, max: u64) -> Result<Vec<u8>, String> {
+    if file.size() > max as f64 {
+        return Err(format!(
+            "{shown}: {} is more than the {} this app reads",
+            format_bytes(file.size()),
+            format_bytes(max as f64)
+        ));
+    }
     let buffer = await_promise(file.array_buffer())
         .await
         .map_err(|e| format!("{shown}: could not read the file: {e}"))?;

@@ -12,12 +12,14 @@ mod js;
 mod mistakes;
 mod predict;
 mod project;
+mod results;
 mod settings;
 mod storage;
 mod teach;
 mod trainer;
 mod webcam;
 mod weights;
+mod worker;
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -26,7 +28,7 @@ use wasm_bindgen::JsCast;
 /// same module, started by the page, with no `window`) listens for work instead.
 pub fn start() {
     if web_sys::window().is_none() {
-        trainer::run_worker();
+        worker::run_worker();
     } else {
         mount();
     }

@@ -132,10 +132,7 @@ impl Classifier {
 /// Reads the file and runs the model; `Err` is the message for the user (it names the file).
 async fn classify(predictor: &Predictor, file: &File) -> Result<Vec<Bar>, String> {
     let name = file.name();
-    let buffer = js::await_promise(file.array_buffer())
-        .await
-        .map_err(|e| format!("{name}: could not read the file: {e}"))?;
-    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    let bytes = js::read_file(file, &name, crate::engine::preprocess::MAX_PHOTO_BYTES).await?;
     let prediction = predictor
         .predict_image(&name, &bytes, TOP_K)
         .await

@@ -6,12 +6,12 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 use web_sys::HtmlInputElement;
 
 use super::autosave::Autosave;
 use super::gather::{ClassCard, FileError, add_images};
 use super::storage;
+use crate::engine::config::PanelSettings;
 use crate::engine::project::{MAX_PROJECT_BYTES, Project, ProjectClass, ProjectImage};
 use crate::engine::training::TrainReport;
 
@@ -20,16 +20,6 @@ const AUTOSAVE_DELAY_MS: i32 = 800;
 /// Suggested name of a saved project.
 const PROJECT_FILE: &str = "finetune-project.ftproj";
 
-/// What the UI keeps in a project besides the images and the model.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UiState {
-    /// The train panel's settings, as that panel serialises them.
-    pub settings: serde_json::Value,
-    /// Class names of the last report (the cards may have been renamed since).
-    pub report_classes: Vec<String>,
-}
-
 /// Everything of the panel that a project holds. The panel owns the signals; this only reads
 /// and writes them.
 #[derive(Clone, Copy)]
@@ -37,14 +27,14 @@ pub struct ProjectSignals {
     pub classes: RwSignal<Vec<ClassCard>>,
     pub errors: RwSignal<Vec<FileError>>,
     pub next_id: StoredValue<u64>,
-    pub settings: Signal<serde_json::Value>,
-    pub apply_settings: Callback<serde_json::Value>,
+    pub settings: RwSignal<PanelSettings>,
     pub report: RwSignal<Option<TrainReport>>,
     pub report_classes: RwSignal<Vec<String>>,
     /// The trained or imported model as an exported safetensors file.
     pub model: RwSignal<Option<Rc<Vec<u8>>>, LocalStorage>,
-    /// Builds the predictor of a restored model (needs the GPU, so it may wait for it).
-    pub apply_model: Callback<Rc<Vec<u8>>>,
+    /// Hands a restored model to the worker (`None`: the project has none, so the previous
+    /// model is dropped).
+    pub apply_model: Callback<Option<Rc<Vec<u8>>>>,
 }
 
 impl ProjectSignals {
@@ -71,13 +61,10 @@ impl ProjectSignals {
                     .unwrap_or_default(),
             })
             .collect();
-        let ui = UiState {
-            settings: self.settings.get_untracked(),
-            report_classes: self.report_classes.get_untracked(),
-        };
         Project {
             classes,
-            settings: serde_json::to_value(ui).unwrap_or_default(),
+            settings: self.settings.get_untracked(),
+            report_classes: self.report_classes.get_untracked(),
             report: self.report.get_untracked(),
             model: self.model.get_untracked().map(|m| m.as_ref().clone()),
         }
@@ -97,15 +84,12 @@ impl ProjectSignals {
     /// Replaces the work with `project`: new cards (decoded one by one), settings, report and
     /// model. The old cards are freed.
     async fn apply(self, project: Project, owner: Option<Owner>) {
-        let ui: UiState = serde_json::from_value(project.settings).unwrap_or_default();
-        self.apply_settings.run(ui.settings);
-        self.report_classes.set(ui.report_classes);
+        self.settings.set(project.settings);
+        self.report_classes.set(project.report_classes);
         self.report.set(project.report);
-        if let Some(model) = project.model {
-            let model = Rc::new(model);
-            self.model.set(Some(Rc::clone(&model)));
-            self.apply_model.run(model);
-        }
+        let model = project.model.map(Rc::new);
+        self.model.set(model.clone());
+        self.apply_model.run(model);
         let new_card = |name: String| {
             let id = self.next_id.get_value();
             self.next_id.set_value(id + 1);
@@ -136,6 +120,17 @@ impl ProjectSignals {
     }
 }
 
+/// The autosave's failure as the user reads it: a full disk says what is not saved.
+fn save_failure(error: &str) -> String {
+    if error.contains("Quota") || error.contains("quota") {
+        format!(
+            "The browser has no room left for the autosave: your latest images and model are not saved in this browser. Use Save project to keep them in a file. ({error})"
+        )
+    } else {
+        format!("autosave failed: {error}")
+    }
+}
+
 /// Where the autosave stands, for the user.
 #[derive(Clone, Debug, PartialEq)]
 enum SaveState {
@@ -163,6 +158,7 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
         let owner = owner.clone();
         let autosave = Rc::clone(&autosave);
         leptos::task::spawn_local(async move {
+            storage::request_persistence();
             match autosave.restore().await {
                 Ok(Some((p, missing))) => {
                     let images = p.image_count();
@@ -178,13 +174,50 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
                     save_state.set(SaveState::Restored(images));
                 }
                 Ok(None) => save_state.set(SaveState::Idle),
-                Err(e) => save_state.set(SaveState::Failed(format!(
-                    "the autosave could not be restored ({e}); it will be replaced"
-                ))),
+                Err(e) => {
+                    // Autosaving now would replace the saved work with this empty page.
+                    save_state.set(SaveState::Failed(format!(
+                        "Your saved work could not be restored ({e}). Autosave is paused so it is not overwritten; use Save project to keep new work."
+                    )));
+                    return;
+                }
             }
             restored.set(true);
         });
     }
+
+    // One save at a time: a change during a save waits for it, and changes coalesce.
+    let saving = Rc::new(std::cell::Cell::new(false));
+    let again = Rc::new(std::cell::Cell::new(false));
+    let run_save: Rc<dyn Fn()> = {
+        let autosave = Rc::clone(&autosave);
+        let (saving, again) = (Rc::clone(&saving), Rc::clone(&again));
+        Rc::new(move || {
+            if saving.replace(true) {
+                again.set(true);
+                return;
+            }
+            let autosave = Rc::clone(&autosave);
+            let (saving, again) = (Rc::clone(&saving), Rc::clone(&again));
+            leptos::task::spawn_local(async move {
+                loop {
+                    again.set(false);
+                    let result = autosave.save(&project).await;
+                    if result.is_ok() {
+                        saves.try_update(|n| *n += 1);
+                    }
+                    save_state.try_set(match result {
+                        Ok(()) => SaveState::Saved,
+                        Err(e) => SaveState::Failed(save_failure(&e)),
+                    });
+                    if !again.get() {
+                        break;
+                    }
+                }
+                saving.set(false);
+            });
+        })
+    };
 
     Effect::new(move |_| {
         project.track();
@@ -193,21 +226,12 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
         }
         let ticket = generation.get_value() + 1;
         generation.set_value(ticket);
-        let autosave = Rc::clone(&autosave);
+        let run_save = Rc::clone(&run_save);
         let run = wasm_bindgen::closure::Closure::once_into_js(move || {
             if generation.try_get_value() != Some(ticket) {
                 return; // a newer change will save
             }
-            leptos::task::spawn_local(async move {
-                let result = autosave.save(&project).await;
-                if result.is_ok() {
-                    saves.try_update(|n| *n += 1);
-                }
-                save_state.try_set(match result {
-                    Ok(()) => SaveState::Saved,
-                    Err(e) => SaveState::Failed(format!("autosave failed: {e}")),
-                });
-            });
+            run_save();
         });
         window()
             .set_timeout_with_callback_and_timeout_and_arguments_0(

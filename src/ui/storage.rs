@@ -36,6 +36,7 @@ function run(mode, f) {
 export function idb_put(key, bytes) { return run('readwrite', (s) => s.put(bytes, key)); }
 export function idb_get(key) { return run('readonly', (s) => s.get(key)); }
 export function idb_delete(key) { return run('readwrite', (s) => s.delete(key)); }
+export function idb_keys() { return run('readonly', (s) => s.getAllKeys()); }
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
@@ -44,6 +45,31 @@ extern "C" {
     fn idb_get(key: &str) -> Result<js_sys::Promise, JsValue>;
     #[wasm_bindgen(catch)]
     fn idb_delete(key: &str) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn idb_keys() -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Every key in the store.
+pub async fn keys() -> Result<Vec<String>, String> {
+    let value = js::await_promise(idb_keys().map_err(|e| js::error_text(&e))?).await?;
+    Ok(js_sys::Array::from(&value)
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect())
+}
+
+/// Asks the browser to keep this site's storage under storage pressure (it may say no; the
+/// autosave works either way).
+pub fn request_persistence() {
+    let navigator = leptos::prelude::window().navigator();
+    let Some(storage) = js::get(&navigator, "storage") else {
+        return;
+    };
+    if let Ok(promise) = js::call_promise(&storage, "persist", &JsValue::UNDEFINED) {
+        leptos::task::spawn_local(async move {
+            js::await_promise(promise).await.ok();
+        });
+    }
 }
 
 /// Stores `bytes` under `key`, replacing what was there.

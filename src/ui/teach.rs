@@ -8,24 +8,31 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
-use super::charts::{RunShape, TrainCharts};
+use super::charts::TrainCharts;
 use super::gather::{ClassCard, FileError, Gather};
 use super::js;
 use super::mistakes::Mistakes;
+use super::results::{EpochTable, ReportView};
 use super::project::{ProjectBar, ProjectSignals};
-use super::settings::{SettingsPanel, TrainSettings};
+use super::settings::{SettingsPanel, run_config};
 use super::storage;
-use super::trainer::{self, FromWorker, Trainer};
+use super::trainer::{self, Trainer};
 use super::webcam::WebcamPredict;
 use crate::engine::advisor::{self, Domain};
+use crate::engine::config::PanelSettings;
 use crate::engine::data::{self, Sample};
 use crate::engine::inference::Predictor;
+use crate::engine::plan::RunPlan;
 use crate::engine::training::{EpochReport, Progress, TrainReport};
+use crate::engine::{preprocess, weights};
+use crate::protocol::{FromWorker, RunError, RunOutcome};
 
 /// The name under which a restored project's model is loaded (and told apart from imports).
 const PROJECT_MODEL: &str = "your project";
 /// Classes shown per prediction of the trained model.
 const TOP_K: usize = 3;
+/// Worker crashes after which the page stops starting new ones (a device that fails at once).
+const MAX_RESTARTS: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq)]
 enum TrainState {
@@ -72,26 +79,6 @@ enum WorkerState {
     Failed(String),
 }
 
-/// Train and validation sets: images from a `val/` folder are the validation set when there are
-/// any; otherwise a seeded stratified split holds out `fraction` of each class.
-fn split_samples(
-    samples: Vec<(Sample, bool)>,
-    classes: usize,
-    fraction: f64,
-    seed: u64,
-) -> (Vec<Sample>, Vec<Sample>) {
-    if samples.iter().any(|(_, val)| *val) {
-        let (val, train): (Vec<_>, Vec<_>) = samples.into_iter().partition(|(_, val)| *val);
-        (
-            train.into_iter().map(|(s, _)| s).collect(),
-            val.into_iter().map(|(s, _)| s).collect(),
-        )
-    } else {
-        let all = samples.into_iter().map(|(s, _)| s).collect();
-        data::stratified_split(all, classes, fraction, seed)
-    }
-}
-
 #[component]
 pub fn TeachPanel(
     imagenet: RwSignal<Option<Rc<Predictor>>, LocalStorage>,
@@ -109,11 +96,11 @@ pub fn TeachPanel(
         let n = classes.with(Vec::len);
         advisor::advise(total(), n.max(1), Domain::SimilarToImageNet)
     });
-    // Everything the user sets for training, in one serde struct (saved with the project).
-    let settings = RwSignal::new(TrainSettings::default());
+    // Everything the user sets for training: the engine's config (saved with the project).
+    let settings = RwSignal::new(PanelSettings::default());
     let strategy = move || {
         settings
-            .with(TrainSettings::chosen)
+            .with(|s| s.chosen_strategy)
             .unwrap_or_else(|| advice.get().strategy)
     };
 
@@ -127,10 +114,13 @@ pub fn TeachPanel(
     let run_classes = StoredValue::new(Vec::<String>::new());
     // The run's validation images in the order sent to the worker (`val_predicted`'s order).
     let run_val = StoredValue::new(Vec::<Sample>::new());
-    let run_shape = RwSignal::new(None::<RunShape>);
+    let run_shape = RwSignal::new(None::<RunPlan>);
     // Steps done in the whole run, for the LR chart.
     let step_now = RwSignal::new(0usize);
     let trainer = StoredValue::new_local(None::<Rc<Trainer>>);
+    // Bumped to start a new worker after a crash; `restarts` counts them.
+    let restart = RwSignal::new(0u32);
+    let restarts = StoredValue::new(0u32);
     // A restored project's model, until the worker exists.
     let pending_model = StoredValue::new_local(None::<Rc<Vec<u8>>>);
     let worker = RwSignal::new(WorkerState::Waiting);
@@ -175,8 +165,10 @@ pub fn TeachPanel(
                 "Two classes are called \"{dup}\"; give each its own name."
             ));
         }
-        let chosen = settings.get_untracked();
-        let cfg = chosen.to_config(strategy());
+        let cfg = run_config(&settings.get_untracked(), strategy());
+        if let Err(e) = cfg.validate() {
+            return fail(format!("{e}."));
+        }
         let Some(handle) = trainer.get_value() else {
             return fail("The training worker is not ready yet.".into());
         };
@@ -195,13 +187,15 @@ pub fn TeachPanel(
                 samples.extend(class.map(|(s, val)| (Sample { label, ..s }, val)));
                 js::next_task().await;
             }
-            let (train, val) = split_samples(samples, names.len(), chosen.val_fraction(), cfg.seed);
+            let (train, val) =
+                data::split_samples(samples, names.len(), cfg.val_fraction, cfg.seed);
             if val.is_empty() {
                 return fail("No images are left to check the model: add more images.".into());
             }
-            run_epochs.set_value(cfg.epochs);
+            let run = RunPlan::new(&cfg, train.len());
+            run_epochs.set_value(run.epochs().max(1));
             run_classes.set_value(names.clone());
-            run_shape.set(Some(RunShape::new(&cfg, train.len())));
+            run_shape.set(Some(run));
             let train = trainer::pixels(&train).await;
             let val_pixels = trainer::pixels(&val).await;
             handle.train(names, cfg, train, val_pixels);
@@ -212,7 +206,8 @@ pub fn TeachPanel(
     // The worker's messages: progress while running, then the trained model.
     let on_worker = move |message: FromWorker, buffer: Option<Vec<u8>>| match message {
         FromWorker::Started => {}
-        FromWorker::Ready => worker.set(WorkerState::Ready),
+        FromWorker::Initialized(Ok(())) => worker.set(WorkerState::Ready),
+        FromWorker::Initialized(Err(message)) => worker.set(WorkerState::Failed(message)),
         FromWorker::Progress(Progress::Features { done, total }) => {
             step_text.set(format!(
                 "Reading the images through the pretrained network: {done} of {total}"
@@ -228,7 +223,8 @@ pub fn TeachPanel(
             ..
         }) => {
             let epochs = run_epochs.get_value();
-            step_now.set(epoch.saturating_sub(1) * steps + step);
+            let done = run_shape.with_untracked(|p| p.as_ref().map(|p| p.steps_done(epoch, step)));
+            step_now.set(done.unwrap_or(step));
             let done = (epoch as f64 - 1.0).max(0.0) + step as f64 / steps.max(1) as f64;
             progress.set((done / epochs as f64).clamp(0.0, 1.0));
             step_text.set(format!(
@@ -239,10 +235,10 @@ pub fn TeachPanel(
             progress.set((r.epoch as f64 / run_epochs.get_value() as f64).clamp(0.0, 1.0));
             rows.update(|rows| rows.push(r));
         }
-        FromWorker::Done {
+        FromWorker::RunEnded(Ok(RunOutcome {
             report: r,
             cancelled,
-        } => {
+        })) => {
             let names = run_classes.get_value();
             let Some(bytes) = buffer else {
                 state.set(TrainState::Failed("the worker sent no model".into()));
@@ -267,6 +263,13 @@ pub fn TeachPanel(
                 trained.set(Some(names));
                 model_bytes.set(Some(Rc::new(bytes)));
             });
+        }
+        FromWorker::RunEnded(Err(RunError::Cancelled)) => {
+            step_text.set("Stopped before the first epoch finished; nothing was trained.".into());
+            state.set(TrainState::Cancelled);
+        }
+        FromWorker::RunEnded(Err(RunError::Failed(message))) => {
+            state.set(TrainState::Failed(message));
         }
         FromWorker::ModelLoaded { file, result } => match result {
             Ok(labels) => {
@@ -293,33 +296,51 @@ pub fn TeachPanel(
                 Err(message) => TrainedResult::Failed { file, message },
             });
         }
-        FromWorker::Cancelled => {
-            step_text.set("Stopped before the first epoch finished; nothing was trained.".into());
-            state.set(TrainState::Cancelled);
-        }
-        FromWorker::Failed(message) => {
+        FromWorker::Crashed(message) => {
+            // The worker is gone: whatever it was doing ends here, and a new one starts (the
+            // images, the settings and the last model stay on the page).
             if running() {
-                state.set(TrainState::Failed(message));
-            } else if !worker_ready() {
-                worker.set(WorkerState::Failed(message));
-            } else {
-                leptos::logging::error!("training worker: {message}");
+                state.set(TrainState::Failed(format!(
+                    "{message}. Your images and your last model are kept; a new trainer is starting."
+                )));
             }
+            webcam_busy.set(false);
+            if matches!(trained_result.get_untracked(), TrainedResult::Pending(_)) {
+                trained_result.set(TrainedResult::None);
+            }
+            if restarts.get_value() >= MAX_RESTARTS {
+                worker.set(WorkerState::Failed(message));
+                return;
+            }
+            restarts.update_value(|n| *n += 1);
+            worker.set(WorkerState::Starting);
+            // Not from inside the dying worker's own message handler.
+            leptos::task::spawn_local(async move {
+                js::next_task().await;
+                trainer.set_value(None);
+                restart.update(|n| *n += 1);
+            });
         }
     };
 
-    // Start the worker once the weights are in: it builds its own copy of the network.
+    // Start the worker once the weights are in (and again after a crash): it builds its own
+    // copy of the network, and gets the current model back.
     Effect::new(move |_| {
+        restart.track();
         if imagenet.with(Option::is_none) || trainer.with_value(Option::is_some) {
             return;
         }
-        let Some(bytes) = weights_bytes.try_update_value(Option::take).flatten() else {
+        let Some(bytes) = weights_bytes.with_value(Clone::clone) else {
             return;
         };
         worker.set(WorkerState::Starting);
         match Trainer::spawn(bytes, on_worker) {
             Ok(t) => {
-                if let Some(model) = pending_model.try_update_value(Option::take).flatten() {
+                let model = pending_model
+                    .try_update_value(Option::take)
+                    .flatten()
+                    .or_else(|| model_bytes.get_untracked());
+                if let Some(model) = model {
                     t.load_model(PROJECT_MODEL.to_string(), &model);
                 }
                 trainer.set_value(Some(t));
@@ -344,7 +365,7 @@ pub fn TeachPanel(
         let name = file.name();
         trained_result.set(TrainedResult::Pending(name.clone()));
         leptos::task::spawn_local(async move {
-            match js::read_file(&file, &file.name()).await {
+            match js::read_file(&file, &file.name(), preprocess::MAX_PHOTO_BYTES).await {
                 Ok(bytes) => handle.predict(name, &bytes, TOP_K),
                 Err(message) => trained_result.set(TrainedResult::Failed {
                     file: name,
@@ -373,7 +394,7 @@ pub fn TeachPanel(
         model_error.set(None);
         leptos::task::spawn_local(async move {
             let name = file.name();
-            match js::read_file(&file, &file.name()).await {
+            match js::read_file(&file, &file.name(), weights::MAX_MODEL_BYTES).await {
                 Ok(bytes) => {
                     handle.load_model(name, &bytes);
                     pending_import.set_value(Some(Rc::new(bytes)));
@@ -383,22 +404,25 @@ pub fn TeachPanel(
         });
     };
 
-    // A model from a restored project goes to the worker, which may not exist yet.
-    let load_model = move |bytes: Rc<Vec<u8>>| match trainer.get_value() {
-        Some(handle) => handle.load_model(PROJECT_MODEL.to_string(), &bytes),
-        None => pending_model.set_value(Some(bytes)),
+    // A model from a restored project goes to the worker, which may not exist yet; a project
+    // without one leaves no model in use.
+    let load_model = move |bytes: Option<Rc<Vec<u8>>>| match bytes {
+        Some(bytes) => match trainer.get_value() {
+            Some(handle) => handle.load_model(PROJECT_MODEL.to_string(), &bytes),
+            None => pending_model.set_value(Some(bytes)),
+        },
+        None => {
+            pending_model.set_value(None);
+            trained.set(None);
+            trained_note.set(String::new());
+            trained_result.set(TrainedResult::None);
+        }
     };
     let project = ProjectSignals {
         classes,
         errors,
         next_id,
-        settings: Signal::derive(move || serde_json::to_value(settings.get()).unwrap_or_default()),
-        apply_settings: Callback::new(move |value: serde_json::Value| {
-            // Missing fields take their defaults; unreadable settings leave the current ones.
-            if let Ok(restored) = serde_json::from_value::<TrainSettings>(value) {
-                settings.set(restored);
-            }
-        }),
+        settings,
         report,
         report_classes,
         model: model_bytes,
@@ -495,38 +519,7 @@ pub fn TeachPanel(
                 shape=run_shape.into()
                 step=step_now.into()
             />
-            <Show when=move || rows.with(|r| !r.is_empty())>
-                <div class="table-scroll">
-                    <table class="epochs" data-testid="epoch-table">
-                        <thead>
-                            <tr>
-                                <th>"Epoch"</th>
-                                <th>"Train loss"</th>
-                                <th>"Train acc."</th>
-                                <th>"Val loss"</th>
-                                <th>"Val acc."</th>
-                                <th>"Time"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            <For
-                                each=move || rows.get()
-                                key=|r| r.epoch
-                                children=|r| view! {
-                                    <tr data-testid="epoch-row" data-epoch=r.epoch data-seconds=format!("{:.3}", r.seconds)>
-                                        <td>{r.epoch}</td>
-                                        <td data-train-loss=r.train_loss.to_string()>{format!("{:.3}", r.train_loss)}</td>
-                                        <td>{format!("{:.0}%", r.train_acc * 100.0)}</td>
-                                        <td data-val-loss=r.val_loss.to_string()>{format!("{:.3}", r.val_loss)}</td>
-                                        <td>{format!("{:.0}%", r.val_acc * 100.0)}</td>
-                                        <td>{format!("{:.1} s", r.seconds)}</td>
-                                    </tr>
-                                }
-                            />
-                        </tbody>
-                    </table>
-                </div>
-            </Show>
+            <EpochTable rows=rows.into() />
             {move || report.get().map(|r| view! { <ReportView report=r classes=report_classes.get() /> })}
             {move || {
                 // Only for this session's run: a report from a saved project has no images.
@@ -548,7 +541,7 @@ pub fn TeachPanel(
                     <input
                         class="visually-hidden"
                         type="file"
-                        accept="image/*"
+                        accept=crate::engine::data::ACCEPT_IMAGES
                         data-testid="trained-predict-input"
                         disabled=move || trained.with(Option::is_none)
                         on:change=predict_trained
@@ -622,53 +615,5 @@ pub fn TeachPanel(
                 }
             }}
         </section>
-    }
-}
-
-/// Validation accuracy, per-class accuracy and the confusion matrix of the best epoch.
-#[component]
-fn ReportView(report: TrainReport, classes: Vec<String>) -> impl IntoView {
-    let head = classes
-        .iter()
-        .map(|c| view! { <th scope="col">{c.clone()}</th> })
-        .collect_view();
-    let body = report
-        .confusion
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let cells = row
-                .iter()
-                .enumerate()
-                .map(|(j, n)| view! { <td class:diag=i == j>{*n}</td> })
-                .collect_view();
-            let acc = report.per_class_acc.get(i).copied().unwrap_or(0.0);
-            view! {
-                <tr>
-                    <th scope="row">{classes.get(i).cloned().unwrap_or_default()}</th>
-                    {cells}
-                    <td data-testid="class-accuracy" data-value=acc.to_string()>{format!("{:.0}%", acc * 100.0)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <p class="val-accuracy" data-testid="val-accuracy" data-value=report.val_acc.to_string()>
-            {format!(
-                "Validation accuracy: {:.0}% (best epoch {}, {:.1} s in all)",
-                report.val_acc * 100.0,
-                report.best_epoch,
-                report.seconds_total
-            )}
-        </p>
-        <div class="table-scroll">
-            <table class="confusion" data-testid="confusion-matrix">
-                <caption>"Rows: the true class. Columns: what the model said."</caption>
-                <thead>
-                    <tr><th></th>{head}<th scope="col">"Accuracy"</th></tr>
-                </thead>
-                <tbody>{body}</tbody>
-            </table>
-        </div>
     }
 }

@@ -1,88 +1,26 @@
-//! Training in a Web Worker, both ends. The page keeps painting and answering clicks while the
-//! worker's own WebGPU device trains; they talk in typed messages (JSON) with the bulk bytes
-//! (weights, pixels, the trained model) moved, not copied, as transferable buffers. The trained
-//! (or imported) model stays in the worker and classifies photos there too, so the page never
-//! uploads or runs it.
-//!
-//! The worker runs this same wasm module: `main` sees no `window` and calls [`run_worker`].
+//! The page's client of the training worker ([`super::worker`]): starts it on this page's own
+//! wasm module, queues requests until it listens, and hands each answer to the page. Messages
+//! are `crate::protocol`'s, as JSON text with the bulk bytes (weights, pixels, the trained
+//! model) moved, not copied, as transferable buffers.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use burn::tensor::Device;
-use image::RgbImage;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker, WorkerOptions, WorkerType};
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use super::js;
-use crate::engine::data::{Dataset, Sample};
-use crate::engine::inference::Predictor;
-use crate::engine::model::{Backbone, LITE0};
-use crate::engine::training::{self, Progress, TrainConfig, TrainReport};
-use crate::engine::weights;
+use crate::engine::training::TrainConfig;
+use crate::protocol::{self, FromWorker, ImageMeta, ToWorker};
 
-/// One image sent for training; its RGB pixels travel as a buffer in the same order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImageMeta {
-    pub file: String,
-    pub label: usize,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// Page -> worker.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum ToWorker {
-    /// The pretrained weights (safetensors) are the first buffer.
-    Init,
-    /// Buffers: the train images' pixels, then the val images'.
-    Train {
-        classes: Vec<String>,
-        config: Box<TrainConfig>,
-        train: Vec<ImageMeta>,
-        val: Vec<ImageMeta>,
-    },
-    /// Stop after the current step; the best epoch so far is still sent back.
-    Cancel,
-    /// Use this exported model (the first buffer) for `Predict`; `file` names it in errors.
-    LoadModel { file: String },
-    /// Classify the photo file in the first buffer with the current model.
-    Predict { file: String, top_k: usize },
-}
-
-/// Worker -> page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum FromWorker {
-    /// The wasm module runs and listens.
-    Started,
-    /// Weights are on the worker's GPU; training can start.
-    Ready,
-    Progress(Progress),
-    /// The run ended; the first buffer is the exported model (safetensors with metadata).
-    Done {
-        report: TrainReport,
-        cancelled: bool,
-    },
-    /// Cancelled before any epoch finished: there is no model.
-    Cancelled,
-    /// Answer to `LoadModel`: the model's class names, or why it was refused.
-    ModelLoaded {
-        file: String,
-        result: Result<Vec<String>, String>,
-    },
-    /// Answer to `Predict`: the top classes with their probabilities.
-    Prediction {
-        file: String,
-        result: Result<Vec<(String, f32)>, String>,
-    },
-    Failed(String),
-}
-
-fn encode<T: Serialize>(message: &T, buffers: Vec<js_sys::Uint8Array>) -> (JsValue, js_sys::Array) {
+/// A message as the JS object `{json, buffers}` and the list of buffers to transfer.
+pub(super) fn pack<T: serde::Serialize + for<'de> serde::Deserialize<'de>>(
+    message: &T,
+    buffers: Vec<js_sys::Uint8Array>,
+) -> Result<(JsValue, js_sys::Array), String> {
+    let text = protocol::encode(message)?;
     let object = js_sys::Object::new();
-    let text = serde_json::to_string(message).unwrap_or_default();
     js_sys::Reflect::set(&object, &"json".into(), &text.into()).ok();
     let list = js_sys::Array::new();
     let transfer = js_sys::Array::new();
@@ -91,14 +29,15 @@ fn encode<T: Serialize>(message: &T, buffers: Vec<js_sys::Uint8Array>) -> (JsVal
         list.push(&b);
     }
     js_sys::Reflect::set(&object, &"buffers".into(), &list).ok();
-    (object.into(), transfer)
+    Ok((object.into(), transfer))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(
+/// The message and its buffers from a `{json, buffers}` object.
+pub(super) fn unpack<T: for<'de> serde::Deserialize<'de>>(
     data: &JsValue,
 ) -> Result<(T, Vec<js_sys::Uint8Array>), String> {
     let text = js::get_string(data, "json").ok_or("a message without a body")?;
-    let message = serde_json::from_str(&text).map_err(|e| format!("unreadable message: {e}"))?;
+    let message = protocol::decode(&text)?;
     let buffers = js::get(data, "buffers")
         .map(|list| {
             js_sys::Array::from(&list)
@@ -110,226 +49,10 @@ fn decode<T: for<'de> Deserialize<'de>>(
     Ok((message, buffers))
 }
 
-// ---------------------------------------------------------------- the worker's side
-
-fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
-}
-
-fn post(message: &FromWorker, buffers: Vec<js_sys::Uint8Array>) {
-    let (data, transfer) = encode(message, buffers);
-    if let Err(e) = scope().post_message_with_transfer(&data, &transfer) {
-        web_sys::console::error_1(&e);
-    }
-}
-
-#[derive(Default)]
-struct WorkerState {
-    model: RefCell<Option<(Backbone, Device)>>,
-    /// Set when `Init` failed, so waiting requests give up.
-    init_failed: Cell<bool>,
-    /// The model that `Predict` uses: the last trained or loaded one.
-    trained: RefCell<Option<Rc<Predictor>>>,
-    cancel: Cell<bool>,
-    busy: Cell<bool>,
-}
-
-impl WorkerState {
-    /// The device, once `Init` has made it (requests may arrive while it is still starting).
-    async fn device(&self) -> Result<Device, String> {
-        loop {
-            if let Some((_, device)) = self.model.borrow().as_ref() {
-                return Ok(device.clone());
-            }
-            if self.init_failed.get() {
-                return Err("the training worker has no GPU device".into());
-            }
-            js::sleep_ms(50.0).await;
-        }
-    }
-}
-
-/// The worker's entry point: listens for [`ToWorker`] messages.
-pub fn run_worker() {
-    std::panic::set_hook(Box::new(|info| {
-        console_error_panic_hook::hook(info);
-        post(
-            &FromWorker::Failed(format!("the training worker stopped: {info}")),
-            Vec::new(),
-        );
-    }));
-    let state = Rc::new(WorkerState::default());
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let (message, buffers) = match decode::<ToWorker>(&ev.data()) {
-            Ok(decoded) => decoded,
-            Err(e) => return post(&FromWorker::Failed(e), Vec::new()),
-        };
-        let state = Rc::clone(&state);
-        match message {
-            ToWorker::Cancel => state.cancel.set(true),
-            ToWorker::Init => wasm_bindgen_futures::spawn_local(async move {
-                match init(&buffers).await {
-                    Ok(loaded) => {
-                        *state.model.borrow_mut() = Some(loaded);
-                        post(&FromWorker::Ready, Vec::new());
-                    }
-                    Err(e) => {
-                        state.init_failed.set(true);
-                        post(&FromWorker::Failed(e), Vec::new())
-                    }
-                }
-            }),
-            ToWorker::LoadModel { file } => wasm_bindgen_futures::spawn_local(async move {
-                let result = load_model(&state, &file, &buffers).await;
-                post(&FromWorker::ModelLoaded { file, result }, Vec::new());
-            }),
-            ToWorker::Predict { file, top_k } => wasm_bindgen_futures::spawn_local(async move {
-                let result = predict(&state, &file, &buffers, top_k).await;
-                post(&FromWorker::Prediction { file, result }, Vec::new());
-            }),
-            ToWorker::Train {
-                classes,
-                config,
-                train,
-                val,
-            } => {
-                if state.busy.replace(true) {
-                    return post(
-                        &FromWorker::Failed("a training run is already going".into()),
-                        Vec::new(),
-                    );
-                }
-                state.cancel.set(false);
-                wasm_bindgen_futures::spawn_local(async move {
-                    let (message, model) =
-                        match run(&state, classes, &config, &train, &val, &buffers).await {
-                            Ok(done) => done,
-                            Err(e) => (FromWorker::Failed(e), None),
-                        };
-                    state.busy.set(false);
-                    post(&message, model.into_iter().collect());
-                });
-            }
-        }
-    });
-    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    on_message.forget();
-    post(&FromWorker::Started, Vec::new());
-}
-
-async fn init(buffers: &[js_sys::Uint8Array]) -> Result<(Backbone, Device), String> {
-    let bytes = buffers.first().ok_or("no weights were sent")?.to_vec();
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| format!("the training worker could not start WebGPU: {e}"))?;
-    let predictor = Predictor::from_safetensors(&bytes, &device).map_err(|e| e.to_string())?;
-    Ok((predictor.model.backbone, device))
-}
-
-async fn load_model(
-    state: &WorkerState,
-    file: &str,
-    buffers: &[js_sys::Uint8Array],
-) -> Result<Vec<String>, String> {
-    let bytes = buffers.first().ok_or("no model was sent")?.to_vec();
-    let device = state.device().await?;
-    let predictor = Predictor::from_model_file(file, &bytes, &device).map_err(|e| e.to_string())?;
-    let labels = predictor.labels.clone();
-    *state.trained.borrow_mut() = Some(Rc::new(predictor));
-    Ok(labels)
-}
-
-async fn predict(
-    state: &WorkerState,
-    file: &str,
-    buffers: &[js_sys::Uint8Array],
-    top_k: usize,
-) -> Result<Vec<(String, f32)>, String> {
-    let bytes = buffers.first().ok_or("no photo was sent")?.to_vec();
-    let predictor = state
-        .trained
-        .borrow()
-        .clone()
-        .ok_or("there is no trained model yet")?;
-    let prediction = predictor
-        .predict_image(file, &bytes, top_k)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(prediction
-        .top
-        .into_iter()
-        .map(|c| (c.label, c.prob))
-        .collect())
-}
-
-fn samples(metas: &[ImageMeta], buffers: &[js_sys::Uint8Array]) -> Result<Vec<Sample>, String> {
-    metas
-        .iter()
-        .zip(buffers)
-        .map(|(m, b)| {
-            RgbImage::from_raw(m.width, m.height, b.to_vec())
-                .map(|image| Sample {
-                    file: m.file.clone(),
-                    label: m.label,
-                    image,
-                })
-                .ok_or_else(|| format!("{}: pixel buffer does not match its size", m.file))
-        })
-        .collect()
-}
-
-async fn run(
-    state: &WorkerState,
-    classes: Vec<String>,
-    config: &TrainConfig,
-    train: &[ImageMeta],
-    val: &[ImageMeta],
-    buffers: &[js_sys::Uint8Array],
-) -> Result<(FromWorker, Option<js_sys::Uint8Array>), String> {
-    let Some((backbone, device)) = state.model.borrow().clone() else {
-        return Err("the training worker has no weights yet".into());
-    };
-    if buffers.len() != train.len() + val.len() {
-        return Err("image buffers do not match the image list".into());
-    }
-    let dataset = Dataset {
-        classes,
-        train: samples(train, &buffers[..train.len()])?,
-        val: samples(val, &buffers[train.len()..])?,
-        skipped: Vec::new(),
-    };
-    let result = training::train(&backbone, &dataset, &LITE0, config, &device, |p| {
-        post(&FromWorker::Progress(p.clone()), Vec::new());
-        !state.cancel.get()
-    })
-    .await;
-    let (model, report) = match result {
-        Ok(done) => done,
-        Err(_) if state.cancel.get() => return Ok((FromWorker::Cancelled, None)),
-        Err(e) => return Err(e.to_string()),
-    };
-    let meta = training::export_metadata(&dataset.classes, config, &report);
-    *state.trained.borrow_mut() = Some(Rc::new(Predictor {
-        model: model.clone(),
-        labels: dataset.classes.clone(),
-        spec: LITE0,
-        device: device.clone(),
-    }));
-    let bytes = weights::export_safetensors(&model, meta)
-        .await
-        .map_err(|e| format!("the model could not be exported: {e}"))?;
-    let cancelled = state.cancel.get();
-    Ok((
-        FromWorker::Done { report, cancelled },
-        Some(js_sys::Uint8Array::from(bytes.as_slice())),
-    ))
-}
-
 // ---------------------------------------------------------------- the page's side
 
-/// The page's handle on the training worker. Dropping it does not stop the worker; the page
-/// keeps one for its lifetime.
+/// The page's handle on the training worker. Dropping it stops the worker (the page starts a
+/// new one after a crash).
 pub struct Trainer {
     worker: Worker,
     /// Messages sent before the worker listens; `None` once it does.
@@ -340,7 +63,8 @@ pub struct Trainer {
 
 impl Trainer {
     /// Starts the worker on this page's own wasm module and hands it `weights` once it runs.
-    /// Every message (and `Failed` for a worker that cannot start) goes to `on_message`.
+    /// Every message (and `Crashed` for a worker that cannot start or stops) goes to
+    /// `on_message`.
     pub fn spawn(
         weights: Vec<u8>,
         on_message: impl Fn(FromWorker, Option<Vec<u8>>) + 'static,
@@ -352,7 +76,7 @@ impl Trainer {
         let source = format!(
             "import init from {script:?};\n\
              try {{ await init({{ module_or_path: {wasm:?} }}); }}\n\
-             catch (e) {{ postMessage({{ json: JSON.stringify({{ Failed: `the training worker could not start: ${{e}}` }}) }}); }}\n"
+             catch (e) {{ postMessage({{ json: JSON.stringify({{ Crashed: `the training worker could not start: ${{e}}` }}) }}); }}\n"
         );
         let parts = js_sys::Array::of1(&source.into());
         let options = web_sys::BlobPropertyBag::new();
@@ -380,7 +104,7 @@ impl Trainer {
             let worker = worker.clone();
             let queue = Rc::clone(&queue);
             Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                match decode::<FromWorker>(&ev.data()) {
+                match unpack::<FromWorker>(&ev.data()) {
                     Ok((FromWorker::Started, _)) => {
                         if let Some(bytes) = weights.borrow_mut().take() {
                             send(
@@ -396,7 +120,7 @@ impl Trainer {
                     Ok((message, buffers)) => {
                         on_message(message, buffers.first().map(js_sys::Uint8Array::to_vec))
                     }
-                    Err(e) => on_message(FromWorker::Failed(e), None),
+                    Err(e) => on_message(FromWorker::Crashed(e), None),
                 }
             })
         };
@@ -404,7 +128,7 @@ impl Trainer {
             Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
                 ev.prevent_default();
                 on_message(
-                    FromWorker::Failed(format!("the training worker failed: {}", ev.message())),
+                    FromWorker::Crashed(format!("the training worker failed: {}", ev.message())),
                     None,
                 );
             });
@@ -466,6 +190,14 @@ impl Trainer {
     }
 }
 
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        self.worker.set_onmessage(None);
+        self.worker.set_onerror(None);
+        self.worker.terminate();
+    }
+}
+
 /// The images' pixels as JS buffers for [`Trainer::train`], a few per browser task so that
 /// copying a big dataset out of wasm memory never blocks the page.
 pub async fn pixels(
@@ -490,9 +222,13 @@ pub async fn pixels(
 type Queue = Rc<RefCell<Option<Vec<(ToWorker, Vec<js_sys::Uint8Array>)>>>>;
 
 fn send(worker: &Worker, message: &ToWorker, buffers: Vec<js_sys::Uint8Array>) {
-    let (data, transfer) = encode(message, buffers);
-    if let Err(e) = worker.post_message_with_transfer(&data, &transfer) {
-        web_sys::console::error_1(&e);
+    match pack(message, buffers) {
+        Ok((data, transfer)) => {
+            if let Err(e) = worker.post_message_with_transfer(&data, &transfer) {
+                web_sys::console::error_1(&e);
+            }
+        }
+        Err(e) => leptos::logging::error!("training worker request not sent: {e}"),
     }
 }
 

@@ -138,6 +138,11 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
   it('opens and classifies with no network after the first visit (service worker)', async () => {
     await step('offline', async () => {
       assert.ok(await page.evaluate(() => navigator.serviceWorker.ready.then(() => true)));
+      // The cache is named after this build, so the next build's worker deletes these files.
+      const caches = await page.evaluate(() => caches.keys());
+      const appCaches = caches.filter((k) => k.startsWith('finetune-app-'));
+      assert.equal(appCaches.length, 1, `app caches: ${caches}`);
+      assert.match(appCaches[0], /^finetune-app-[0-9a-f]{16}$/, 'the cache names its build');
       await app.context.setOffline(true);
       try {
         await page.reload();
