@@ -271,7 +271,8 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       await page.locator('[data-testid="webcam-class-select"]').selectOption({ label: 'ants' });
       await page.locator('[data-testid="webcam-capture"]').hover();
       await page.mouse.down();
-      await page.waitForTimeout(1200);
+      // Long enough for several frames: the cancelled run below learns them as ants.
+      await page.waitForTimeout(2400);
       await page.mouse.up();
       await page.waitForFunction(
         ([selector, n]) => Number(document.querySelector(selector)?.textContent) > n,
@@ -280,7 +281,7 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       );
       await page.waitForTimeout(1000);
       const added = (await counts()).ants - before;
-      console.log(`webcam: ${added} frames added to ants by holding the button for 1.2 s`);
+      console.log(`webcam: ${added} frames added to ants by holding the button for 2.4 s`);
       assert.ok(added >= 2, `only ${added} frames captured`);
 
     });
@@ -289,13 +290,13 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       await page.locator('[data-testid="epochs-input"]').fill('50');
       await page.locator('[data-testid="train-button"]').click();
       await waitFor('[data-testid="train-status"][data-state="running"]', 30_000);
-      await waitFor('[data-testid="epoch-row"][data-epoch="1"]', TRAIN_TIMEOUT);
+      await waitFor('[data-testid="epoch-row"][data-epoch="2"]', TRAIN_TIMEOUT);
       await page.locator('[data-testid="cancel-button"]').click();
       const status = await waitFor('[data-testid="train-status"][data-state="cancelled"]', TRAIN_TIMEOUT);
       assert.match(await status.textContent(), /best epoch so far is kept/);
       const epochs = (await page.$$('[data-testid="epoch-row"]')).length;
       console.log(`cancelled after ${epochs} of 50 epochs`);
-      assert.ok(epochs >= 1 && epochs < 50, `${epochs} epochs`);
+      assert.ok(epochs >= 2 && epochs < 50, `${epochs} epochs`);
       await page.locator('[data-testid="trained-model"]')
         .filter({ hasText: /Trained here on ants, bees/ })
         .waitFor({ timeout: PREDICT_TIMEOUT });
