@@ -454,6 +454,34 @@ mod tests {
     }
 
     #[test]
+    fn augmentation_toggles_switch_one_change_at_its_default_strength() {
+        let full = AugmentConfig::default();
+        let none = [
+            AugmentChange::Crop,
+            AugmentChange::Flip,
+            AugmentChange::Rotate,
+            AugmentChange::Translate,
+            AugmentChange::Color,
+        ]
+        .into_iter()
+        .fold(full.clone(), |a, c| a.toggled(c, false));
+        assert!(!none.any_on());
+        assert_eq!(none.crop_scale, None);
+        assert_eq!((none.rotation, none.translate), (0.0, 0.0));
+        assert_eq!(none.jitter, Jitter::OFF);
+        let rotate_only = none.toggled(AugmentChange::Rotate, true);
+        assert_eq!(rotate_only.rotation, full.rotation);
+        assert!(rotate_only.rotate_on() && !rotate_only.hflip && !rotate_only.crop_on());
+        assert_eq!(
+            rotate_only.clone().toggled(AugmentChange::Rotate, false),
+            AugmentConfig {
+                rotation: 0.0,
+                ..rotate_only
+            }
+        );
+    }
+
+    #[test]
     fn version_1_panel_settings_open() {
         // As the page wrote them before the config lived in the engine.
         let v1 = serde_json::json!({
