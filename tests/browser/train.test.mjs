@@ -5,7 +5,8 @@
 // import with the same prediction, a reload that restores the project (images, model) from the
 // autosave, a broken project file that changes nothing, a saved project opened again, the
 // webcam (Chromium's synthetic camera): frames captured into a class, live predictions; a
-// cancelled run that keeps its best epoch, and a project without a model that leaves none.
+// cancelled run that keeps its best epoch, a worker crash mid-run (a new worker starts with the
+// last model), and a project without a model that leaves none.
 // Nothing may leave localhost.
 //
 // Run: `node --test tests/browser/` after `make dist`. SHOTS_DIR=/some/dir saves screenshots.
@@ -312,6 +313,29 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       console.log(`live webcam prediction: ${label} p=${await top1.getAttribute('data-prob')}`);
       assert.equal(label, 'ants');
       await page.locator('[data-testid="webcam-predict-toggle"]').click();
+    });
+
+    await step('a worker that crashes mid-run: the run fails, a new worker starts, the model stays', async () => {
+      await page.locator('[data-testid="epochs-input"]').fill('50');
+      await page.locator('[data-testid="train-button"]').click();
+      await waitFor('[data-testid="train-status"][data-state="running"]', 30_000);
+      await waitFor('[data-testid="epoch-row"][data-epoch="1"]', TRAIN_TIMEOUT);
+      const workers = page.workers();
+      assert.equal(workers.length, 1, 'one training worker');
+      // An uncaught error inside the worker, as a crash there would raise.
+      await workers[0].evaluate(() => { setTimeout(() => { throw new Error('test crash'); }); });
+      const status = await waitFor('[data-testid="train-status"][data-state="failed"]', 60_000);
+      assert.match(await status.textContent(), /test crash/);
+      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+      // The new worker gets the last model back.
+      await page.locator('[data-testid="trained-model"]')
+        .filter({ hasText: /From your project: ants, bees/ })
+        .waitFor({ timeout: PREDICT_TIMEOUT });
+      const after = await predictTrained(bee);
+      console.log(`after the crash, on ${path.basename(bee)}: ${after.label} p=${after.prob}`);
+      assert.equal(after.label, 'bees');
+      assert.ok(!(await page.locator('[data-testid="train-button"]').isDisabled()), 'a new run can start');
+      await page.locator('[data-testid="epochs-input"]').fill(String(EPOCHS));
     });
 
     await step('a project without a model leaves no model in use', async () => {
