@@ -24,7 +24,7 @@ use web_time::Instant;
 use super::augment;
 use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
-use super::schedule::{Scheduled, lr_at};
+use super::schedule::Scheduled;
 use super::{EngineError, preprocess, read_f32};
 
 pub use super::config::{Monitor, Strategy, TrainConfig};
@@ -521,7 +521,6 @@ pub async fn train(
         let stage_steps = run.stage_steps(stage_index);
         let steps = run.steps_per_epoch(stage_index);
         let mut sched = lr_scheduler(&trainable, first_block, cfg, stage_steps);
-        let mut stage_step = 0usize;
         // The frozen part sees the same input every epoch without augmentation or mixing:
         // compute its output once.
         let mut cache = None;
@@ -640,8 +639,7 @@ pub async fn train(
                     seen += idx.len();
                     loss_sum += loss_value * idx.len() as f64;
                     let lrs = sched.step();
-                    let head_lr = lr_at(cfg.schedule, cfg.lr, cfg.warmup, stage_step, stage_steps);
-                    stage_step += 1;
+                    let head_lr = run.lr_at(step_global);
                     let grads = GradientsParams::from_grads(loss.backward(), &trainable);
                     trainable = optim.step(lrs, trainable, grads);
                     step_global += 1;
@@ -689,13 +687,7 @@ pub async fn train(
                 train_acc: correct as f64 / seen.max(1) as f64,
                 val_loss: report.val_loss,
                 val_acc: report.val_acc,
-                lr: lr_at(
-                    cfg.schedule,
-                    cfg.lr,
-                    cfg.warmup,
-                    stage_step.saturating_sub(1),
-                    stage_steps,
-                ),
+                lr: run.lr_at(step_global.saturating_sub(1)),
                 seconds: t_epoch.elapsed().as_secs_f64(),
                 per_class_acc: report.per_class_acc,
                 confusion: report.confusion,

@@ -331,13 +331,9 @@ fn extension(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Folder trees take the training image types of the command line (and of torchvision's
-/// ImageFolder), so the same folder gives the same classes here and there; other files are not
-/// even read (a folder may hold videos).
-fn is_image_path(path: &str) -> bool {
-    data::is_image_name(path)
-}
-
+/// Why a file of a folder tree is not read: folder trees take the training image types of the
+/// command line (`data::is_image_name`), so the same folder gives the same classes here and
+/// there; other files are not even read (a folder may hold videos).
 fn not_image_type(path: &str) -> String {
     format!(
         "not used: .{} is not a training image type ({})",
@@ -385,7 +381,7 @@ async fn add_tree(
         let message = match place {
             None => "not used: not inside a class folder (drop single photos on a class card)"
                 .to_string(),
-            Some(_) if !is_image_path(path) => not_image_type(path),
+            Some(_) if !data::is_image_name(path) => not_image_type(path),
             Some((class, val)) => {
                 let group = groups
                     .entry(class.trim().to_lowercase())
@@ -894,7 +890,7 @@ fn ClassCardView(
                 // Photos, or one folder of them: all go to this class.
                 let mut pending = Vec::new();
                 for (path, f) in tree {
-                    if path.contains('/') && !is_image_path(&path) {
+                    if path.contains('/') && !data::is_image_name(&path) {
                         let message = not_image_type(&path);
                         report(errors, path, message);
                         continue;
