@@ -25,14 +25,17 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $wbg\$"; then
   cargo install wasm-bindgen-cli --version "$wbg"
 fi
 
-# wasm-opt from npm binaryen (Debian's is too old and breaks the app); playwright-core for the browser tests.
-if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+# wasm-opt from npm binaryen (Debian's is too old and breaks the app); playwright-core (Chromium)
+# and puppeteer-core (Firefox over WebDriver BiDi) for the browser tests.
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
   npm ci --no-audit --no-fund
 fi
 
 if [ "$want_browser" = 1 ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
+  # A second engine: the app on its CPU backend (and WebGPU on lavapipe with a preference).
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
   # lavapipe: native wgpu tests on the CPU.
   [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
   if [ ${#missing[@]} -gt 0 ]; then

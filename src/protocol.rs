@@ -1,16 +1,20 @@
-//! The messages between the page and its training worker, and their JSON text. Bulk bytes
-//! (weights, pixels, the trained model) travel beside the text as transferable buffers; this
+//! The messages between the page and its worker, and their JSON text. The worker owns the
+//! device and every model on it (the ImageNet classifier, the trained model), and decodes
+//! photos, so neither the GPU nor a large decode ever runs on the page. Bulk bytes (weights,
+//! files, pixels, the trained model) travel beside the text as transferable buffers; this
 //! module only says which buffer goes with which message. Target-independent, so the whole
 //! protocol is tested natively.
 //!
-//! Every request is answered exactly once: `Init` by `Initialized`, `Train` by `RunEnded` (after
-//! any number of `Progress`), `LoadModel` by `ModelLoaded`, `Predict` by `Prediction`. `Cancel`
-//! is answered by the `RunEnded` of the run it stops. `Crashed` is not an answer: the worker is
-//! gone and the page starts a new one.
+//! Every [`Request`] gets exactly one [`FromWorker::Answer`] with its id. Events come between:
+//! `Started` (once, unasked), `Progress` and `BestSoFar` during a run, and `Crashed` when the
+//! worker is gone (the page then answers every open request with an error itself and starts a
+//! new worker).
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceKind;
 use crate::engine::config::TrainConfig;
+use crate::engine::inference::ClassScore;
 use crate::engine::training::{Progress, TrainReport};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
@@ -22,23 +26,37 @@ pub struct ImageMeta {
     pub height: u32,
 }
 
+/// A request and the id its answer carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub body: ToWorker,
+}
+
 /// Page -> worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// The pretrained weights (safetensors) are the first buffer.
-    Init,
-    /// Buffers: the train images' pixels, then the val images'.
+    /// The pretrained weights (safetensors) are the first buffer; the network goes on
+    /// `device`. Answer: `Initialized`.
+    Init { device: DeviceKind },
+    /// Decode the photo file in the first buffer to the working size. Answer: `Decoded`, with
+    /// the RGB pixels as its buffer.
+    Decode { file: String },
+    /// The ImageNet classes of the photo file in the first buffer. Answer: `Classified`.
+    Classify { file: String, top_k: usize },
+    /// Buffers: the train images' pixels, then the val images'. Answer: `RunEnded`.
     Train {
         classes: Vec<String>,
         config: Box<TrainConfig>,
         train: Vec<ImageMeta>,
         val: Vec<ImageMeta>,
     },
-    /// Stop after the current step; the best epoch so far is still sent back.
+    /// Stop the run after the current step (its `RunEnded` keeps the best epoch). Answer: `Done`.
     Cancel,
     /// Use this exported model (the first buffer) for `Predict`; `file` names it in errors.
+    /// Answer: `ModelLoaded`.
     LoadModel { file: String },
-    /// Classify the photo file in the first buffer with the current model.
+    /// Classify the photo file in the first buffer with the trained model. Answer: `Classified`.
     Predict { file: String, top_k: usize },
 }
 
@@ -59,25 +77,73 @@ pub enum RunError {
     Failed(String),
 }
 
+/// Why `Init` failed: the device would not start (the page may choose the other one), or the
+/// weights were refused (a cached copy is then downloaded again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InitError {
+    Device(String),
+    Weights(String),
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitError::Device(e) | InitError::Weights(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A decoded photo's working-size pixels (the answer's buffer) and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    /// To `Init`: the ImageNet model is on the worker's device, or why not.
+    Initialized(Result<(), InitError>),
+    Decoded(Result<Decoded, String>),
+    /// To `Classify` and `Predict`: the top classes, best first.
+    Classified(Result<Vec<ClassScore>, String>),
+    RunEnded(Result<RunOutcome, RunError>),
+    /// To `LoadModel`: the model's class names, or why it was refused.
+    ModelLoaded(Result<Vec<String>, String>),
+    /// To `Cancel`.
+    Done,
+}
+
+impl Answer {
+    /// The same kind of answer, failed with `reason`: what goes back when the real answer
+    /// cannot be sent (a number JSON cannot carry), so the request still gets exactly one.
+    pub fn failed(&self, reason: String) -> Answer {
+        match self {
+            Answer::Initialized(_) => Answer::Initialized(Err(InitError::Weights(reason))),
+            Answer::Decoded(_) => Answer::Decoded(Err(reason)),
+            Answer::Classified(_) => Answer::Classified(Err(reason)),
+            Answer::RunEnded(_) => Answer::RunEnded(Err(RunError::Failed(reason))),
+            Answer::ModelLoaded(_) => Answer::ModelLoaded(Err(reason)),
+            Answer::Done => Answer::Done,
+        }
+    }
+}
+
 /// Worker -> page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
     /// The wasm module runs and listens (sent once, unasked).
     Started,
-    /// Answer to `Init`: the weights are on the worker's device, or why not.
-    Initialized(Result<(), String>),
-    Progress(Progress),
-    /// Answer to `Train`.
-    RunEnded(Result<RunOutcome, RunError>),
-    /// Answer to `LoadModel`: the model's class names, or why it was refused.
-    ModelLoaded {
-        file: String,
-        result: Result<Vec<String>, String>,
+    Answer {
+        id: u64,
+        body: Answer,
     },
-    /// Answer to `Predict`: the top classes with their probabilities.
-    Prediction {
-        file: String,
-        result: Result<Vec<(String, f32)>, String>,
+    Progress(Progress),
+    /// The run's best model so far (the first buffer), sent after each epoch that improved it,
+    /// so a worker that dies mid-run loses no finished epoch. `report` describes it.
+    BestSoFar {
+        report: TrainReport,
     },
     /// The worker stopped (a panic, or a message it could not read); it answers nothing more.
     Crashed(String),
@@ -134,7 +200,16 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         let to = [
-            ToWorker::Init,
+            ToWorker::Init {
+                device: DeviceKind::Cpu,
+            },
+            ToWorker::Decode {
+                file: "a.jpg".into(),
+            },
+            ToWorker::Classify {
+                file: "coffee.png".into(),
+                top_k: 5,
+            },
             ToWorker::Train {
                 classes: vec!["ants".into(), "bees".into()],
                 config: Box::new(TrainConfig::new().with_epochs(2)),
@@ -155,23 +230,43 @@ mod tests {
                 top_k: 3,
             },
         ];
-        for m in to {
-            assert_eq!(decode::<ToWorker>(&encode(&m).unwrap()).unwrap(), m);
+        for (id, body) in to.into_iter().enumerate() {
+            let m = Request {
+                id: id as u64,
+                body,
+            };
+            assert_eq!(decode::<Request>(&encode(&m).unwrap()).unwrap(), m);
         }
+        let answer = |body| FromWorker::Answer { id: 7, body };
         let from = [
             FromWorker::Started,
-            FromWorker::Initialized(Ok(())),
-            FromWorker::Initialized(Err("no adapter".into())),
-            FromWorker::Progress(Progress::Epoch(epoch(0.3))),
-            FromWorker::RunEnded(Ok(RunOutcome {
+            answer(Answer::Initialized(Ok(()))),
+            answer(Answer::Initialized(Err(InitError::Device(
+                "no adapter".into(),
+            )))),
+            answer(Answer::Decoded(Ok(Decoded {
+                width: 341,
+                height: 256,
+            }))),
+            answer(Answer::Classified(Ok(vec![ClassScore {
+                index: 1,
+                label: "bees".into(),
+                prob: 0.875,
+                logit: 2.5,
+            }]))),
+            answer(Answer::RunEnded(Ok(RunOutcome {
                 report: report(0.3),
                 cancelled: true,
-            })),
-            FromWorker::RunEnded(Err(RunError::Cancelled)),
-            FromWorker::RunEnded(Err(RunError::Failed("device lost".into()))),
-            FromWorker::Prediction {
-                file: "p.jpg".into(),
-                result: Ok(vec![("bees".into(), 0.875)]),
+            }))),
+            answer(Answer::RunEnded(Err(RunError::Cancelled))),
+            answer(Answer::RunEnded(Err(RunError::Failed(
+                "device lost".into(),
+            )))),
+            answer(Answer::ModelLoaded(Ok(vec!["ants".into()]))),
+            answer(Answer::Done),
+            FromWorker::Progress(Progress::Epoch(epoch(0.3))),
+            FromWorker::BestSoFar {
+                report: report(0.3),
             },
             FromWorker::Crashed("panicked".into()),
         ];
@@ -182,12 +277,28 @@ mod tests {
 
     #[test]
     fn a_non_finite_number_is_refused_at_the_sender() {
-        let m = FromWorker::RunEnded(Ok(RunOutcome {
+        let body = Answer::RunEnded(Ok(RunOutcome {
             report: report(f64::NAN),
             cancelled: false,
         }));
-        let e = encode(&m).unwrap_err();
+        let e = encode(&FromWorker::Answer {
+            id: 1,
+            body: body.clone(),
+        })
+        .unwrap_err();
         assert!(e.contains("would not decode"), "{e}");
+        // The request still gets one answer: the same kind, failed with the reason.
+        let failed = body.failed(e);
+        assert!(
+            matches!(&failed, Answer::RunEnded(Err(RunError::Failed(r))) if r.contains("would not decode"))
+        );
+        assert!(
+            encode(&FromWorker::Answer {
+                id: 1,
+                body: failed
+            })
+            .is_ok()
+        );
         let m = FromWorker::Progress(Progress::Epoch(epoch(f64::INFINITY)));
         assert!(encode(&m).is_err());
     }

@@ -102,7 +102,22 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
         .with_schedule(Schedule::Constant)
         .with_early_stop(Some(2))
         .with_seed(5);
-    let (model, a) = run(&backbone, &ds, &cfg);
+    // The first run also records every model handed out as a new best (what the browser's
+    // worker keeps safe during a run).
+    let mut bests = Vec::new();
+    let (model, a) = {
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        pollster::block_on(training::train_with(
+            &backbone,
+            &ds,
+            &LITE0,
+            &cfg,
+            &device,
+            |_| true,
+            |epoch, m| bests.push((epoch, m.clone())),
+        ))
+        .unwrap()
+    };
     let (_, b) = run(&backbone, &ds, &cfg);
     assert_eq!(
         a.epochs.iter().map(|e| e.val_loss).collect::<Vec<_>>(),
@@ -126,6 +141,24 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
         eval.val_loss,
         best.val_loss
     );
+    // New bests are exactly the epochs whose val loss beat every earlier one, and the last one
+    // handed out is the model the run returns.
+    let mut lowest = f64::INFINITY;
+    let improving: Vec<usize> = a
+        .epochs
+        .iter()
+        .filter(|e| {
+            let better = e.val_loss < lowest;
+            lowest = lowest.min(e.val_loss);
+            better
+        })
+        .map(|e| e.epoch)
+        .collect();
+    assert_eq!(bests.iter().map(|b| b.0).collect::<Vec<_>>(), improving);
+    let (last_epoch, last) = bests.last().unwrap();
+    assert_eq!(*last_epoch, a.best_epoch);
+    let kept = pollster::block_on(training::evaluate(last, &ds.val, 2, &LITE0, &device)).unwrap();
+    assert!((kept.val_loss - best.val_loss).abs() < 1e-5);
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! from WebGPU in the browser (native callers wrap it in `pollster::block_on`).
 
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{BackboneSpec, Classifier, LITE0};
 use super::{EngineError, labels, preprocess, weights};
 
 /// One class with its score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScore {
     pub index: usize,
     pub label: String,

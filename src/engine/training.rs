@@ -467,7 +467,21 @@ pub async fn train(
     spec: &BackboneSpec,
     cfg: &TrainConfig,
     device: &Device,
+    on_progress: impl FnMut(&Progress) -> bool,
+) -> Result<(Classifier, TrainReport), EngineError> {
+    train_with(pretrained, data, spec, cfg, device, on_progress, |_, _| {}).await
+}
+
+/// [`train`], also handing `on_best` each new best model (with its epoch) as soon as its epoch
+/// is scored, so a caller can keep it safe from a failure later in the run.
+pub async fn train_with(
+    pretrained: &Backbone,
+    data: &Dataset,
+    spec: &BackboneSpec,
+    cfg: &TrainConfig,
+    device: &Device,
     mut on_progress: impl FnMut(&Progress) -> bool,
+    mut on_best: impl FnMut(usize, &Classifier),
 ) -> Result<(Classifier, TrainReport), EngineError> {
     let classes = data.classes.len();
     if classes < 2 || data.train.is_empty() || data.val.is_empty() {
@@ -703,7 +717,9 @@ pub async fn train(
                 .as_ref()
                 .is_none_or(|(_, s, _)| score > s + cfg.min_delta)
             {
-                best = Some((epoch, score, merge(frozen.clone(), &trainable)));
+                let model = merge(frozen.clone(), &trainable);
+                on_best(epoch, &model);
+                best = Some((epoch, score, model));
                 since_best = 0;
             } else {
                 since_best += 1;

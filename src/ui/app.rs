@@ -1,42 +1,29 @@
-//! The page: set-up status (GPU, weights) on top, the photo panel below. Start-up is
-//! sequential on purpose: the weights are only downloaded once WebGPU is known to work.
+//! The page: set-up status (device, weights) on top, the photo panel below. The device is
+//! chosen first (WebGPU, or the CPU backend where there is no usable GPU), then the weights go
+//! to the worker, which owns the device and every model. The worker starts at once: it decodes
+//! photos before the weights arrive.
 
-use std::rc::Rc;
-
+use gloo_storage::{LocalStorage, Storage};
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::backend::{self, BackendState, BackendStatus};
-use super::js;
+use super::client::{WorkerClient, WorkerContext};
 use super::predict::PredictPanel;
 use super::teach::TeachPanel;
 use super::weights::{self, WeightsState, WeightsStatus};
-use crate::engine::inference::Predictor;
 
 #[component]
 pub fn App() -> impl IntoView {
     let backend_state = RwSignal::new(BackendState::Checking);
     let weights_state = RwSignal::new(WeightsState::Waiting);
-    let predictor = RwSignal::new_local(None::<Rc<Predictor>>);
-    let weights_bytes = StoredValue::new_local(None::<Vec<u8>>);
+    let worker = WorkerClient::start();
+    WorkerContext::provide(worker.clone());
 
     leptos::task::spawn_local(async move {
-        let backend = match backend::init().await {
-            Ok(backend) => backend,
-            Err(reason) => {
-                backend_state.set(BackendState::Unavailable(reason));
-                weights_state.set(WeightsState::Blocked);
-                return;
-            }
-        };
-        backend_state.set(BackendState::Ready {
-            adapter: backend.adapter,
-        });
-        if let Some((loaded, bytes)) = weights::load_predictor(&backend.device, weights_state).await
-        {
-            weights_bytes.set_value(Some(bytes));
-            predictor.set(Some(Rc::new(loaded)));
-        }
+        let choice = backend::choose().await;
+        backend_state.set(BackendState::Ready(choice.clone()));
+        let used = weights::load(&worker, weights_state, choice).await;
+        backend_state.set(BackendState::Ready(used));
     });
 
     view! {
@@ -47,7 +34,7 @@ pub fn App() -> impl IntoView {
             </div>
             <p class="lede">
                 "Recognise what is in a photo with EfficientNet-Lite0, a network trained on the 1000 "
-                "ImageNet classes. It runs on your own GPU, in this page: your photos never leave "
+                "ImageNet classes. It runs on your own GPU (or CPU), in this page: your photos never leave "
                 "your computer."
             </p>
         </header>
@@ -56,8 +43,8 @@ pub fn App() -> impl IntoView {
                 <BackendStatus state=backend_state />
                 <WeightsStatus state=weights_state />
             </section>
-            <PredictPanel predictor />
-            <TeachPanel imagenet=predictor weights_bytes />
+            <PredictPanel />
+            <TeachPanel />
         </main>
     }
 }
@@ -66,27 +53,20 @@ pub fn App() -> impl IntoView {
 const LARGE_TEXT_KEY: &str = "finetune-large-text";
 
 /// Larger text for the back of a classroom or a projector: every size is in `rem`, so one class
-/// on `<html>` scales the whole page. The choice is remembered in `localStorage`.
+/// on `<html>` scales the whole page. The choice is remembered in `localStorage` (where the
+/// browser allows it: without storage it is simply not remembered).
 #[component]
 fn LargeTextToggle() -> impl IntoView {
-    let storage = js::get(&window(), "localStorage");
-    let call = move |method: &str, args: &[&str]| -> Option<wasm_bindgen::JsValue> {
-        let storage = storage.clone()?;
-        let f: js_sys::Function = js::get(&storage, method)?.dyn_into().ok()?;
-        let args: js_sys::Array = args
-            .iter()
-            .map(|a| wasm_bindgen::JsValue::from_str(a))
-            .collect();
-        f.apply(&storage, &args).ok()
-    };
-    let saved = call("getItem", &[LARGE_TEXT_KEY]).and_then(|v| v.as_string());
-    let large = RwSignal::new(saved.as_deref() == Some("1"));
+    // `true`, or `1` as earlier versions wrote it.
+    let saved = LocalStorage::get::<serde_json::Value>(LARGE_TEXT_KEY)
+        .is_ok_and(|v| v == serde_json::json!(true) || v == serde_json::json!(1));
+    let large = RwSignal::new(saved);
     Effect::new(move |_| {
         let on = large.get();
         if let Some(root) = document().document_element() {
             root.set_class_name(if on { "large-text" } else { "" });
         }
-        call("setItem", &[LARGE_TEXT_KEY, if on { "1" } else { "0" }]);
+        LocalStorage::set(LARGE_TEXT_KEY, on).ok();
     });
     view! {
         <button

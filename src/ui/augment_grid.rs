@@ -6,7 +6,7 @@ use image::RgbImage;
 use leptos::prelude::*;
 use web_sys::Url;
 
-use super::gather::ClassCard;
+use super::workspace::ClassCard;
 use crate::engine::augment::{self, AugmentConfig};
 use crate::engine::model::LITE0;
 

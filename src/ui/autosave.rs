@@ -12,8 +12,9 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::js;
-use super::project::ProjectSignals;
+use super::project_state::ProjectSignals;
 use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
+use super::workspace::ImageSnapshot;
 use crate::engine::project::{Project, ProjectClass, ProjectImage, orphaned_images};
 use crate::engine::training::TrainReport;
 
@@ -128,18 +129,15 @@ impl Autosave {
     pub async fn save(&self, project: &ProjectSignals) -> Result<(), String> {
         let mut classes = Vec::new();
         let mut used = HashSet::new();
-        for card in project.classes.get_untracked() {
-            let images: Vec<(u64, String, bool, Rc<Vec<u8>>)> = card
-                .images
-                .try_with_value(|images| {
-                    images
-                        .iter()
-                        .map(|i| (i.id, i.file.clone(), i.val, Rc::clone(&i.bytes)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut entries = Vec::with_capacity(images.len());
-            for (id, file, val, bytes) in images {
+        for class in project.workspace.snapshot() {
+            let mut entries = Vec::with_capacity(class.images.len());
+            for ImageSnapshot {
+                id,
+                file,
+                val,
+                bytes,
+            } in class.images
+            {
                 let known = self.keys.borrow().get(&id).cloned();
                 let key = match known {
                     Some(key) => key,
@@ -158,7 +156,7 @@ impl Autosave {
                 entries.push(ManifestImage { file, val, key });
             }
             classes.push(ManifestClass {
-                name: card.name.get_untracked(),
+                name: class.name,
                 images: entries,
             });
         }

@@ -1,44 +1,43 @@
-//! WebGPU detection and burn's device. The adapter is requested once through JS only to name it
-//! for the user (burn acquires its own device with the same high-performance preference).
+//! Where the network runs: the page probes WebGPU through JS (`navigator.gpu`, the adapter and
+//! its name) and reads `?device=`; `crate::device::choose` decides. The worker then acquires
+//! burn's device itself (WebGPU, or the CPU backend in the wasm), so the page holds no device.
 
-use burn::tensor::Device;
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
 use super::js;
+use crate::device::{self, Adapter, Choice, DeviceKind, Probe};
 
-/// Browsers that ship WebGPU, named wherever it is missing.
-const WEBGPU_BROWSERS: &str =
-    "Chrome or Edge 113 or newer, Safari 26 or newer, or Firefox 141 or newer on Windows";
-
-/// What the backend row shows.
+/// What the device row shows.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackendState {
     Checking,
-    Ready { adapter: String },
-    Unavailable(String),
+    Ready(Choice),
 }
 
-/// A ready WebGPU device and the adapter's name.
-pub struct Backend {
-    pub device: Device,
-    pub adapter: String,
+/// `?device=webgpu` or `?device=cpu` in the page's address.
+pub fn forced() -> Option<DeviceKind> {
+    let search = window().location().search().ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    params
+        .get("device")
+        .as_deref()
+        .and_then(DeviceKind::from_name)
 }
 
-/// Finds WebGPU, names its adapter and initialises burn's device; `Err` is the text for the user.
-pub async fn init() -> Result<Backend, String> {
+/// Finds out what WebGPU this browser offers.
+pub async fn probe() -> Probe {
     let window = window();
-    let gpu = js::get(&window.navigator(), "gpu").ok_or_else(|| {
-        if window.is_secure_context() {
-            format!("This browser has no WebGPU, which the app needs to run the model. Use {WEBGPU_BROWSERS}.")
-        } else {
-            format!(
-                "WebGPU only works on secure pages: open the app over https or from localhost \
-                 (it needs {WEBGPU_BROWSERS})."
-            )
-        }
-    })?;
-
+    let mut probe = Probe {
+        api: false,
+        secure: window.is_secure_context(),
+        adapter: None,
+        error: None,
+    };
+    let Some(gpu) = js::get(&window.navigator(), "gpu") else {
+        return probe;
+    };
+    probe.api = true;
     let options = js_sys::Object::new();
     js_sys::Reflect::set(
         &options,
@@ -46,26 +45,29 @@ pub async fn init() -> Result<Backend, String> {
         &"high-performance".into(),
     )
     .ok();
-    let adapter = js::await_promise(js::call_promise(&gpu, "requestAdapter", &options)?)
-        .await
-        .map_err(|e| format!("WebGPU could not find a GPU adapter: {e}"))?;
-    if adapter.is_null() || adapter.is_undefined() {
-        return Err(format!(
-            "This browser has WebGPU but offers no GPU adapter: the GPU may be blocked or \
-             disabled in its settings (Chrome on Linux still needs \
-             chrome://flags/#enable-unsafe-webgpu). The app works in {WEBGPU_BROWSERS}."
-        ));
+    let requested = match js::call_promise(&gpu, "requestAdapter", &options) {
+        Ok(promise) => js::await_promise(promise).await,
+        Err(e) => Err(e),
+    };
+    match requested {
+        Ok(adapter) if !adapter.is_null() && !adapter.is_undefined() => {
+            probe.adapter = Some(Adapter {
+                name: adapter_name(&adapter),
+                fallback: js::get(&adapter, "info")
+                    .and_then(|info| js::get(&info, "isFallbackAdapter"))
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+            });
+        }
+        Ok(_) => {}
+        Err(e) => probe.error = Some(e),
     }
-    let name = adapter_name(&adapter);
+    probe
+}
 
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| format!("WebGPU adapter {name} found, but starting it failed: {e}"))?;
-    Ok(Backend {
-        device,
-        adapter: name,
-    })
+/// The probe and the address's wish, decided.
+pub async fn choose() -> Choice {
+    device::choose(&probe().await, forced())
 }
 
 /// "google swiftshader" style name from `GPUAdapter.info`, without repeated words.
@@ -92,32 +94,48 @@ fn adapter_name(adapter: &JsValue) -> String {
     name
 }
 
-/// The backend row: adapter name when ready, or why the app cannot run here.
+/// The device row: where the network runs and why, with a link to the other device.
 #[component]
 pub fn BackendStatus(state: RwSignal<BackendState>) -> impl IntoView {
-    let ready = move || matches!(state.get(), BackendState::Ready { .. });
-    let phase = move || match state.get() {
-        BackendState::Checking => "busy",
-        BackendState::Ready { .. } => "ready",
-        BackendState::Unavailable(_) => "error",
+    let choice = move || match state.get() {
+        BackendState::Ready(choice) => Some(choice),
+        BackendState::Checking => None,
     };
-    let text = move || match state.get() {
-        BackendState::Checking => "Looking for WebGPU…".to_string(),
-        BackendState::Ready { adapter } => format!("WebGPU on {adapter}"),
-        BackendState::Unavailable(reason) => reason,
+    let text = move || match choice() {
+        None => "Looking for WebGPU…".to_string(),
+        Some(c) => c.reason,
+    };
+    let switch = move || {
+        let c = choice().filter(|c| c.can_switch)?;
+        let other = c.kind.other();
+        let label = match other {
+            DeviceKind::WebGpu => "Use WebGPU instead",
+            DeviceKind::Cpu => "Use the CPU instead",
+        };
+        let href = format!("?device={}", other.name());
+        Some(view! {
+            <a class="link-button" data-testid="device-switch" href=href>{label}</a>
+        })
     };
     view! {
-        <div class="status-row" data-phase=phase>
+        <div class="status-row" data-phase=move || if choice().is_some() { "ready" } else { "busy" }>
             <span class="status-dot" aria-hidden="true"></span>
-            <span class="status-name">"GPU"</span>
+            <span class="status-name">
+                {move || match choice().map(|c| c.kind) {
+                    Some(DeviceKind::Cpu) => "CPU",
+                    _ => "GPU",
+                }}
+            </span>
             <span
                 class="status-text"
                 data-testid="backend-status"
-                data-ready=move || if ready() { "true" } else { "false" }
+                data-ready=move || if choice().is_some() { "true" } else { "false" }
+                data-device=move || choice().map(|c| c.kind.name())
                 role="status"
             >
                 {text}
             </span>
+            {switch}
         </div>
     }
 }

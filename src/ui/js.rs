@@ -59,22 +59,9 @@ pub async fn next_task() {
 }
 
 /// Waits `ms` milliseconds in a later task, on the page or in a worker (the global
-/// `setTimeout`); resumes at once where there is none.
+/// `setTimeout`).
 pub async fn sleep_ms(ms: f64) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let global = js_sys::global();
-        let scheduled = get(&global, "setTimeout")
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-            .is_some_and(|set_timeout| {
-                set_timeout
-                    .call2(&global, &resolve, &ms.max(0.0).into())
-                    .is_ok()
-            });
-        if !scheduled {
-            resolve.call0(&JsValue::NULL).ok();
-        }
-    });
-    JsFuture::from(promise).await.ok();
+    gloo_timers::future::TimeoutFuture::new(ms.max(0.0) as u32).await;
 }
 
 /// An object URL for bytes in memory (a download, or an image: the browser sniffs the type).

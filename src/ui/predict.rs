@@ -1,6 +1,7 @@
-//! Picking or dropping photos and showing each one's top-5 ImageNet classes. Files are classified
-//! one at a time in arrival order, so the GPU never runs two forward passes at once; a file that
-//! fails gets its own message and the rest carry on.
+//! Picking or dropping photos and showing each one's top-5 ImageNet classes. The worker decodes
+//! and classifies them (the page never decodes a big photo); files go one at a time in arrival
+//! order, so the device never runs two forward passes at once; a file that fails gets its own
+//! message and the rest carry on.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -11,8 +12,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 use web_sys::{DragEvent, File, FileList, HtmlInputElement, Url};
 
+use super::client::{WorkerClient, WorkerStatus, use_worker};
 use super::js;
-use crate::engine::inference::Predictor;
 
 /// Classes shown per photo.
 const TOP_K: usize = 5;
@@ -46,9 +47,9 @@ struct Job {
     entry: Entry,
 }
 
-/// The queue of photos waiting for the GPU, shared by the file input and drag-and-drop.
-struct Classifier {
-    predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>,
+/// The photos waiting for the worker, shared by the file input and drag-and-drop.
+struct PhotoQueue {
+    worker: Rc<WorkerClient>,
     entries: RwSignal<Vec<Entry>>,
     first_ms: RwSignal<Option<f64>>,
     jobs: RefCell<VecDeque<Job>>,
@@ -56,10 +57,14 @@ struct Classifier {
     next_id: Cell<u64>,
 }
 
-impl Classifier {
+impl PhotoQueue {
     /// Adds the files as pending cards (newest batch on top) and starts the worker if idle.
     fn add(self: &Rc<Self>, files: &FileList) {
-        if self.predictor.with_untracked(Option::is_none) {
+        if self
+            .worker
+            .status
+            .with_untracked(|s| *s != WorkerStatus::Ready)
+        {
             return;
         }
         let mut batch = Vec::new();
@@ -88,17 +93,13 @@ impl Classifier {
     }
 
     async fn drain(self: Rc<Self>) {
-        let Some(predictor) = self.predictor.get_untracked() else {
-            self.busy.set(false);
-            return;
-        };
         loop {
             let next = self.jobs.borrow_mut().pop_front();
             let Some(Job { file, entry }) = next else {
                 break;
             };
             let started = js::now_ms();
-            match classify(&predictor, &file).await {
+            match classify(&self.worker, &file).await {
                 Ok(top) => {
                     entry.outcome.set(Outcome::Done {
                         top,
@@ -130,15 +131,11 @@ impl Classifier {
 }
 
 /// Reads the file and runs the model; `Err` is the message for the user (it names the file).
-async fn classify(predictor: &Predictor, file: &File) -> Result<Vec<Bar>, String> {
+async fn classify(worker: &Rc<WorkerClient>, file: &File) -> Result<Vec<Bar>, String> {
     let name = file.name();
     let bytes = js::read_file(file, &name, crate::engine::preprocess::MAX_PHOTO_BYTES).await?;
-    let prediction = predictor
-        .predict_image(&name, &bytes, TOP_K)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(prediction
-        .top
+    let top = worker.classify(&name, &bytes, TOP_K).await?;
+    Ok(top
         .into_iter()
         .map(|c| Bar {
             index: c.index,
@@ -150,13 +147,15 @@ async fn classify(predictor: &Predictor, file: &File) -> Result<Vec<Bar>, String
 
 /// The file picker, the drop target (the whole window) and the result cards.
 #[component]
-pub fn PredictPanel(predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>) -> impl IntoView {
+pub fn PredictPanel() -> impl IntoView {
     let entries = RwSignal::new(Vec::<Entry>::new());
     let first_ms = RwSignal::new(None::<f64>);
     let dragging = RwSignal::new(false);
-    let ready = move || predictor.with(Option::is_some);
-    let classifier = Rc::new(Classifier {
-        predictor,
+    let worker = use_worker();
+    let status = worker.status;
+    let ready = move || status.with(|s| *s == WorkerStatus::Ready);
+    let queue = Rc::new(PhotoQueue {
+        worker,
         entries,
         first_ms,
         jobs: RefCell::default(),
@@ -177,7 +176,7 @@ pub fn PredictPanel(predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>) ->
             dragging.set(false);
         }
     });
-    let on_drop = Rc::clone(&classifier);
+    let on_drop = Rc::clone(&queue);
     window_event_listener(ev::drop, move |ev: DragEvent| {
         ev.prevent_default();
         dragging.set(false);
@@ -189,7 +188,7 @@ pub fn PredictPanel(predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>) ->
     let on_change = move |ev: ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
         if let Some(files) = input.files() {
-            classifier.add(&files);
+            queue.add(&files);
         }
         // Lets the same file be picked again.
         input.set_value("");
@@ -227,7 +226,7 @@ pub fn PredictPanel(predictor: RwSignal<Option<Rc<Predictor>>, LocalStorage>) ->
                         if ready() {
                             "or drop them anywhere on the page"
                         } else {
-                            "this needs the GPU and the weights above"
+                            "this needs the weights above"
                         }
                     }}
                 </span>

@@ -5,120 +5,19 @@
 
 use std::rc::Rc;
 
+use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
 use super::autosave::Autosave;
-use super::gather::{ClassCard, FileError, add_images};
+use super::project_state::ProjectSignals;
 use super::storage;
-use crate::engine::config::PanelSettings;
-use crate::engine::project::{MAX_PROJECT_BYTES, Project, ProjectClass, ProjectImage};
-use crate::engine::training::TrainReport;
+use crate::engine::project::{MAX_PROJECT_BYTES, Project};
 
 /// Quiet time after the last change before the autosave runs.
-const AUTOSAVE_DELAY_MS: i32 = 800;
+const AUTOSAVE_DELAY_MS: u32 = 800;
 /// Suggested name of a saved project.
 const PROJECT_FILE: &str = "finetune-project.ftproj";
-
-/// Everything of the panel that a project holds. The panel owns the signals; this only reads
-/// and writes them.
-#[derive(Clone, Copy)]
-pub struct ProjectSignals {
-    pub classes: RwSignal<Vec<ClassCard>>,
-    pub errors: RwSignal<Vec<FileError>>,
-    pub next_id: StoredValue<u64>,
-    pub settings: RwSignal<PanelSettings>,
-    pub report: RwSignal<Option<TrainReport>>,
-    pub report_classes: RwSignal<Vec<String>>,
-    /// The trained or imported model as an exported safetensors file.
-    pub model: RwSignal<Option<Rc<Vec<u8>>>, LocalStorage>,
-    /// Hands a restored model to the worker (`None`: the project has none, so the previous
-    /// model is dropped).
-    pub apply_model: Callback<Option<Rc<Vec<u8>>>>,
-}
-
-impl ProjectSignals {
-    /// The current work as a project (untracked reads).
-    fn snapshot(&self) -> Project {
-        let classes = self
-            .classes
-            .get_untracked()
-            .iter()
-            .map(|card| ProjectClass {
-                name: card.name.get_untracked(),
-                images: card
-                    .images
-                    .try_with_value(|images| {
-                        images
-                            .iter()
-                            .map(|i| ProjectImage {
-                                file: i.file.clone(),
-                                bytes: i.bytes.as_ref().clone(),
-                                val: i.val,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect();
-        Project {
-            classes,
-            settings: self.settings.get_untracked(),
-            report_classes: self.report_classes.get_untracked(),
-            report: self.report.get_untracked(),
-            model: self.model.get_untracked().map(|m| m.as_ref().clone()),
-        }
-    }
-
-    /// Tracks everything a project holds, so an effect re-runs on any change.
-    fn track(&self) {
-        for card in self.classes.get() {
-            card.name.track();
-            card.count.track();
-        }
-        self.settings.track();
-        self.report.track();
-        self.model.track();
-    }
-
-    /// Replaces the work with `project`: new cards (decoded one by one), settings, report and
-    /// model. The old cards are freed.
-    async fn apply(self, project: Project, owner: Option<Owner>) {
-        self.settings.set(project.settings);
-        self.report_classes.set(project.report_classes);
-        self.report.set(project.report);
-        let model = project.model.map(Rc::new);
-        self.model.set(model.clone());
-        self.apply_model.run(model);
-        let new_card = |name: String| {
-            let id = self.next_id.get_value();
-            self.next_id.set_value(id + 1);
-            match &owner {
-                Some(owner) => owner.with(|| ClassCard::new(id, name)),
-                None => ClassCard::new(id, name),
-            }
-        };
-        let cards: Vec<(ClassCard, Vec<ProjectImage>)> = project
-            .classes
-            .into_iter()
-            .map(|c| (new_card(c.name), c.images))
-            .collect();
-        let old = self.classes.get_untracked();
-        self.classes
-            .set(cards.iter().map(|(card, _)| *card).collect());
-        for card in old {
-            card.clear();
-        }
-        self.errors.set(Vec::new());
-        for (card, images) in cards {
-            let files = images
-                .into_iter()
-                .map(|i| (i.file, i.bytes, i.val))
-                .collect();
-            add_images(card, files, self.errors).await;
-        }
-    }
-}
 
 /// The autosave's failure as the user reads it: a full disk says what is not saved.
 fn save_failure(error: &str) -> String {
@@ -145,31 +44,24 @@ enum SaveState {
 /// change after a short quiet time.
 #[component]
 pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoView {
-    let owner = Owner::current();
     let save_state = RwSignal::new(SaveState::Restoring);
     let open_error = RwSignal::new(None::<String>);
     // Autosave starts only after the restore, so the empty start page never overwrites it.
     let restored = RwSignal::new(false);
-    let generation = StoredValue::new(0u64);
     let saves = RwSignal::new(0u32);
     let autosave = Rc::new(Autosave::default());
 
     {
-        let owner = owner.clone();
         let autosave = Rc::clone(&autosave);
         leptos::task::spawn_local(async move {
             storage::request_persistence();
             match autosave.restore().await {
                 Ok(Some((p, missing))) => {
                     let images = p.image_count();
-                    project.apply(p, owner).await;
+                    project.apply(p).await;
                     for file in missing {
-                        project.errors.update(|e| {
-                            e.push(FileError {
-                                message: format!("{file}: missing from the autosave, not restored"),
-                                file,
-                            })
-                        });
+                        let message = format!("{file}: missing from the autosave, not restored");
+                        project.workspace.report(file, message);
                     }
                     save_state.set(SaveState::Restored(images));
                 }
@@ -219,26 +111,16 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
         })
     };
 
+    // Each change restarts the quiet time: dropping the pending timer cancels it.
+    let timer = StoredValue::new_local(None::<Timeout>);
     Effect::new(move |_| {
         project.track();
         if !restored.get() {
             return;
         }
-        let ticket = generation.get_value() + 1;
-        generation.set_value(ticket);
         let run_save = Rc::clone(&run_save);
-        let run = wasm_bindgen::closure::Closure::once_into_js(move || {
-            if generation.try_get_value() != Some(ticket) {
-                return; // a newer change will save
-            }
-            run_save();
-        });
-        window()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(
-                wasm_bindgen::JsCast::unchecked_ref(&run),
-                AUTOSAVE_DELAY_MS,
-            )
-            .ok();
+        let pending = Timeout::new(AUTOSAVE_DELAY_MS, move || run_save());
+        timer.set_value(Some(pending));
     });
 
     let save = move |_| {
@@ -268,7 +150,6 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
             )));
             return;
         }
-        let owner = owner.clone();
         leptos::task::spawn_local(async move {
             let bytes = match super::js::await_promise(file.array_buffer()).await {
                 Ok(buffer) => js_sys::Uint8Array::new(&buffer).to_vec(),
@@ -277,10 +158,14 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
                     return;
                 }
             };
-            match Project::from_bytes(&name, &bytes) {
+            let parsed = Project::from_bytes(&name, &bytes);
+            // The file's bytes go before the images are decoded: the project is in memory at
+            // most twice (file and parsed) and only while it is parsed.
+            drop(bytes);
+            match parsed {
                 Ok(p) => {
                     let images = p.image_count();
-                    project.apply(p, owner).await;
+                    project.apply(p).await;
                     save_state.set(SaveState::Restored(images));
                 }
                 Err(e) => open_error.set(Some(format!("{e}. Nothing was changed."))),

@@ -10,7 +10,7 @@ use web_sys::HtmlSelectElement;
 
 use super::augment_grid::AugmentGrid;
 use super::diagram::LayerDiagram;
-use super::gather::ClassCard;
+use super::workspace::ClassCard;
 use crate::engine::advisor::{self, Advice, ClassCount, Warning};
 use crate::engine::config::{
     AugmentChange, MAX_BATCH, MAX_EPOCHS, MAX_MIX_ALPHA, PanelSettings, Strategy, TrainConfig,

@@ -106,11 +106,9 @@ pub fn download(bytes: &[u8], name: &str) -> Result<(), String> {
     anchor.set_download(name);
     anchor.click();
     // Revoke later: the download has to start first.
-    let revoke = Closure::once_into_js(move || {
+    gloo_timers::callback::Timeout::new(60_000, move || {
         Url::revoke_object_url(&url).ok();
-    });
-    leptos::prelude::window()
-        .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000)
-        .ok();
+    })
+    .forget();
     Ok(())
 }

@@ -8,8 +8,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use super::gather::{ClassCard, FileError, add_images};
 use super::js;
+use super::workspace::Workspace;
 
 /// Longest side of a captured frame: training works on far smaller images, and small JPEGs keep
 /// projects light.
@@ -310,12 +310,12 @@ fn frame_name(class: &str, n: u64) -> String {
 /// adds a frame every 200 ms while it is held (pointer, Space or Enter).
 #[component]
 pub fn WebcamCapture(
-    classes: RwSignal<Vec<ClassCard>>,
-    errors: RwSignal<Vec<FileError>>,
     /// Cards cannot change (no model yet, or training): nothing is captured.
     #[prop(into)]
     disabled: Signal<bool>,
 ) -> impl IntoView {
+    let ws = expect_context::<Workspace>();
+    let classes = ws.classes;
     let open = RwSignal::new(false);
     let cam = Camera::new();
     // Chosen class; `None` or a deleted class: the first one.
@@ -381,7 +381,9 @@ pub fn WebcamCapture(
                         serial.try_set_value(n);
                         let class = card.name.try_get_untracked().unwrap_or_default();
                         taken.try_update(|t| *t += 1);
-                        add_images(card, vec![(frame_name(&class, n), bytes, false)], errors).await;
+                        // Decoded by the worker while the next frame is taken.
+                        let frame = vec![(frame_name(&class, n), bytes, false)];
+                        leptos::task::spawn_local(async move { ws.add_images(card, frame).await });
                     }
                     Err(e) => {
                         cam.error.try_set(Some(e));

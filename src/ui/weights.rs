@@ -1,15 +1,19 @@
-//! The weights: downloaded once with a progress bar, validated against the model, then kept in
-//! the browser's Cache API so a reload starts without downloading 18 MB again.
+//! The weights: downloaded once with a progress bar, handed to the worker (which validates them
+//! against the model and builds the network on its device), then kept in the browser's Cache
+//! API so a reload starts without downloading them again.
 
-use crate::engine::inference::Predictor;
+use std::rc::Rc;
+
 use crate::engine::weights::WEIGHTS_FILE_F16;
-use burn::tensor::Device;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Cache, Response};
 
+use super::client::WorkerClient;
 use super::js;
+use crate::device::{self, Choice, DeviceKind};
+use crate::protocol::InitError;
 
 /// Cache API bucket. Bump the suffix when the weights format changes so old copies are ignored.
 const CACHE_NAME: &str = "finetune-weights-v1";
@@ -17,9 +21,8 @@ const CACHE_NAME: &str = "finetune-weights-v1";
 /// What the weights row shows.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WeightsState {
-    /// Waiting for the GPU (no point downloading 18 MB for a browser that cannot run them).
+    /// Waiting for the device check.
     Waiting,
-    Blocked,
     Downloading {
         loaded: f64,
         total: Option<f64>,
@@ -39,13 +42,14 @@ fn weights_url() -> String {
     format!("weights/{WEIGHTS_FILE_F16}")
 }
 
-/// Loads the weights (cache first) and builds the predictor, updating `state` as it goes. The
-/// raw bytes come back too: the training worker builds its own copy of the network from them.
-/// A cached copy that no longer validates is dropped and downloaded again once.
-pub async fn load_predictor(
-    device: &Device,
+/// Loads the weights (cache first) into the worker on `choice`'s device, updating `state` as it
+/// goes. A cached copy that the worker refuses is dropped and downloaded again once; a WebGPU
+/// device that does not start gives way to the CPU. Returns the device in use.
+pub async fn load(
+    worker: &Rc<WorkerClient>,
     state: RwSignal<WeightsState>,
-) -> Option<(Predictor, Vec<u8>)> {
+    mut choice: Choice,
+) -> Choice {
     let cache = open_cache().await;
     let mut use_cache = cache.is_some();
     loop {
@@ -53,18 +57,22 @@ pub async fn load_predictor(
             Ok(loaded) => loaded,
             Err(reason) => {
                 state.set(WeightsState::Failed(reason));
-                return None;
+                return choice;
             }
         };
         state.set(WeightsState::Checking);
-        // Let the "checking" text paint before the synchronous upload to the GPU.
-        super::js::next_task().await;
         let size = loaded.bytes.len() as f64;
-        match Predictor::from_safetensors(&loaded.bytes, device) {
-            Ok(predictor) => {
+        let bytes = Rc::new(loaded.bytes);
+        let mut result = worker.init(Rc::clone(&bytes), choice.kind).await;
+        if let (Err(InitError::Device(e)), DeviceKind::WebGpu) = (&result, choice.kind) {
+            choice = device::webgpu_failed(&choice, e);
+            result = worker.init(Rc::clone(&bytes), DeviceKind::Cpu).await;
+        }
+        match result {
+            Ok(()) => {
                 let mut note = None;
                 if let (Some(cache), false) = (&cache, loaded.from_cache) {
-                    if let Err(e) = store(cache, &loaded.bytes).await {
+                    if let Err(e) = store(cache, &bytes).await {
                         note = Some(format!("not kept for next time: {e}"));
                     }
                 } else if cache.is_none() {
@@ -75,9 +83,9 @@ pub async fn load_predictor(
                     from_cache: loaded.from_cache,
                     note,
                 });
-                return Some((predictor, loaded.bytes));
+                return choice;
             }
-            Err(e) if loaded.from_cache => {
+            Err(InitError::Weights(e)) if loaded.from_cache => {
                 leptos::logging::warn!("cached weights rejected, downloading again: {e}");
                 if let Some(cache) = &cache {
                     js::await_promise(cache.delete_with_str(&weights_url()))
@@ -88,7 +96,7 @@ pub async fn load_predictor(
             }
             Err(e) => {
                 state.set(WeightsState::Failed(e.to_string()));
-                return None;
+                return choice;
             }
         }
     }
@@ -214,14 +222,13 @@ async fn store(cache: &Cache, bytes: &[u8]) -> Result<(), String> {
 pub fn WeightsStatus(state: RwSignal<WeightsState>) -> impl IntoView {
     let ready = move || matches!(state.get(), WeightsState::Ready { .. });
     let phase = move || match state.get() {
-        WeightsState::Waiting | WeightsState::Blocked => "idle",
+        WeightsState::Waiting => "idle",
         WeightsState::Downloading { .. } | WeightsState::Checking => "busy",
         WeightsState::Ready { .. } => "ready",
         WeightsState::Failed(_) => "error",
     };
     let text = move || match state.get() {
-        WeightsState::Waiting => "Waiting for the GPU".to_string(),
-        WeightsState::Blocked => "Not loaded: the model needs WebGPU".to_string(),
+        WeightsState::Waiting => "Waiting for the device check".to_string(),
         WeightsState::Downloading {
             loaded,
             total,
@@ -241,7 +248,9 @@ pub fn WeightsStatus(state: RwSignal<WeightsState>) -> impl IntoView {
                 None => format!("{verb} {}", js::format_bytes(loaded)),
             }
         }
-        WeightsState::Checking => "Checking the weights against the model…".to_string(),
+        WeightsState::Checking => {
+            "Checking the weights and building the network on the device…".to_string()
+        }
         WeightsState::Ready {
             size,
             from_cache,

@@ -1,6 +1,7 @@
-//! The training worker: owns the device, the pretrained backbone and the trained model, and
-//! answers each [`ToWorker`] request with exactly one [`FromWorker`] (see `crate::protocol`).
-//! It runs this same wasm module: `start` sees no `window` and calls [`run_worker`].
+//! The worker: owns the device and every model on it (the ImageNet classifier, the trained
+//! model) and decodes photos, so the page never runs the GPU or a long decode. Each
+//! [`Request`] gets exactly one [`FromWorker::Answer`] (see `crate::protocol`). It runs this same
+//! wasm module: `start` sees no `window` and calls [`run_worker`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,14 +12,19 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use super::client::{pack, unpack};
 use super::js;
-use super::trainer::{pack, unpack};
-use crate::engine::data::{Dataset, Sample};
-use crate::engine::inference::Predictor;
-use crate::engine::model::{Backbone, LITE0};
-use crate::engine::training::{self, TrainConfig};
+use crate::device::DeviceKind;
+use crate::engine::data::{self, Dataset, Sample};
+use crate::engine::inference::{ClassScore, Predictor};
+use crate::engine::model::{Classifier, LITE0};
+use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
 use crate::engine::weights;
-use crate::protocol::{FromWorker, ImageMeta, RunError, RunOutcome, ToWorker};
+use crate::protocol::{
+    Answer, Decoded, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome, ToWorker,
+};
+
+type Buffers = Vec<js_sys::Uint8Array>;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -26,7 +32,7 @@ fn scope() -> DedicatedWorkerGlobalScope {
 
 /// Sends a message; one that cannot be encoded becomes a `Crashed` with the reason (the page
 /// then knows the answer is lost and starts a new worker).
-fn post(message: &FromWorker, buffers: Vec<js_sys::Uint8Array>) {
+fn post(message: &FromWorker, buffers: Buffers) {
     let (data, transfer) = match pack(message, buffers) {
         Ok(packed) => packed,
         Err(e) => match pack(&FromWorker::Crashed(e), Vec::new()) {
@@ -39,26 +45,49 @@ fn post(message: &FromWorker, buffers: Vec<js_sys::Uint8Array>) {
     }
 }
 
+/// Answers request `id`. An answer JSON cannot carry (a NaN) goes back as the same kind of
+/// answer failed with the reason, so the request is still answered once.
+fn answer(id: u64, body: Answer, buffers: Buffers) {
+    let message = FromWorker::Answer { id, body };
+    match pack(&message, Vec::new()) {
+        Ok(_) => post(&message, buffers),
+        Err(e) => {
+            let FromWorker::Answer { body, .. } = message else {
+                return;
+            };
+            post(
+                &FromWorker::Answer {
+                    id,
+                    body: body.failed(e),
+                },
+                Vec::new(),
+            );
+        }
+    }
+}
+
+/// What the worker holds: the models on its device, and the run going.
 #[derive(Default)]
-struct WorkerState {
-    model: RefCell<Option<(Backbone, Device)>>,
+struct Held {
+    /// The ImageNet classifier (its backbone is every run's start) and the device.
+    imagenet: RefCell<Option<Rc<Predictor>>>,
     /// Set when `Init` failed, so waiting requests give up.
-    init_failed: Cell<bool>,
+    init_failed: RefCell<Option<String>>,
     /// The model that `Predict` uses: the last trained or loaded one.
     trained: RefCell<Option<Rc<Predictor>>>,
     cancel: Cell<bool>,
     busy: Cell<bool>,
 }
 
-impl WorkerState {
-    /// The device, once `Init` has made it (requests may arrive while it is still starting).
-    async fn device(&self) -> Result<Device, String> {
+impl Held {
+    /// The ImageNet model, once `Init` has built it (requests may arrive while it starts).
+    async fn imagenet(&self) -> Result<Rc<Predictor>, String> {
         loop {
-            if let Some((_, device)) = self.model.borrow().as_ref() {
-                return Ok(device.clone());
+            if let Some(p) = self.imagenet.borrow().as_ref() {
+                return Ok(Rc::clone(p));
             }
-            if self.init_failed.get() {
-                return Err("the training worker has no GPU device".into());
+            if let Some(e) = self.init_failed.borrow().as_ref() {
+                return Err(e.clone());
             }
             js::sleep_ms(50.0).await;
         }
@@ -75,121 +104,148 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// The worker's entry point: listens for [`ToWorker`] messages.
+/// The worker's entry point: listens for [`Request`]s.
 pub fn run_worker() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         post(
-            &FromWorker::Crashed(format!("the training worker stopped: {info}")),
+            &FromWorker::Crashed(format!("the worker stopped: {info}")),
             Vec::new(),
         );
     }));
-    let state = Rc::new(WorkerState::default());
+    let state = Rc::new(Held::default());
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let (message, buffers) = match unpack::<ToWorker>(&ev.data()) {
+        let (Request { id, body }, buffers) = match unpack::<Request>(&ev.data()) {
             Ok(decoded) => decoded,
             Err(e) => return post(&FromWorker::Crashed(e), Vec::new()),
         };
         let state = Rc::clone(&state);
-        match message {
-            ToWorker::Cancel => state.cancel.set(true),
-            ToWorker::Init => wasm_bindgen_futures::spawn_local(async move {
-                let result = match init(&buffers).await {
-                    Ok(loaded) => {
-                        *state.model.borrow_mut() = Some(loaded);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        state.init_failed.set(true);
-                        Err(e)
-                    }
-                };
-                post(&FromWorker::Initialized(result), Vec::new());
-            }),
-            ToWorker::LoadModel { file } => wasm_bindgen_futures::spawn_local(async move {
-                let result = load_model(&state, &file, &buffers).await;
-                post(&FromWorker::ModelLoaded { file, result }, Vec::new());
-            }),
-            ToWorker::Predict { file, top_k } => wasm_bindgen_futures::spawn_local(async move {
-                let result = predict(&state, &file, &buffers, top_k).await;
-                post(&FromWorker::Prediction { file, result }, Vec::new());
-            }),
-            ToWorker::Train {
-                classes,
-                config,
-                train,
-                val,
-            } => {
-                if state.busy.replace(true) {
-                    return post(
-                        &FromWorker::RunEnded(Err(RunError::Failed(
-                            "a training run is already going".into(),
-                        ))),
-                        Vec::new(),
-                    );
-                }
-                state.cancel.set(false);
-                wasm_bindgen_futures::spawn_local(async move {
-                    let _busy = Busy(&state.busy);
-                    let (result, model) =
-                        match run(&state, classes, &config, &train, &val, &buffers).await {
-                            Ok((outcome, model)) => (Ok(outcome), Some(model)),
-                            Err(e) => (Err(e), None),
-                        };
-                    post(&FromWorker::RunEnded(result), model.into_iter().collect());
-                });
-            }
-        }
+        wasm_bindgen_futures::spawn_local(async move {
+            let (body, buffers) = handle(&state, body, buffers).await;
+            answer(id, body, buffers);
+        });
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     post(&FromWorker::Started, Vec::new());
 }
 
-async fn init(buffers: &[js_sys::Uint8Array]) -> Result<(Backbone, Device), String> {
-    let bytes = buffers.first().ok_or("no weights were sent")?.to_vec();
-    let device = Device::wgpu_options()
-        .init_async()
+async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, Buffers) {
+    let first = || buffers.first().map(js_sys::Uint8Array::to_vec);
+    match request {
+        ToWorker::Init { device } => {
+            let result = init(first(), device).await;
+            match result {
+                Ok(predictor) => {
+                    *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
+                    *state.init_failed.borrow_mut() = None;
+                    (Answer::Initialized(Ok(())), Vec::new())
+                }
+                Err(e) => {
+                    *state.init_failed.borrow_mut() = Some(e.to_string());
+                    (Answer::Initialized(Err(e)), Vec::new())
+                }
+            }
+        }
+        ToWorker::Decode { file } => match decode(&file, first()) {
+            Ok(image) => {
+                let size = Decoded {
+                    width: image.width(),
+                    height: image.height(),
+                };
+                let pixels = js_sys::Uint8Array::from(image.as_raw().as_slice());
+                (Answer::Decoded(Ok(size)), vec![pixels])
+            }
+            Err(e) => (Answer::Decoded(Err(e)), Vec::new()),
+        },
+        ToWorker::Classify { file, top_k } => {
+            let result = match state.imagenet().await {
+                Ok(predictor) => classify(&predictor, &file, first(), top_k).await,
+                Err(e) => Err(e),
+            };
+            (Answer::Classified(result), Vec::new())
+        }
+        ToWorker::Predict { file, top_k } => {
+            let trained = state.trained.borrow().clone();
+            let result = match trained {
+                Some(predictor) => classify(&predictor, &file, first(), top_k).await,
+                None => Err("there is no trained model yet".into()),
+            };
+            (Answer::Classified(result), Vec::new())
+        }
+        ToWorker::LoadModel { file } => {
+            let result = load_model(state, &file, first()).await;
+            (Answer::ModelLoaded(result), Vec::new())
+        }
+        ToWorker::Cancel => {
+            state.cancel.set(true);
+            (Answer::Done, Vec::new())
+        }
+        ToWorker::Train {
+            classes,
+            config,
+            train,
+            val,
+        } => {
+            if state.busy.replace(true) {
+                let e = RunError::Failed("a training run is already going".into());
+                return (Answer::RunEnded(Err(e)), Vec::new());
+            }
+            let _busy = Busy(&state.busy);
+            state.cancel.set(false);
+            match run(state, classes, &config, &train, &val, &buffers).await {
+                Ok((outcome, model)) => (Answer::RunEnded(Ok(outcome)), vec![model]),
+                Err(e) => (Answer::RunEnded(Err(e)), Vec::new()),
+            }
+        }
+    }
+}
+
+async fn init(bytes: Option<Vec<u8>>, kind: DeviceKind) -> Result<Predictor, InitError> {
+    let bytes = bytes.ok_or_else(|| InitError::Weights("no weights were sent".into()))?;
+    let device = match kind {
+        DeviceKind::WebGpu => Device::wgpu_options()
+            .init_async()
+            .await
+            .map_err(|e| InitError::Device(format!("WebGPU did not start: {e}")))?,
+        DeviceKind::Cpu => Device::flex(),
+    };
+    Predictor::from_safetensors(&bytes, &device).map_err(|e| InitError::Weights(e.to_string()))
+}
+
+/// A photo file at the working size (decoded here, off the page).
+fn decode(file: &str, bytes: Option<Vec<u8>>) -> Result<RgbImage, String> {
+    let bytes = bytes.ok_or("no photo was sent")?;
+    data::load_sample(file, &bytes, 0, &LITE0)
+        .map(|s| s.image)
+        .map_err(|e| e.to_string())
+}
+
+async fn classify(
+    predictor: &Predictor,
+    file: &str,
+    bytes: Option<Vec<u8>>,
+    top_k: usize,
+) -> Result<Vec<ClassScore>, String> {
+    let bytes = bytes.ok_or("no photo was sent")?;
+    predictor
+        .predict_image(file, &bytes, top_k)
         .await
-        .map_err(|e| format!("the training worker could not start WebGPU: {e}"))?;
-    let predictor = Predictor::from_safetensors(&bytes, &device).map_err(|e| e.to_string())?;
-    Ok((predictor.model.backbone, device))
+        .map(|p| p.top)
+        .map_err(|e| e.to_string())
 }
 
 async fn load_model(
-    state: &WorkerState,
+    state: &Held,
     file: &str,
-    buffers: &[js_sys::Uint8Array],
+    bytes: Option<Vec<u8>>,
 ) -> Result<Vec<String>, String> {
-    let bytes = buffers.first().ok_or("no model was sent")?.to_vec();
-    let device = state.device().await?;
+    let bytes = bytes.ok_or("no model was sent")?;
+    let device = state.imagenet().await?.device.clone();
     let predictor = Predictor::from_model_file(file, &bytes, &device).map_err(|e| e.to_string())?;
     let labels = predictor.labels.clone();
     *state.trained.borrow_mut() = Some(Rc::new(predictor));
     Ok(labels)
-}
-
-async fn predict(
-    state: &WorkerState,
-    file: &str,
-    buffers: &[js_sys::Uint8Array],
-    top_k: usize,
-) -> Result<Vec<(String, f32)>, String> {
-    let bytes = buffers.first().ok_or("no photo was sent")?.to_vec();
-    let predictor = state
-        .trained
-        .borrow()
-        .clone()
-        .ok_or("there is no trained model yet")?;
-    let prediction = predictor
-        .predict_image(file, &bytes, top_k)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(prediction
-        .top
-        .into_iter()
-        .map(|c| (c.label, c.prob))
-        .collect())
 }
 
 fn samples(metas: &[ImageMeta], buffers: &[js_sys::Uint8Array]) -> Result<Vec<Sample>, String> {
@@ -208,8 +264,39 @@ fn samples(metas: &[ImageMeta], buffers: &[js_sys::Uint8Array]) -> Result<Vec<Sa
         .collect()
 }
 
+/// The report of a run's best epoch so far, for its `BestSoFar` snapshot.
+fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) -> TrainReport {
+    let at_best = epochs.iter().find(|e| e.epoch == best);
+    TrainReport {
+        strategy: config.strategy.name().to_string(),
+        epochs: epochs.to_vec(),
+        best_epoch: best,
+        val_acc: at_best.map_or(0.0, |e| e.val_acc),
+        per_class_acc: at_best.map(|e| e.per_class_acc.clone()).unwrap_or_default(),
+        confusion: at_best.map(|e| e.confusion.clone()).unwrap_or_default(),
+        val_predicted: at_best.map(|e| e.val_predicted.clone()).unwrap_or_default(),
+        seconds_total: epochs.iter().map(|e| e.seconds).sum(),
+        stopped: Some(format!("the run had finished {} epochs", epochs.len())),
+    }
+}
+
+/// Exports a new best model and sends it to the page, in the background while training goes
+/// on (reading the weights back from the GPU takes a while).
+fn send_best(classes: Vec<String>, config: TrainConfig, report: TrainReport, model: Classifier) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let meta = training::export_metadata(&classes, &config, &report);
+        match weights::export_safetensors(&model, meta).await {
+            Ok(bytes) => post(
+                &FromWorker::BestSoFar { report },
+                vec![js_sys::Uint8Array::from(bytes.as_slice())],
+            ),
+            Err(e) => leptos::logging::warn!("the best model so far was not kept: {e}"),
+        }
+    });
+}
+
 async fn run(
-    state: &WorkerState,
+    state: &Held,
     classes: Vec<String>,
     config: &TrainConfig,
     train: &[ImageMeta],
@@ -217,9 +304,8 @@ async fn run(
     buffers: &[js_sys::Uint8Array],
 ) -> Result<(RunOutcome, js_sys::Uint8Array), RunError> {
     let failed = |e: String| RunError::Failed(e);
-    let Some((backbone, device)) = state.model.borrow().clone() else {
-        return Err(failed("the training worker has no weights yet".into()));
-    };
+    let imagenet = state.imagenet().await.map_err(failed)?;
+    let (backbone, device) = (imagenet.model.backbone.clone(), imagenet.device.clone());
     if buffers.len() != train.len() + val.len() {
         return Err(failed("image buffers do not match the image list".into()));
     }
@@ -229,10 +315,30 @@ async fn run(
         val: samples(val, &buffers[train.len()..]).map_err(failed)?,
         skipped: Vec::new(),
     };
-    let result = training::train(&backbone, &dataset, &LITE0, config, &device, |p| {
-        post(&FromWorker::Progress(p.clone()), Vec::new());
-        !state.cancel.get()
-    })
+    let epochs = RefCell::new(Vec::<EpochReport>::new());
+    let result = training::train_with(
+        &backbone,
+        &dataset,
+        &LITE0,
+        config,
+        &device,
+        |p| {
+            if let Progress::Epoch(r) = p {
+                epochs.borrow_mut().push(r.clone());
+            }
+            post(&FromWorker::Progress(p.clone()), Vec::new());
+            !state.cancel.get()
+        },
+        |epoch, model| {
+            let report = snapshot_report(config, &epochs.borrow(), epoch);
+            send_best(
+                dataset.classes.clone(),
+                config.clone(),
+                report,
+                model.clone(),
+            );
+        },
+    )
     .await;
     let (model, report) = match result {
         Ok(done) => done,

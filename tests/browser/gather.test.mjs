@@ -1,6 +1,7 @@
 // Gathering classes in the built app (dist/): a class-per-folder tree with `train/` and `val/`
 // through the folder picker (classes from folder names, val images marked, a bad file listed
-// and the rest added), removing one photo, and deleting a class then undoing it.
+// and the rest added), removing one photo, deleting a class then undoing it, and a 12 MP photo
+// that is decoded (by the worker) without a main-thread task over 50 ms.
 //
 // Run: `node --test tests/browser/` after `make dist`.
 
@@ -75,6 +76,45 @@ describe('gathering classes in headless Chromium', { timeout: 15 * 60_000 }, () 
       await page.getByRole('button', { name: 'Undo' }).click();
       await waitCount('bees', 4);
       assert.equal(await count('ants'), 3);
+    });
+
+    await app.step('a 12 MP photo is added without blocking the page', async () => {
+      // A 4000 x 3000 JPEG drawn in the page (gradients and shapes, like a photo's detail).
+      const base64 = await page.evaluate(async () => {
+        const canvas = new OffscreenCanvas(4000, 3000);
+        const ctx = canvas.getContext('2d');
+        const g = ctx.createLinearGradient(0, 0, 4000, 3000);
+        g.addColorStop(0, '#2a6'); g.addColorStop(0.5, '#fc3'); g.addColorStop(1, '#36c');
+        ctx.fillStyle = g;
+        ctx.fillRect(0, 0, 4000, 3000);
+        for (let i = 0; i < 400; i++) {
+          ctx.fillStyle = `hsl(${(i * 37) % 360} 70% 50%)`;
+          ctx.beginPath();
+          ctx.arc((i * 997) % 4000, (i * 613) % 3000, 20 + (i % 90), 0, 2 * Math.PI);
+          ctx.fill();
+        }
+        const blob = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.92 });
+        const bytes = new Uint8Array(await blob.arrayBuffer());
+        let text = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        return btoa(text);
+      });
+      const big = path.join(tmpDir, 'big-12mp.jpg');
+      await fsp.writeFile(big, Buffer.from(base64, 'base64'));
+      console.log(`12 MP photo: ${(fs.statSync(big).size / 1e6).toFixed(1)} MB`);
+      await page.evaluate(() => {
+        window.longTasks = [];
+        new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) window.longTasks.push(`${e.startTime.toFixed(0)}: ${e.duration.toFixed(0)} ms`);
+        }).observe({ type: 'longtask' });
+      });
+      const before = await count('ants');
+      await page.setInputFiles(`${card('ants')} [data-testid="class-file-input"]`, big);
+      await waitCount('ants', before + 1);
+      // Let the thumbnail and the autosave that follow run too.
+      await page.waitForTimeout(2000);
+      const longTasks = await page.evaluate(() => window.longTasks);
+      assert.deepEqual(longTasks, [], 'main-thread tasks over 50 ms while adding a 12 MP photo');
     });
 
     assert.deepEqual(requests.filter((url) => !isLocal(url)), []);

@@ -87,11 +87,13 @@ export function isLocal(url) {
  * 127.0.0.1. Records every request and what the page logs; `step` prints the log when a step
  * fails, and `waitFor` gives up at once if the page throws (e.g. a wasm panic).
  */
-export async function openApp(tmpPrefix, { acceptDownloads = false } = {}) {
+export async function openApp(tmpPrefix, { acceptDownloads = false, device = 'webgpu' } = {}) {
   if (!fs.existsSync(path.join(distDir, 'index.html'))) throw new Error('dist/ is missing: run `make dist` first');
   const app = { requests: [], consoleLines: [], crashed: null };
   app.server = await serveDist();
-  app.baseUrl = `http://127.0.0.1:${app.server.address().port}/`;
+  // SwiftShader is a software adapter, where the app would choose its CPU backend: these tests
+  // ask for the WebGPU path by address (`device: null` leaves the choice to the app).
+  app.baseUrl = `http://127.0.0.1:${app.server.address().port}/${device ? `?device=${device}` : ''}`;
   app.tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), tmpPrefix));
   app.context = await chromium.launchPersistentContext(path.join(app.tmpDir, 'profile'), {
     executablePath: CHROMIUM_PATH,

@@ -115,6 +115,8 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
       const top1 = await classifyCoffee();
       assert.equal((await top1.textContent()).trim(), coffeeTop1.name);
       assert.ok(Math.abs(Number(await top1.getAttribute('data-prob')) - coffeeTop1.prob) <= PROB_TOLERANCE);
+      // A figure for the device choice: one photo on SwiftShader once its shaders are built.
+      console.log(`SwiftShader: ${await top1.evaluate((e) => e.closest('.result').querySelector('.result-body p.small').textContent)}`);
       assert.deepEqual(requests.filter((url) => !isLocal(url)), []);
       assert.equal(app.crashed, null);
     });
@@ -158,39 +160,96 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
   });
 });
 
-describe('the app without WebGPU', { timeout: 2 * 60_000 }, () => {
+describe('the device choice: the CPU backend where there is no usable GPU', { timeout: 20 * 60_000 }, () => {
   let server, browser;
   after(async () => {
     await browser?.close();
     server?.close();
   });
 
-  it('says so, names browsers that have WebGPU, and downloads no weights', async () => {
-    server = await serveDist();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
-    const page = await browser.newPage();
-    // As in a browser without WebGPU: `navigator.gpu` is undefined.
-    await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+  /** A fresh page of the app in `browser`, with `init` run before the page's scripts. */
+  async function open(query, init) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    if (init) await page.addInitScript(init);
     const requests = [];
     page.on('request', (req) => requests.push(req.url()));
-    await page.goto(`http://127.0.0.1:${server.address().port}/`);
-    const status = page.locator('[data-testid="backend-status"]');
-    await status.filter({ hasText: /Chrome/ }).waitFor({ timeout: 60_000 });
+    await page.goto(`http://127.0.0.1:${server.address().port}/${query}`);
+    const status = page.locator('[data-testid="backend-status"][data-ready="true"]');
+    await status.waitFor({ timeout: 60_000 });
+    return { context, page, requests, status };
+  }
+
+  it('without WebGPU: runs on the CPU, says why, and classifies like PyTorch', async () => {
+    server = await serveDist();
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+    // As in a browser without WebGPU (Safari before 26, Firefox on Linux): no `navigator.gpu`.
+    const { context, page, requests, status } = await open('', () =>
+      Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
     const text = await status.textContent();
     console.log(`without WebGPU: ${text}`);
+    assert.equal(await status.getAttribute('data-device'), 'cpu');
     assert.match(text, /no WebGPU/);
     assert.match(text, /Safari 26/);
     assert.match(text, /Firefox 141/);
-    assert.equal(await status.getAttribute('data-ready'), 'false');
-    assert.ok(await page.locator('[data-testid="predict-input"]').isDisabled());
-    assert.deepEqual(requests.filter((url) => url.includes('/weights/')), []);
+    await page.locator('[data-testid="weights-status"][data-ready="true"]').waitFor({ timeout: READY_TIMEOUT });
+    const started = Date.now();
+    await page.setInputFiles('[data-testid="predict-input"]', coffeePath);
+    const top1 = page.locator(`[data-testid="prediction-top1"][data-file="${path.basename(coffeePath)}"]`);
+    await top1.waitFor({ timeout: PREDICT_TIMEOUT });
+    const label = (await top1.textContent()).trim();
+    const prob = Number(await top1.getAttribute('data-prob'));
+    console.log(`CPU backend: ${label} p=${prob.toFixed(4)} in ${((Date.now() - started) / 1000).toFixed(1)} s (first photo, weights in memory)`);
+    assert.equal(label, coffeeTop1.name);
+    assert.ok(Math.abs(prob - coffeeTop1.prob) <= PROB_TOLERANCE, `${prob} vs ${coffeeTop1.prob}`);
+    // A second photo: the time of one classification once everything is warm.
+    const again = Date.now();
+    await page.locator('[data-testid="predict-input"]').setInputFiles(coffeePath);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="prediction-top1"]').length === 2, null, { timeout: PREDICT_TIMEOUT });
+    console.log(`CPU backend, warm: ${((Date.now() - again) / 1000).toFixed(2)} s per photo`);
+    assert.deepEqual(requests.filter((url) => !isLocal(url)), []);
     if (process.env.SHOTS_DIR) {
       await page.setViewportSize({ width: 360, height: 640 });
-      await page.screenshot({ path: path.join(process.env.SHOTS_DIR, 'no-webgpu-360.png'), fullPage: true });
+      await page.screenshot({ path: path.join(process.env.SHOTS_DIR, 'cpu-360.png'), fullPage: true });
+    }
+    await context.close();
+  });
+
+  it('a software WebGPU adapter (SwiftShader) gives way to the CPU, and the address can ask for either', async () => {
+    const auto = await open('');
+    const text = await auto.status.textContent();
+    console.log(`SwiftShader, no choice in the address: ${text}`);
+    assert.equal(await auto.status.getAttribute('data-device'), 'cpu');
+    assert.match(text, /software renderer/);
+    assert.match(text, /swiftshader/i);
+    // The other device is one click away.
+    assert.match(await auto.page.locator('[data-testid="device-switch"]').getAttribute('href'), /device=webgpu/);
+    await auto.context.close();
+
+    const forced = await open('?device=webgpu');
+    assert.equal(await forced.status.getAttribute('data-device'), 'webgpu');
+    assert.match(await forced.status.textContent(), /as this page's address asks/);
+    await forced.context.close();
+  });
+
+  it('WebGPU without an adapter (Chromium without its WebGPU flags) runs on the CPU', async () => {
+    const plain = await chromium.launch({
+      executablePath: CHROMIUM_PATH,
+      headless: true,
+      args: CHROMIUM_ARGS.filter((a) => !/webgpu|vulkan/i.test(a)),
+    });
+    try {
+      const context = await plain.newContext();
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${server.address().port}/`);
+      const status = page.locator('[data-testid="backend-status"][data-ready="true"]');
+      await status.waitFor({ timeout: 60_000 });
+      const text = await status.textContent();
+      console.log(`Chromium without WebGPU flags: ${text}`);
+      assert.equal(await status.getAttribute('data-device'), 'cpu');
+      assert.match(text, /no GPU adapter|no WebGPU/);
+    } finally {
+      await plain.close();
     }
   });
 });

@@ -1,0 +1,254 @@
+//! Which device the worker runs the network on, and why: a hardware WebGPU adapter, else burn's
+//! CPU backend in the wasm itself. Decided from what the page finds (`navigator.gpu`, the
+//! adapter) and the URL's `?device=`; target-independent, so every case is tested natively.
+
+use serde::{Deserialize, Serialize};
+
+/// Browsers that ship WebGPU, named wherever it is missing.
+pub const WEBGPU_BROWSERS: &str =
+    "Chrome or Edge 113 or newer, Safari 26 or newer, or Firefox 141 or newer on Windows";
+
+/// Where the network runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    WebGpu,
+    Cpu,
+}
+
+impl DeviceKind {
+    /// The `?device=` spelling (and `data-device`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::WebGpu => "webgpu",
+            DeviceKind::Cpu => "cpu",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "webgpu" | "gpu" => Some(DeviceKind::WebGpu),
+            "cpu" => Some(DeviceKind::Cpu),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            DeviceKind::WebGpu => DeviceKind::Cpu,
+            DeviceKind::Cpu => DeviceKind::WebGpu,
+        }
+    }
+}
+
+/// What the page found out about WebGPU.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Probe {
+    /// `navigator.gpu` exists.
+    pub api: bool,
+    /// Served over https or from localhost (WebGPU exists only there).
+    pub secure: bool,
+    /// The adapter `requestAdapter()` gave, if any.
+    pub adapter: Option<Adapter>,
+    /// Why `requestAdapter()` failed, if it threw.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adapter {
+    /// "google swiftshader" style, from `GPUAdapter.info`.
+    pub name: String,
+    /// `info.isFallbackAdapter`.
+    pub fallback: bool,
+}
+
+impl Adapter {
+    /// A CPU implementation of WebGPU: flagged as a fallback, or one of the known software
+    /// renderers by name.
+    pub fn is_software(&self) -> bool {
+        let name = self.name.to_ascii_lowercase();
+        self.fallback
+            || ["swiftshader", "llvmpipe", "lavapipe"]
+                .iter()
+                .any(|s| name.contains(s))
+    }
+}
+
+/// The device chosen, and the sentence that says why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub kind: DeviceKind,
+    /// The adapter's name, when WebGPU is used or available.
+    pub adapter: Option<String>,
+    pub reason: String,
+    /// The other device can be chosen too (WebGPU needs an adapter).
+    pub can_switch: bool,
+}
+
+/// Chooses the device: `forced` (`?device=`) wins where it can be honoured; else a hardware
+/// adapter means WebGPU, and anything else (no API, no adapter, a software adapter, which runs
+/// the network slower than the CPU backend does) means the CPU.
+pub fn choose(probe: &Probe, forced: Option<DeviceKind>) -> Choice {
+    let adapter = probe.adapter.clone();
+    let can_switch = adapter.is_some();
+    let cpu = |reason: String| Choice {
+        kind: DeviceKind::Cpu,
+        adapter: adapter.as_ref().map(|a| a.name.clone()),
+        reason,
+        can_switch,
+    };
+    let why_not = match &adapter {
+        None if !probe.api && !probe.secure => format!(
+            "WebGPU only works on secure pages (https or localhost); the network runs on the CPU, \
+             which is slower. Served over https, {WEBGPU_BROWSERS} would use the GPU."
+        ),
+        None if !probe.api => format!(
+            "This browser has no WebGPU, so the network runs on the CPU (slower). \
+             {WEBGPU_BROWSERS} would use the GPU."
+        ),
+        None => format!(
+            "This browser has WebGPU but offers no GPU adapter{}: the GPU may be blocked or \
+             disabled in its settings (Chrome on Linux needs chrome://flags/#enable-unsafe-webgpu). \
+             The network runs on the CPU (slower).",
+            probe
+                .error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ),
+        Some(a) if a.is_software() => format!(
+            "The WebGPU adapter ({}) is a software renderer on the CPU, slower here than the \
+             app's own CPU backend, so the network runs on the CPU.",
+            a.name
+        ),
+        Some(_) => String::new(),
+    };
+    match (forced, &adapter) {
+        (Some(DeviceKind::Cpu), _) => {
+            cpu("The CPU, as this page's address asks (?device=cpu).".into())
+        }
+        (Some(DeviceKind::WebGpu), Some(a)) => Choice {
+            kind: DeviceKind::WebGpu,
+            adapter: Some(a.name.clone()),
+            reason: format!(
+                "WebGPU on {}, as this page's address asks (?device=webgpu).",
+                a.name
+            ),
+            can_switch,
+        },
+        (Some(DeviceKind::WebGpu), None) => {
+            cpu(format!("?device=webgpu asks for WebGPU, but: {why_not}"))
+        }
+        (None, Some(a)) if !a.is_software() => Choice {
+            kind: DeviceKind::WebGpu,
+            adapter: Some(a.name.clone()),
+            reason: format!("WebGPU on {}.", a.name),
+            can_switch,
+        },
+        (None, _) => cpu(why_not),
+    }
+}
+
+/// The reason when WebGPU was chosen but its device would not start.
+pub fn webgpu_failed(choice: &Choice, error: &str) -> Choice {
+    Choice {
+        kind: DeviceKind::Cpu,
+        adapter: choice.adapter.clone(),
+        reason: format!(
+            "WebGPU on {} did not start ({error}); the network runs on the CPU (slower).",
+            choice.adapter.as_deref().unwrap_or("this adapter")
+        ),
+        can_switch: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &str, fallback: bool) -> Probe {
+        Probe {
+            api: true,
+            secure: true,
+            adapter: Some(Adapter {
+                name: name.into(),
+                fallback,
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_hardware_adapter_means_webgpu() {
+        let c = choose(&with("nvidia ampere", false), None);
+        assert_eq!(c.kind, DeviceKind::WebGpu);
+        assert!(c.reason.contains("nvidia ampere"));
+        assert!(c.can_switch);
+    }
+
+    #[test]
+    fn no_api_no_adapter_or_a_software_adapter_mean_the_cpu() {
+        let none = Probe {
+            api: false,
+            secure: true,
+            ..Probe::default()
+        };
+        let c = choose(&none, None);
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(
+            c.reason.contains("no WebGPU") && c.reason.contains("Chrome"),
+            "{}",
+            c.reason
+        );
+        assert!(!c.can_switch);
+
+        let insecure = Probe::default();
+        assert!(choose(&insecure, None).reason.contains("secure pages"));
+
+        let no_adapter = Probe {
+            api: true,
+            secure: true,
+            ..Probe::default()
+        };
+        let c = choose(&no_adapter, None);
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(c.reason.contains("no GPU adapter"), "{}", c.reason);
+
+        for (name, fallback) in [
+            ("google swiftshader", true),
+            ("mesa llvmpipe", false),
+            ("lavapipe", false),
+        ] {
+            let c = choose(&with(name, fallback), None);
+            assert_eq!(c.kind, DeviceKind::Cpu, "{name}");
+            assert!(c.reason.contains("software renderer"), "{}", c.reason);
+            assert!(c.can_switch);
+        }
+    }
+
+    #[test]
+    fn the_address_forces_a_device_where_it_can() {
+        let soft = with("google swiftshader", true);
+        assert_eq!(
+            choose(&soft, Some(DeviceKind::WebGpu)).kind,
+            DeviceKind::WebGpu
+        );
+        let hard = with("nvidia ampere", false);
+        let c = choose(&hard, Some(DeviceKind::Cpu));
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(c.reason.contains("?device=cpu"));
+        // WebGPU cannot be forced where there is none.
+        let c = choose(&Probe::default(), Some(DeviceKind::WebGpu));
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(c.reason.contains("?device=webgpu asks for WebGPU"));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in [DeviceKind::WebGpu, DeviceKind::Cpu] {
+            assert_eq!(DeviceKind::from_name(k.name()), Some(k));
+            assert_eq!(k.other().other(), k);
+        }
+        assert_eq!(DeviceKind::from_name("tpu"), None);
+    }
+}

@@ -1,0 +1,521 @@
+//! The page's client of the worker ([`super::worker`]): starts it on this page's own wasm
+//! module, queues requests until it listens, and turns each request into a future of its one
+//! answer. Events (run progress, the best model so far, a crash) go to subscribers. When the
+//! worker dies, every open request fails with the reason and a new worker starts with the same
+//! weights (at most [`MAX_RESTARTS`] times). Messages are `crate::protocol`'s, as JSON text with
+//! the bulk bytes moved, not copied, as transferable buffers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use futures_channel::oneshot;
+use image::RgbImage;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use super::js;
+use crate::device::DeviceKind;
+use crate::engine::inference::ClassScore;
+use crate::engine::training::{Progress, TrainConfig, TrainReport};
+use crate::protocol::{
+    self, Answer, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome, ToWorker,
+};
+
+/// Worker deaths after which no new one starts (a device that fails at once).
+pub const MAX_RESTARTS: u32 = 3;
+
+type Buffers = Vec<js_sys::Uint8Array>;
+type Reply = Result<(Answer, Buffers), String>;
+type Listener = Rc<dyn Fn(&Event)>;
+
+/// A message as the JS object `{json, buffers}` and the list of buffers to transfer.
+pub(super) fn pack<T: serde::Serialize + for<'de> serde::Deserialize<'de>>(
+    message: &T,
+    buffers: Buffers,
+) -> Result<(JsValue, js_sys::Array), String> {
+    let text = protocol::encode(message)?;
+    let object = js_sys::Object::new();
+    js_sys::Reflect::set(&object, &"json".into(), &text.into()).ok();
+    let list = js_sys::Array::new();
+    let transfer = js_sys::Array::new();
+    for b in buffers {
+        transfer.push(&b.buffer());
+        list.push(&b);
+    }
+    js_sys::Reflect::set(&object, &"buffers".into(), &list).ok();
+    Ok((object.into(), transfer))
+}
+
+/// The message and its buffers from a `{json, buffers}` object.
+pub(super) fn unpack<T: for<'de> serde::Deserialize<'de>>(
+    data: &JsValue,
+) -> Result<(T, Buffers), String> {
+    let text = js::get_string(data, "json").ok_or("a message without a body")?;
+    let message = protocol::decode(&text)?;
+    let buffers = js::get(data, "buffers")
+        .map(|list| {
+            js_sys::Array::from(&list)
+                .iter()
+                .map(|b| b.unchecked_into::<js_sys::Uint8Array>())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((message, buffers))
+}
+
+/// The worker's state, for the page's status lines.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerStatus {
+    /// Running, waiting for the weights.
+    Waiting,
+    /// Building the network on its device.
+    Starting,
+    Ready,
+    Failed(String),
+}
+
+impl WorkerStatus {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerStatus::Waiting => "waiting",
+            WorkerStatus::Starting => "starting",
+            WorkerStatus::Ready => "ready",
+            WorkerStatus::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What the worker says unasked.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Progress(Progress),
+    /// The run's best model so far: exported bytes and what they are.
+    BestSoFar {
+        report: TrainReport,
+        model: Rc<Vec<u8>>,
+    },
+    /// The worker died (open requests fail with the reason); a new one is starting unless
+    /// `status` says it failed.
+    Crashed,
+}
+
+/// One started worker: its handlers, and the requests waiting for it to listen.
+struct Live {
+    worker: Worker,
+    /// Requests sent before the worker listens; `None` once it does.
+    queue: RefCell<Option<Vec<(Request, Buffers)>>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::ErrorEvent)>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.worker.set_onmessage(None);
+        self.worker.set_onerror(None);
+        self.worker.terminate();
+    }
+}
+
+/// The worker's client in the page's context (it is not `Send`, so it lives in a local store).
+#[derive(Clone, Copy)]
+pub struct WorkerContext(StoredValue<Rc<WorkerClient>, LocalStorage>);
+
+impl WorkerContext {
+    pub fn provide(client: Rc<WorkerClient>) {
+        provide_context(Self(StoredValue::new_local(client)));
+    }
+
+    /// The handle (`Copy`, `Send`), for callbacks that need the client later.
+    pub fn handle() -> Self {
+        expect_context::<Self>()
+    }
+
+    pub fn client(&self) -> Rc<WorkerClient> {
+        self.0.get_value()
+    }
+}
+
+/// The page's worker client (from [`WorkerContext::provide`]).
+pub fn use_worker() -> Rc<WorkerClient> {
+    expect_context::<WorkerContext>().0.get_value()
+}
+
+/// The page's handle on the worker, shared through context.
+pub struct WorkerClient {
+    live: RefCell<Option<Live>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_id: Cell<u64>,
+    weights: RefCell<Option<(Rc<Vec<u8>>, DeviceKind)>>,
+    restarts: Cell<u32>,
+    listeners: RefCell<Vec<Listener>>,
+    pub status: RwSignal<WorkerStatus>,
+    /// The device the network is on, once `init` succeeded.
+    pub device: RwSignal<Option<DeviceKind>>,
+}
+
+impl WorkerClient {
+    /// Starts the worker (it decodes photos at once; models wait for [`Self::init`]).
+    pub fn start() -> Rc<Self> {
+        let client = Rc::new(Self {
+            live: RefCell::new(None),
+            pending: RefCell::default(),
+            next_id: Cell::new(1),
+            weights: RefCell::new(None),
+            restarts: Cell::new(0),
+            listeners: RefCell::default(),
+            status: RwSignal::new(WorkerStatus::Waiting),
+            device: RwSignal::new(None),
+        });
+        client.spawn();
+        client
+    }
+
+    /// Calls `f` with every event from now on.
+    pub fn subscribe(&self, f: impl Fn(&Event) + 'static) {
+        self.listeners.borrow_mut().push(Rc::new(f));
+    }
+
+    /// Hands the worker the pretrained weights, to run on `device`; `Err` says why not.
+    pub async fn init(
+        self: &Rc<Self>,
+        weights: Rc<Vec<u8>>,
+        device: DeviceKind,
+    ) -> Result<(), InitError> {
+        *self.weights.borrow_mut() = Some((Rc::clone(&weights), device));
+        self.status.set(WorkerStatus::Starting);
+        let request = ToWorker::Init { device };
+        let result = match self.request(request, vec![bytes(&weights)]).await {
+            Ok((Answer::Initialized(result), _)) => result,
+            Ok(_) => Err(InitError::Weights(unexpected())),
+            Err(e) => Err(InitError::Device(e)),
+        };
+        self.status.set(match &result {
+            Ok(()) => WorkerStatus::Ready,
+            Err(e) => WorkerStatus::Failed(e.to_string()),
+        });
+        self.device.set(result.is_ok().then_some(device));
+        result
+    }
+
+    /// A photo file decoded to the working size, off the page.
+    pub async fn decode(self: &Rc<Self>, file: &str, data: &[u8]) -> Result<RgbImage, String> {
+        let request = ToWorker::Decode { file: file.into() };
+        match self.request(request, vec![bytes(data)]).await? {
+            (Answer::Decoded(Ok(size)), buffers) => buffers
+                .first()
+                .and_then(|b| RgbImage::from_raw(size.width, size.height, b.to_vec()))
+                .ok_or_else(|| format!("{file}: the decoded pixels did not arrive")),
+            (Answer::Decoded(Err(e)), _) => Err(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The ImageNet model's top classes for a photo file.
+    pub async fn classify(
+        self: &Rc<Self>,
+        file: &str,
+        data: &[u8],
+        top_k: usize,
+    ) -> Result<Vec<ClassScore>, String> {
+        let request = ToWorker::Classify {
+            file: file.into(),
+            top_k,
+        };
+        self.scores(request, data).await
+    }
+
+    /// The trained model's top classes for a photo file.
+    pub async fn predict(
+        self: &Rc<Self>,
+        file: &str,
+        data: &[u8],
+        top_k: usize,
+    ) -> Result<Vec<ClassScore>, String> {
+        let request = ToWorker::Predict {
+            file: file.into(),
+            top_k,
+        };
+        self.scores(request, data).await
+    }
+
+    async fn scores(
+        self: &Rc<Self>,
+        request: ToWorker,
+        data: &[u8],
+    ) -> Result<Vec<ClassScore>, String> {
+        match self.request(request, vec![bytes(data)]).await? {
+            (Answer::Classified(result), _) => result,
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Makes an exported model the one `predict` uses; its class names come back.
+    pub async fn load_model(
+        self: &Rc<Self>,
+        file: &str,
+        data: &[u8],
+    ) -> Result<Vec<String>, String> {
+        let request = ToWorker::LoadModel { file: file.into() };
+        match self.request(request, vec![bytes(data)]).await? {
+            (Answer::ModelLoaded(result), _) => result,
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Runs a training; images are `(meta, rgb pixels)` (see [`pixels`]). `Ok` carries the
+    /// exported model.
+    pub async fn train(
+        self: &Rc<Self>,
+        classes: Vec<String>,
+        config: TrainConfig,
+        train: Vec<(ImageMeta, js_sys::Uint8Array)>,
+        val: Vec<(ImageMeta, js_sys::Uint8Array)>,
+    ) -> Result<(RunOutcome, Vec<u8>), RunError> {
+        let (train, mut buffers): (Vec<_>, Vec<_>) = train.into_iter().unzip();
+        let (val, val_buffers): (Vec<_>, Vec<_>) = val.into_iter().unzip();
+        buffers.extend(val_buffers);
+        let request = ToWorker::Train {
+            classes,
+            config: Box::new(config),
+            train,
+            val,
+        };
+        match self
+            .request(request, buffers)
+            .await
+            .map_err(RunError::Failed)?
+        {
+            (Answer::RunEnded(Ok(outcome)), buffers) => match buffers.first() {
+                Some(model) => Ok((outcome, model.to_vec())),
+                None => Err(RunError::Failed("the worker sent no model".into())),
+            },
+            (Answer::RunEnded(Err(e)), _) => Err(e),
+            _ => Err(RunError::Failed(unexpected())),
+        }
+    }
+
+    /// Asks the run to stop after its current step (its `train` answer keeps the best epoch).
+    pub fn cancel(self: &Rc<Self>) {
+        let this = Rc::clone(self);
+        leptos::task::spawn_local(async move {
+            this.request(ToWorker::Cancel, Vec::new()).await.ok();
+        });
+    }
+
+    /// Sends `body` and waits for its one answer; `Err` when the worker died first.
+    async fn request(self: &Rc<Self>, body: ToWorker, buffers: Buffers) -> Reply {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, tx);
+        let request = Request { id, body };
+        let sent = match self.live.borrow().as_ref() {
+            Some(live) => live.send(request, buffers),
+            None => Err(self.status.with_untracked(|s| match s {
+                WorkerStatus::Failed(e) => e.clone(),
+                _ => "the worker is not running".to_string(),
+            })),
+        };
+        if let Err(e) = sent {
+            self.pending.borrow_mut().remove(&id);
+            return Err(e);
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the worker stopped before answering".into()))
+    }
+
+    fn spawn(self: &Rc<Self>) {
+        match Live::start(Rc::downgrade(self)) {
+            Ok(live) => *self.live.borrow_mut() = Some(live),
+            Err(e) => self.status.set(WorkerStatus::Failed(e)),
+        }
+    }
+
+    fn on_message(self: &Rc<Self>, message: FromWorker, buffers: Buffers) {
+        match message {
+            FromWorker::Started => {
+                if let Some(live) = self.live.borrow().as_ref() {
+                    live.flush();
+                }
+            }
+            FromWorker::Answer { id, body } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
+                    tx.send(Ok((body, buffers))).ok();
+                }
+            }
+            FromWorker::Progress(p) => self.emit(&Event::Progress(p)),
+            FromWorker::BestSoFar { report } => {
+                if let Some(model) = buffers.first() {
+                    let model = Rc::new(model.to_vec());
+                    self.emit(&Event::BestSoFar { report, model });
+                }
+            }
+            FromWorker::Crashed(reason) => self.crashed(reason),
+        }
+    }
+
+    fn emit(&self, event: &Event) {
+        let listeners = self.listeners.borrow().clone();
+        for f in listeners {
+            f(event);
+        }
+    }
+
+    /// The worker is gone: every open request fails with `reason`, and a new worker starts with
+    /// the same weights (listeners then give it back its model).
+    fn crashed(self: &Rc<Self>, reason: String) {
+        let Some(dead) = self.live.borrow_mut().take() else {
+            return;
+        };
+        // Not dropped inside its own message handler: at the next task.
+        leptos::task::spawn_local(async move {
+            js::next_task().await;
+            drop(dead);
+        });
+        for (_, tx) in self.pending.borrow_mut().drain() {
+            tx.send(Err(reason.clone())).ok();
+        }
+        if self.restarts.get() >= MAX_RESTARTS {
+            self.status.set(WorkerStatus::Failed(reason.clone()));
+            self.emit(&Event::Crashed);
+            return;
+        }
+        self.restarts.set(self.restarts.get() + 1);
+        self.spawn();
+        let weights = self.weights.borrow().clone();
+        if let Some((weights, device)) = weights {
+            let this = Rc::clone(self);
+            leptos::task::spawn_local(async move {
+                this.init(weights, device).await.ok();
+            });
+        }
+        self.emit(&Event::Crashed);
+    }
+}
+
+impl Live {
+    fn start(client: Weak<WorkerClient>) -> Result<Self, String> {
+        let script = asset_url(".js")?;
+        let wasm = asset_url(".wasm")?;
+        // The glue's own default wasm name lacks Trunk's hash: pass the real one. A failed
+        // start is reported as `Crashed`.
+        let source = format!(
+            "import init from {script:?};\n\
+             try {{ await init({{ module_or_path: {wasm:?} }}); }}\n\
+             catch (e) {{ postMessage({{ json: JSON.stringify({{ Crashed: `the worker could not start: ${{e}}` }}) }}); }}\n"
+        );
+        let parts = js_sys::Array::of1(&source.into());
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type("text/javascript");
+        let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+            .map_err(|e| js::error_text(&e))?;
+        let url =
+            web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
+        let worker_options = WorkerOptions::new();
+        worker_options.set_type(WorkerType::Module);
+        worker_options.set_name("finetune-worker");
+        let worker = Worker::new_with_options(&url, &worker_options)
+            .map_err(|e| format!("the worker could not start: {}", js::error_text(&e)))?;
+        web_sys::Url::revoke_object_url(&url).ok();
+
+        let on_message = {
+            let client = client.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                match unpack::<FromWorker>(&ev.data()) {
+                    Ok((message, buffers)) => client.on_message(message, buffers),
+                    Err(e) => client.crashed(e),
+                }
+            })
+        };
+        let on_error =
+            Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+                ev.prevent_default();
+                if let Some(client) = client.upgrade() {
+                    client.crashed(format!("the worker failed: {}", ev.message()));
+                }
+            });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        Ok(Self {
+            worker,
+            queue: RefCell::new(Some(Vec::new())),
+            _on_message: on_message,
+            _on_error: on_error,
+        })
+    }
+
+    fn send(&self, request: Request, buffers: Buffers) -> Result<(), String> {
+        if let Some(waiting) = self.queue.borrow_mut().as_mut() {
+            waiting.push((request, buffers));
+            return Ok(());
+        }
+        let (data, transfer) = pack(&request, buffers)?;
+        self.worker
+            .post_message_with_transfer(&data, &transfer)
+            .map_err(|e| {
+                format!(
+                    "the request did not reach the worker: {}",
+                    js::error_text(&e)
+                )
+            })
+    }
+
+    /// The worker listens: sends what waited, in order.
+    fn flush(&self) {
+        let waiting = self.queue.borrow_mut().take().unwrap_or_default();
+        for (request, buffers) in waiting {
+            if let Err(e) = self.send(request, buffers) {
+                leptos::logging::error!("worker request not sent: {e}");
+            }
+        }
+    }
+}
+
+fn bytes(data: &[u8]) -> js_sys::Uint8Array {
+    js_sys::Uint8Array::from(data)
+}
+
+fn unexpected() -> String {
+    "the worker gave an answer of the wrong kind".into()
+}
+
+/// The images' pixels as JS buffers for [`WorkerClient::train`], a few per browser task so
+/// that copying a big dataset out of wasm memory never blocks the page.
+pub async fn pixels(
+    samples: &[crate::engine::data::Sample],
+) -> Vec<(ImageMeta, js_sys::Uint8Array)> {
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(8) {
+        for s in chunk {
+            let meta = ImageMeta {
+                file: s.file.clone(),
+                label: s.label,
+                width: s.image.width(),
+                height: s.image.height(),
+            };
+            out.push((meta, bytes(s.image.as_raw())));
+        }
+        super::js::next_task().await;
+    }
+    out
+}
+
+/// The absolute URL of this app's JS glue (`.js`) or wasm (`.wasm`), which Trunk names with a
+/// content hash and preloads from the page's head.
+fn asset_url(ext: &str) -> Result<String, String> {
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let link = document
+        .query_selector(&format!(r#"link[rel$="preload"][href$="{ext}"]"#))
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("the page does not name its {ext} file (link rel=preload)"))?;
+    js::get_string(&link, "href").ok_or_else(|| "the script link has no address".to_string())
+}
