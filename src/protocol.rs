@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceKind;
+use crate::engine::bench::DeviceSpeed;
 use crate::engine::config::TrainConfig;
 use crate::engine::inference::ClassScore;
 use crate::engine::training::{Progress, TrainReport};
@@ -58,6 +59,8 @@ pub enum ToWorker {
     LoadModel { file: String },
     /// Classify the photo file in the first buffer with the trained model. Answer: `Classified`.
     Predict { file: String, top_k: usize },
+    /// Time the network on `device` (the one in use, or the other). Answer: `Benched`.
+    Bench { device: DeviceKind },
 }
 
 /// A finished run; the exported model (safetensors with metadata) is the first buffer.
@@ -113,6 +116,7 @@ pub enum Answer {
     ModelLoaded(Result<Vec<String>, String>),
     /// To `Cancel`.
     Done,
+    Benched(Result<DeviceSpeed, String>),
 }
 
 impl Answer {
@@ -126,6 +130,7 @@ impl Answer {
             Answer::RunEnded(_) => Answer::RunEnded(Err(RunError::Failed(reason))),
             Answer::ModelLoaded(_) => Answer::ModelLoaded(Err(reason)),
             Answer::Done => Answer::Done,
+            Answer::Benched(_) => Answer::Benched(Err(reason)),
         }
     }
 }
@@ -229,6 +234,9 @@ mod tests {
                 file: "p.jpg".into(),
                 top_k: 3,
             },
+            ToWorker::Bench {
+                device: DeviceKind::WebGpu,
+            },
         ];
         for (id, body) in to.into_iter().enumerate() {
             let m = Request {
@@ -264,6 +272,14 @@ mod tests {
             )))),
             answer(Answer::ModelLoaded(Ok(vec!["ants".into()]))),
             answer(Answer::Done),
+            answer(Answer::Benched(Ok(DeviceSpeed {
+                batch: 4,
+                inference_ips: 3.5,
+                head_step_ips: 3.25,
+                last_block_step_ips: 2.5,
+                full_step_ips: 1.0,
+                estimated: vec!["full_step_ips".into()],
+            }))),
             FromWorker::Progress(Progress::Epoch(epoch(0.3))),
             FromWorker::BestSoFar {
                 report: report(0.3),

@@ -85,23 +85,12 @@ async fn step_seconds(
     Ok(median(times))
 }
 
-/// Runs every measurement on `device` with a batch of `batch` synthetic 224x224 images.
-pub async fn run(
+/// Seconds of one inference pass over `x`.
+async fn inference_seconds(
     model: &Classifier,
-    spec: &BackboneSpec,
-    batch: usize,
+    x: &Tensor<4>,
     iters: usize,
-    device: &Device,
-) -> Result<BenchReport, EngineError> {
-    let batch = batch.max(1);
-    let iters = iters.max(1);
-    let size = spec.input_size;
-    // A fixed, non-trivial pattern: speed does not depend on the pixels.
-    let img = RgbImage::from_fn(size, size, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
-    });
-    let x = preprocess::batch_tensor(&vec![img; batch], spec, device);
-
+) -> Result<f64, EngineError> {
     let mut times = Vec::new();
     for i in 0..=iters {
         let t = Instant::now();
@@ -112,7 +101,107 @@ pub async fn run(
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    let inference = median(times);
+    Ok(median(times))
+}
+
+fn pattern_batch(spec: &BackboneSpec, batch: usize, device: &Device) -> Tensor<4> {
+    let size = spec.input_size;
+    // A fixed, non-trivial pattern: speed does not depend on the pixels.
+    let img = RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    preprocess::batch_tensor(&vec![img; batch], spec, device)
+}
+
+/// The device check's figures (images per second), each after one untimed warm-up pass.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DeviceSpeed {
+    pub batch: usize,
+    pub inference_ips: f64,
+    pub head_step_ips: f64,
+    pub last_block_step_ips: f64,
+    pub full_step_ips: f64,
+    /// The figures not timed because the check ran out of time (a software GPU compiles
+    /// every new kernel slowly): estimated from the inference time with the cost ratios
+    /// measured natively ([`STEP_OVER_INFERENCE`]).
+    pub estimated: Vec<String>,
+}
+
+/// A training step's time over an inference pass of the same batch, measured with
+/// `finetune bench` on burn's CPU backend (head, last block, full network): what the device
+/// check assumes for the steps it had no time to time.
+pub const STEP_OVER_INFERENCE: [f64; 3] = [1.05, 1.4, 6.0];
+
+/// A short check of `device`: one timed batch of each kind (the page's "Test this device"),
+/// as many as fit in `budget_s` seconds; the rest are estimated.
+pub async fn device_speed(
+    model: &Classifier,
+    spec: &BackboneSpec,
+    batch: usize,
+    device: &Device,
+    budget_s: f64,
+) -> Result<DeviceSpeed, EngineError> {
+    let started = Instant::now();
+    let batch = batch.max(1);
+    let x = pattern_batch(spec, batch, device);
+    let ips = |s: f64| batch as f64 / s;
+    let inference = inference_seconds(model, &x, 1).await?;
+    let mut steps = [None; 3];
+    let mut estimated = Vec::new();
+    let kinds = [
+        ("head_step_ips", Unfreeze::Blocks(0)),
+        ("last_block_step_ips", Unfreeze::Blocks(1)),
+        ("full_step_ips", Unfreeze::All),
+    ];
+    for (i, (name, unfreeze)) in kinds.into_iter().enumerate() {
+        if started.elapsed().as_secs_f64() < budget_s {
+            steps[i] = Some(step_seconds(model, unfreeze, &x, 1, device).await?);
+        } else {
+            estimated.push(name.to_string());
+        }
+    }
+    let step = |i: usize| ips(steps[i].unwrap_or(inference * STEP_OVER_INFERENCE[i]));
+    Ok(DeviceSpeed {
+        batch,
+        inference_ips: ips(inference),
+        head_step_ips: step(0),
+        last_block_step_ips: step(1),
+        full_step_ips: step(2),
+        estimated,
+    })
+}
+
+/// Estimated seconds to train each strategy (in `Strategy::ALL` order) on `train` and `val`
+/// images for `epochs` epochs without augmentation, from a device's speeds: the frozen layers
+/// run once (their output is cached), the trained layers every epoch, validation every epoch;
+/// gradual unfreezing spends a third of its epochs each on the head, the last block and all.
+pub fn estimate_seconds(speed: &DeviceSpeed, train: usize, val: usize, epochs: usize) -> [f64; 4] {
+    let (n, v, e) = (train as f64, val as f64, epochs as f64);
+    let infer = 1.0 / speed.inference_ips.max(f64::MIN_POSITIVE);
+    let last = 1.0 / speed.last_block_step_ips.max(f64::MIN_POSITIVE);
+    let full = 1.0 / speed.full_step_ips.max(f64::MIN_POSITIVE);
+    let features = (n + v) * infer;
+    // Head epochs on cached features cost a small fraction of a feature pass.
+    let head = features;
+    let last_block = features + e * (n * last + v * infer);
+    let full_run = e * (n * full + v * infer);
+    let gradual = features + e / 3.0 * (n * (last + full) + 2.0 * v * infer);
+    [head, last_block, gradual, full_run]
+}
+
+/// Runs every measurement on `device` with a batch of `batch` synthetic 224x224 images.
+pub async fn run(
+    model: &Classifier,
+    spec: &BackboneSpec,
+    batch: usize,
+    iters: usize,
+    device: &Device,
+) -> Result<BenchReport, EngineError> {
+    let batch = batch.max(1);
+    let iters = iters.max(1);
+    let x = pattern_batch(spec, batch, device);
+
+    let inference = inference_seconds(model, &x, iters).await?;
     let head_step = step_seconds(model, Unfreeze::Blocks(0), &x, iters, device).await?;
     let last_block = step_seconds(model, Unfreeze::Blocks(1), &x, iters, device).await?;
     let full = step_seconds(model, Unfreeze::All, &x, iters, device).await?;
@@ -171,4 +260,30 @@ pub async fn run(
         cached_head_20_epochs_over_feature_pass: (feature_pass + head_epochs) / feature_pass,
         last_block_step_over_inference: last_block / inference,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_follow_the_cost_of_each_strategy() {
+        // 10 images/s of inference, 5 of a last-block step, 2 of a full step.
+        let speed = DeviceSpeed {
+            batch: 4,
+            inference_ips: 10.0,
+            head_step_ips: 9.0,
+            last_block_step_ips: 5.0,
+            full_step_ips: 2.0,
+            estimated: Vec::new(),
+        };
+        let [head, last, gradual, full] = estimate_seconds(&speed, 32, 8, 10);
+        // Head: one feature pass over 40 images.
+        assert!((head - 4.0).abs() < 1e-9);
+        // Last block: that pass, then 10 epochs of 32 steps at 0.2 s and 8 checks at 0.1 s.
+        assert!((last - (4.0 + 10.0 * (6.4 + 0.8))).abs() < 1e-9);
+        // Full: 10 epochs of 32 images at 0.5 s and 8 checks.
+        assert!((full - 10.0 * (16.0 + 0.8)).abs() < 1e-9);
+        assert!(head < last && last < gradual && gradual < full);
+    }
 }

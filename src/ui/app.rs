@@ -7,6 +7,7 @@ use gloo_storage::{LocalStorage, Storage};
 use leptos::prelude::*;
 
 use super::backend::{self, BackendState, BackendStatus};
+use super::bench::DeviceCheck;
 use super::client::{WorkerClient, WorkerContext};
 use super::predict::PredictPanel;
 use super::teach::TeachPanel;
@@ -45,6 +46,7 @@ pub fn App() -> impl IntoView {
             </section>
             <PredictPanel />
             <TeachPanel />
+            <DeviceCheck backend=backend_state />
         </main>
     }
 }

@@ -18,6 +18,7 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use super::js;
 use crate::device::DeviceKind;
+use crate::engine::bench::DeviceSpeed;
 use crate::engine::inference::ClassScore;
 use crate::engine::training::{Progress, TrainConfig, TrainReport};
 use crate::protocol::{
@@ -294,6 +295,14 @@ impl WorkerClient {
             },
             (Answer::RunEnded(Err(e)), _) => Err(e),
             _ => Err(RunError::Failed(unexpected())),
+        }
+    }
+
+    /// Times the network on `device` (the device check).
+    pub async fn bench(self: &Rc<Self>, device: DeviceKind) -> Result<DeviceSpeed, String> {
+        match self.request(ToWorker::Bench { device }, Vec::new()).await? {
+            (Answer::Benched(result), _) => result,
+            _ => Err(unexpected()),
         }
     }
 

@@ -5,6 +5,7 @@ mod app;
 mod augment_grid;
 mod autosave;
 mod backend;
+mod bench;
 mod charts;
 mod client;
 mod diagram;

@@ -15,6 +15,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use super::client::{pack, unpack};
 use super::js;
 use crate::device::DeviceKind;
+use crate::engine::bench::{self, DeviceSpeed};
 use crate::engine::data::{self, Dataset, Sample};
 use crate::engine::inference::{ClassScore, Predictor};
 use crate::engine::model::{Classifier, LITE0};
@@ -25,6 +26,12 @@ use crate::protocol::{
 };
 
 type Buffers = Vec<js_sys::Uint8Array>;
+
+/// Images per timed batch of the device check: enough to fill a step, small enough that a
+/// software GPU finishes the check in about a minute.
+const BENCH_BATCH: usize = 4;
+/// Seconds after which the device check stops timing new kinds of step (it estimates them).
+const BENCH_BUDGET_S: f64 = 20.0;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -71,6 +78,9 @@ fn answer(id: u64, body: Answer, buffers: Buffers) {
 struct Held {
     /// The ImageNet classifier (its backbone is every run's start) and the device.
     imagenet: RefCell<Option<Rc<Predictor>>>,
+    /// The weights and the device `Init` used (the device check builds the network on the
+    /// other device from them).
+    weights: RefCell<Option<(Rc<Vec<u8>>, DeviceKind)>>,
     /// Set when `Init` failed, so waiting requests give up.
     init_failed: RefCell<Option<String>>,
     /// The model that `Predict` uses: the last trained or loaded one.
@@ -134,9 +144,11 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
     let first = || buffers.first().map(js_sys::Uint8Array::to_vec);
     match request {
         ToWorker::Init { device } => {
-            let result = init(first(), device).await;
+            let bytes = first().map(Rc::new);
+            let result = init(bytes.as_deref(), device).await;
             match result {
                 Ok(predictor) => {
+                    *state.weights.borrow_mut() = bytes.map(|b| (b, device));
                     *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
                     *state.init_failed.borrow_mut() = None;
                     (Answer::Initialized(Ok(())), Vec::new())
@@ -177,6 +189,7 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             let result = load_model(state, &file, first()).await;
             (Answer::ModelLoaded(result), Vec::new())
         }
+        ToWorker::Bench { device } => (Answer::Benched(bench(state, device).await), Vec::new()),
         ToWorker::Cancel => {
             state.cancel.set(true);
             (Answer::Done, Vec::new())
@@ -201,16 +214,42 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
     }
 }
 
-async fn init(bytes: Option<Vec<u8>>, kind: DeviceKind) -> Result<Predictor, InitError> {
-    let bytes = bytes.ok_or_else(|| InitError::Weights("no weights were sent".into()))?;
-    let device = match kind {
+async fn make_device(kind: DeviceKind) -> Result<Device, String> {
+    match kind {
         DeviceKind::WebGpu => Device::wgpu_options()
             .init_async()
             .await
-            .map_err(|e| InitError::Device(format!("WebGPU did not start: {e}")))?,
-        DeviceKind::Cpu => Device::flex(),
+            .map_err(|e| format!("WebGPU did not start: {e}")),
+        DeviceKind::Cpu => Ok(Device::flex()),
+    }
+}
+
+async fn init(bytes: Option<&Vec<u8>>, kind: DeviceKind) -> Result<Predictor, InitError> {
+    let bytes = bytes.ok_or_else(|| InitError::Weights("no weights were sent".into()))?;
+    let device = make_device(kind).await.map_err(InitError::Device)?;
+    Predictor::from_safetensors(bytes, &device).map_err(|e| InitError::Weights(e.to_string()))
+}
+
+/// The device check: times the network on `kind` (a second copy when it is not the device in
+/// use, dropped afterwards).
+async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
+    let imagenet = state.imagenet().await?;
+    let (weights, current) = state.weights.borrow().clone().ok_or("no weights yet")?;
+    let predictor = if kind == current {
+        imagenet
+    } else {
+        let device = make_device(kind).await?;
+        Rc::new(Predictor::from_safetensors(&weights, &device).map_err(|e| e.to_string())?)
     };
-    Predictor::from_safetensors(&bytes, &device).map_err(|e| InitError::Weights(e.to_string()))
+    bench::device_speed(
+        &predictor.model,
+        &LITE0,
+        BENCH_BATCH,
+        &predictor.device,
+        BENCH_BUDGET_S,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// A photo file at the working size (decoded here, off the page).

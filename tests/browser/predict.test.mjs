@@ -162,6 +162,10 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
 
 describe('the device choice: the CPU backend where there is no usable GPU', { timeout: 20 * 60_000 }, () => {
   let server, browser;
+  before(async () => {
+    server = await serveDist();
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  });
   after(async () => {
     await browser?.close();
     server?.close();
@@ -181,8 +185,6 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
   }
 
   it('without WebGPU: runs on the CPU, says why, and classifies like PyTorch', async () => {
-    server = await serveDist();
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
     // As in a browser without WebGPU (Safari before 26, Firefox on Linux): no `navigator.gpu`.
     const { context, page, requests, status } = await open('', () =>
       Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
@@ -230,6 +232,35 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
     assert.equal(await forced.status.getAttribute('data-device'), 'webgpu');
     assert.match(await forced.status.textContent(), /as this page's address asks/);
     await forced.context.close();
+  });
+
+  it('?bench times both devices and writes the figures as JSON', async () => {
+    // SwiftShader chosen by address, so the check times WebGPU (in use) and the CPU.
+    const { context, page } = await open('?device=webgpu&bench');
+    const started = Date.now();
+    const result = page.locator('[data-testid="bench-result"]');
+    await result.waitFor({ timeout: 5 * 60_000 });
+    const seconds = (Date.now() - started) / 1000;
+    const devices = JSON.parse(await result.getAttribute('data-json'));
+    for (const d of devices) {
+      console.log(`device check, ${d.device}${d.in_use ? ' (in use)' : ''} on ${d.name}: ${JSON.stringify(d.speed)}; ` +
+        `2 x 20 photos: ${d.estimates.map(([s, t]) => `${s} ${t.toFixed(0)} s`).join(', ')} (${d.seconds.toFixed(1)} s)`);
+    }
+    console.log(`device check from page open: ${seconds.toFixed(1)} s`);
+    assert.deepEqual(devices.map((d) => d.device), ['webgpu', 'cpu']);
+    assert.equal(devices[0].in_use, true);
+    assert.match(devices[0].name, /swiftshader/i);
+    for (const d of devices) {
+      assert.equal(d.error, null, `${d.device}: ${d.error}`);
+      for (const key of ['inference_ips', 'head_step_ips', 'last_block_step_ips', 'full_step_ips']) {
+        assert.ok(d.speed[key] > 0 && Number.isFinite(d.speed[key]), `${d.device} ${key} = ${d.speed[key]}`);
+      }
+      assert.deepEqual(d.estimates.map(([s]) => s), ['head', 'last-block', 'gradual', 'full']);
+      // Each strategy trains more of the network than the one before it.
+      const times = d.estimates.map(([, t]) => t);
+      assert.ok(times.every((t, i) => i === 0 || t > times[i - 1]), `${times}`);
+    }
+    await context.close();
   });
 
   it('WebGPU without an adapter (Chromium without its WebGPU flags) runs on the CPU', async () => {

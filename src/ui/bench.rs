@@ -1,0 +1,219 @@
+//! "Test this device": a short benchmark in the worker on the device in use and on the other one
+//! (where there is one): images per second for inference, a head step, a last-block step and a
+//! full step, and the estimated time to train 2 classes x 20 photos with each strategy. The
+//! figures also go, as JSON, into `data-json` of `data-testid="bench-result"` for tests and
+//! teachers. `?bench` in the address runs it once the network is ready.
+
+use leptos::prelude::*;
+use serde::Serialize;
+
+use super::backend::BackendState;
+use super::client::{WorkerContext, WorkerStatus, use_worker};
+use crate::device::DeviceKind;
+use crate::engine::bench::{DeviceSpeed, estimate_seconds};
+use crate::engine::config::Strategy;
+
+/// The estimate's classroom case: 2 classes x 20 photos, 4 of each kept for checking, the
+/// default 10 epochs.
+const TRAIN_IMAGES: usize = 32;
+const VAL_IMAGES: usize = 8;
+const EPOCHS: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct DeviceResult {
+    device: &'static str,
+    /// The adapter's name (WebGPU) or the CPU's cores.
+    name: String,
+    in_use: bool,
+    speed: Option<DeviceSpeed>,
+    /// Seconds per strategy, by name.
+    estimates: Vec<(&'static str, f64)>,
+    error: Option<String>,
+    seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Check {
+    Idle,
+    Running(String),
+    Done(Vec<DeviceResult>),
+}
+
+fn wants_bench() -> bool {
+    window()
+        .location()
+        .search()
+        .ok()
+        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+        .is_some_and(|p| p.has("bench"))
+}
+
+fn cpu_name() -> String {
+    let cores = window().navigator().hardware_concurrency();
+    format!("this browser's CPU backend (wasm SIMD, one thread; the machine has {cores} cores)")
+}
+
+#[component]
+pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
+    let worker = use_worker();
+    let (status, in_use) = (worker.status, worker.device);
+    let handle = WorkerContext::handle();
+    let check = RwSignal::new(Check::Idle);
+    let ready = move || status.with(|s| *s == WorkerStatus::Ready) && in_use.get().is_some();
+
+    let run = move || {
+        if matches!(check.get_untracked(), Check::Running(_)) {
+            return;
+        }
+        let Some(current) = in_use.get_untracked() else {
+            return;
+        };
+        let adapter = match backend.get_untracked() {
+            BackendState::Ready(choice) => choice.adapter,
+            BackendState::Checking => None,
+        };
+        let mut devices = vec![current];
+        if adapter.is_some() {
+            devices.push(current.other());
+        }
+        let worker = handle.client();
+        leptos::task::spawn_local(async move {
+            let mut results = Vec::new();
+            for device in devices {
+                check.set(Check::Running(format!(
+                    "Timing the network on {}…",
+                    label(device)
+                )));
+                let started = super::js::now_ms();
+                let result = worker.bench(device).await;
+                let name = match device {
+                    DeviceKind::WebGpu => adapter.clone().unwrap_or_default(),
+                    DeviceKind::Cpu => cpu_name(),
+                };
+                let (speed, error) = match result {
+                    Ok(speed) => (Some(speed), None),
+                    Err(e) => (None, Some(e)),
+                };
+                let estimates = speed
+                    .as_ref()
+                    .map(|s| {
+                        let secs = estimate_seconds(s, TRAIN_IMAGES, VAL_IMAGES, EPOCHS);
+                        Strategy::ALL.iter().map(|s| s.name()).zip(secs).collect()
+                    })
+                    .unwrap_or_default();
+                results.push(DeviceResult {
+                    device: device.name(),
+                    name,
+                    in_use: device == current,
+                    speed,
+                    estimates,
+                    error,
+                    seconds: (super::js::now_ms() - started) / 1000.0,
+                });
+            }
+            check.set(Check::Done(results));
+        });
+    };
+
+    // `?bench`: once, when the network is ready.
+    if wants_bench() {
+        Effect::new(move |done: Option<bool>| {
+            if done == Some(true) || !ready() {
+                return done.unwrap_or(false);
+            }
+            run();
+            true
+        });
+    }
+
+    view! {
+        <section class="card" aria-labelledby="bench-title">
+            <h2 id="bench-title">"Test this device"</h2>
+            <p class="muted small">
+                "A short benchmark of this computer: how fast the network runs on the device in use "
+                "and on the other one, and how long teaching 2 classes of 20 photos would take."
+            </p>
+            <button
+                type="button"
+                class="button secondary"
+                data-testid="bench-button"
+                disabled=move || !ready() || matches!(check.get(), Check::Running(_))
+                on:click=move |_| run()
+            >
+                "Test this device"
+            </button>
+            {move || match check.get() {
+                Check::Idle => ().into_any(),
+                Check::Running(text) => view! { <p class="muted" role="status">{text}</p> }.into_any(),
+                Check::Done(results) => view! { <BenchTable results /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+fn label(device: DeviceKind) -> &'static str {
+    match device {
+        DeviceKind::WebGpu => "WebGPU",
+        DeviceKind::Cpu => "the CPU",
+    }
+}
+
+fn seconds(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.1} min", s / 60.0)
+    }
+}
+
+#[component]
+fn BenchTable(results: Vec<DeviceResult>) -> impl IntoView {
+    let json = serde_json::to_string(&results).unwrap_or_default();
+    let rows = results
+        .into_iter()
+        .map(|r| {
+            let head = format!(
+                "{}{}",
+                if r.device == "webgpu" { "WebGPU" } else { "CPU" },
+                if r.in_use { " (in use)" } else { "" }
+            );
+            let body = match (&r.speed, &r.error) {
+                (Some(s), _) => {
+                    let estimates = r
+                        .estimates
+                        .iter()
+                        .map(|(name, secs)| format!("{name} {}", seconds(*secs)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let guessed = if s.estimated.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (estimated, no time to time them: {})", s.estimated.join(", "))
+                    };
+                    format!(
+                        "{:.1} images/s inference, {:.1} head step, {:.1} last-block step, {:.1} full step{guessed}. \
+                         2 classes x 20 photos, {EPOCHS} epochs: {estimates}.",
+                        s.inference_ips, s.head_step_ips, s.last_block_step_ips, s.full_step_ips
+                    )
+                }
+                (None, Some(e)) => format!("Not measured: {e}"),
+                (None, None) => String::new(),
+            };
+            view! {
+                <li>
+                    <strong>{head}</strong>
+                    " on "
+                    {r.name.clone()}
+                    ": "
+                    {body}
+                    <span class="muted small">{format!(" (checked in {:.0} s)", r.seconds)}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <ul class="bench-results" data-testid="bench-result" data-json=json>
+            {rows}
+        </ul>
+    }
+}
