@@ -17,10 +17,7 @@ pub enum BackendState {
 
 /// `?device=webgpu` or `?device=cpu` in the page's address.
 pub fn forced() -> Option<DeviceKind> {
-    let search = window().location().search().ok()?;
-    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
-    params
-        .get("device")
+    js::url_param("device")
         .as_deref()
         .and_then(DeviceKind::from_name)
 }

@@ -40,12 +40,7 @@ enum Check {
 }
 
 fn wants_bench() -> bool {
-    window()
-        .location()
-        .search()
-        .ok()
-        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
-        .is_some_and(|p| p.has("bench"))
+    super::js::url_param("bench").is_some()
 }
 
 fn cpu_name() -> String {

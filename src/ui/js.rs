@@ -113,3 +113,11 @@ pub fn format_bytes(bytes: f64) -> String {
         format!("{:.0} kB", bytes / 1e3)
     }
 }
+
+/// A parameter of the page's address (`Some("")` for a bare `?bench`).
+pub fn url_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get(name)
+}

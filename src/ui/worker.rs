@@ -40,35 +40,34 @@ fn scope() -> DedicatedWorkerGlobalScope {
 /// Sends a message; one that cannot be encoded becomes a `Crashed` with the reason (the page
 /// then knows the answer is lost and starts a new worker).
 fn post(message: &FromWorker, buffers: Buffers) {
-    let (data, transfer) = match pack(message, buffers) {
-        Ok(packed) => packed,
-        Err(e) => match pack(&FromWorker::Crashed(e), Vec::new()) {
-            Ok(packed) => packed,
-            Err(_) => return,
-        },
-    };
-    if let Err(e) = scope().post_message_with_transfer(&data, &transfer) {
+    match pack(message, buffers) {
+        Ok((data, transfer)) => send(&data, &transfer),
+        Err(e) => {
+            if let Ok((data, transfer)) = pack(&FromWorker::Crashed(e), Vec::new()) {
+                send(&data, &transfer);
+            }
+        }
+    }
+}
+
+fn send(data: &JsValue, transfer: &js_sys::Array) {
+    if let Err(e) = scope().post_message_with_transfer(data, transfer) {
         web_sys::console::error_1(&e);
     }
 }
 
 /// Answers request `id`. An answer JSON cannot carry (a NaN) goes back as the same kind of
-/// answer failed with the reason, so the request is still answered once.
+/// answer failed with the reason, so the request is still answered once. (The answer is
+/// encoded once: a run's report is large.)
 fn answer(id: u64, body: Answer, buffers: Buffers) {
     let message = FromWorker::Answer { id, body };
-    match pack(&message, Vec::new()) {
-        Ok(_) => post(&message, buffers),
+    match pack(&message, buffers) {
+        Ok((data, transfer)) => send(&data, &transfer),
         Err(e) => {
-            let FromWorker::Answer { body, .. } = message else {
-                return;
-            };
-            post(
-                &FromWorker::Answer {
-                    id,
-                    body: body.failed(e),
-                },
-                Vec::new(),
-            );
+            if let FromWorker::Answer { body, .. } = message {
+                let body = body.failed(e);
+                post(&FromWorker::Answer { id, body }, Vec::new());
+            }
         }
     }
 }
