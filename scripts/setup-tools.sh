@@ -35,7 +35,10 @@ if [ "$want_browser" = 1 ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   # A second engine: the app on its CPU backend (and WebGPU on lavapipe with a preference).
-  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  # WebGPU needs Firefox 141 or newer: Debian 12's security updates carry 153 ESR, while an
+  # older package list or install has 140, whose release build refuses every adapter.
+  ff_major=$(firefox-esr --version 2>/dev/null | sed -n 's/.* \([0-9]\+\)\..*/\1/p')
+  [ "${ff_major:-0}" -ge 141 ] || missing+=(firefox-esr)
   # lavapipe: native wgpu tests on the CPU.
   [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
   if [ ${#missing[@]} -gt 0 ]; then

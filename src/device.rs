@@ -85,10 +85,43 @@ pub struct Choice {
     pub can_switch: bool,
 }
 
-/// Chooses the device: `forced` (`?device=`) wins where it can be honoured; else a hardware
-/// adapter means WebGPU, and anything else (no API, no adapter, a software adapter, which runs
-/// the network slower than the CPU backend does) means the CPU.
-pub fn choose(probe: &Probe, forced: Option<DeviceKind>) -> Choice {
+/// What the device check found on this computer (kept by the page for later visits): the
+/// estimated time of one training run on each device, with the adapter it was compared on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// The finding holds for this adapter only (a new GPU or browser is measured again).
+    pub adapter: String,
+    /// The run it timed, e.g. "head training of 2 classes x 20 photos".
+    pub run: String,
+    pub webgpu_s: f64,
+    pub cpu_s: f64,
+}
+
+impl Measured {
+    pub fn faster(&self) -> DeviceKind {
+        if self.webgpu_s <= self.cpu_s {
+            DeviceKind::WebGpu
+        } else {
+            DeviceKind::Cpu
+        }
+    }
+}
+
+/// Most helper workers on the CPU: each holds its own copy of the network (about 50 MB with
+/// its wasm instance), and beyond a few the messages eat the gain.
+pub const MAX_HELPERS: usize = 3;
+
+/// Helper workers for the CPU backend: one per core beyond the worker's own (`cores` from
+/// `navigator.hardwareConcurrency`), at most [`MAX_HELPERS`]; `forced` (`?helpers=`) sets it.
+pub fn helper_count(cores: usize, forced: Option<usize>) -> usize {
+    forced.unwrap_or(cores.saturating_sub(1)).min(MAX_HELPERS)
+}
+
+/// Chooses the device: `forced` (`?device=`) wins where it can be honoured; else what the
+/// device check `measured` with this adapter; else a hardware adapter means WebGPU, and
+/// anything else (no API, no adapter, a software adapter, which runs the network slower than
+/// the CPU backend does) means the CPU.
+pub fn choose(probe: &Probe, forced: Option<DeviceKind>, measured: Option<&Measured>) -> Choice {
     let adapter = probe.adapter.clone();
     let can_switch = adapter.is_some();
     let cpu = |reason: String| Choice {
@@ -139,6 +172,30 @@ pub fn choose(probe: &Probe, forced: Option<DeviceKind>) -> Choice {
         (Some(DeviceKind::WebGpu), None) => {
             cpu(format!("?device=webgpu asks for WebGPU, but: {why_not}"))
         }
+        (None, Some(a)) if measured.is_some_and(|m| m.adapter == a.name) => {
+            let m = measured.expect("checked above");
+            let faster = m.faster();
+            let reason = format!(
+                "The device check on this computer found {} faster ({}: about {:.0} s on WebGPU, \
+                 {:.0} s on the CPU), so the network runs there.",
+                match faster {
+                    DeviceKind::WebGpu => format!("WebGPU on {}", a.name),
+                    DeviceKind::Cpu => "the CPU".to_string(),
+                },
+                m.run,
+                m.webgpu_s,
+                m.cpu_s
+            );
+            match faster {
+                DeviceKind::WebGpu => Choice {
+                    kind: DeviceKind::WebGpu,
+                    adapter: Some(a.name.clone()),
+                    reason,
+                    can_switch,
+                },
+                DeviceKind::Cpu => cpu(reason),
+            }
+        }
         (None, Some(a)) if !a.is_software() => Choice {
             kind: DeviceKind::WebGpu,
             adapter: Some(a.name.clone()),
@@ -178,9 +235,61 @@ mod tests {
         }
     }
 
+    fn measured(adapter: &str, webgpu_s: f64, cpu_s: f64) -> Measured {
+        Measured {
+            adapter: adapter.into(),
+            run: "head training of 2 classes x 20 photos".into(),
+            webgpu_s,
+            cpu_s,
+        }
+    }
+
+    #[test]
+    fn the_device_check_decides_for_the_adapter_it_measured() {
+        // A software adapter the check found faster than the CPU: WebGPU after all.
+        let soft = with("google swiftshader", true);
+        let quick_gpu = measured("google swiftshader", 20.0, 60.0);
+        let c = choose(&soft, None, Some(&quick_gpu));
+        assert_eq!(c.kind, DeviceKind::WebGpu);
+        assert!(c.reason.contains("device check"), "{}", c.reason);
+        assert!(c.reason.contains("20 s on WebGPU"), "{}", c.reason);
+        // A hardware adapter slower than the CPU here: the CPU, and the GPU one click away.
+        let hard = with("nvidia rtx", false);
+        let c = choose(&hard, None, Some(&measured("nvidia rtx", 90.0, 30.0)));
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(c.can_switch);
+        assert!(c.reason.contains("found the CPU faster"), "{}", c.reason);
+        // A finding for another adapter says nothing about this one.
+        let c = choose(&soft, None, Some(&measured("nvidia rtx", 1.0, 30.0)));
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        assert!(!c.reason.contains("device check"));
+        // The address still wins.
+        let c = choose(&soft, Some(DeviceKind::Cpu), Some(&quick_gpu));
+        assert_eq!(c.kind, DeviceKind::Cpu);
+        // No adapter now: the CPU, whatever was measured before.
+        let none = Probe {
+            api: true,
+            secure: true,
+            adapter: None,
+            error: None,
+        };
+        assert_eq!(choose(&none, None, Some(&quick_gpu)).kind, DeviceKind::Cpu);
+    }
+
+    #[test]
+    fn one_helper_per_spare_core_up_to_the_cap() {
+        assert_eq!(helper_count(1, None), 0);
+        assert_eq!(helper_count(2, None), 1);
+        assert_eq!(helper_count(4, None), 3);
+        assert_eq!(helper_count(16, None), MAX_HELPERS);
+        assert_eq!(helper_count(16, Some(0)), 0);
+        assert_eq!(helper_count(2, Some(2)), 2);
+        assert_eq!(helper_count(2, Some(99)), MAX_HELPERS);
+    }
+
     #[test]
     fn a_hardware_adapter_means_webgpu() {
-        let c = choose(&with("nvidia ampere", false), None);
+        let c = choose(&with("nvidia ampere", false), None, None);
         assert_eq!(c.kind, DeviceKind::WebGpu);
         assert!(c.reason.contains("nvidia ampere"));
         assert!(c.can_switch);
@@ -193,7 +302,7 @@ mod tests {
             secure: true,
             ..Probe::default()
         };
-        let c = choose(&none, None);
+        let c = choose(&none, None, None);
         assert_eq!(c.kind, DeviceKind::Cpu);
         assert!(
             c.reason.contains("no WebGPU") && c.reason.contains("Chrome"),
@@ -203,14 +312,18 @@ mod tests {
         assert!(!c.can_switch);
 
         let insecure = Probe::default();
-        assert!(choose(&insecure, None).reason.contains("secure pages"));
+        assert!(
+            choose(&insecure, None, None)
+                .reason
+                .contains("secure pages")
+        );
 
         let no_adapter = Probe {
             api: true,
             secure: true,
             ..Probe::default()
         };
-        let c = choose(&no_adapter, None);
+        let c = choose(&no_adapter, None, None);
         assert_eq!(c.kind, DeviceKind::Cpu);
         assert!(c.reason.contains("no GPU adapter"), "{}", c.reason);
 
@@ -219,7 +332,7 @@ mod tests {
             ("mesa llvmpipe", false),
             ("lavapipe", false),
         ] {
-            let c = choose(&with(name, fallback), None);
+            let c = choose(&with(name, fallback), None, None);
             assert_eq!(c.kind, DeviceKind::Cpu, "{name}");
             assert!(c.reason.contains("software renderer"), "{}", c.reason);
             assert!(c.can_switch);
@@ -230,15 +343,15 @@ mod tests {
     fn the_address_forces_a_device_where_it_can() {
         let soft = with("google swiftshader", true);
         assert_eq!(
-            choose(&soft, Some(DeviceKind::WebGpu)).kind,
+            choose(&soft, Some(DeviceKind::WebGpu), None).kind,
             DeviceKind::WebGpu
         );
         let hard = with("nvidia ampere", false);
-        let c = choose(&hard, Some(DeviceKind::Cpu));
+        let c = choose(&hard, Some(DeviceKind::Cpu), None);
         assert_eq!(c.kind, DeviceKind::Cpu);
         assert!(c.reason.contains("?device=cpu"));
         // WebGPU cannot be forced where there is none.
-        let c = choose(&Probe::default(), Some(DeviceKind::WebGpu));
+        let c = choose(&Probe::default(), Some(DeviceKind::WebGpu), None);
         assert_eq!(c.kind, DeviceKind::Cpu);
         assert!(c.reason.contains("?device=webgpu asks for WebGPU"));
     }

@@ -16,7 +16,7 @@ use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
 use crate::engine::config::TrainConfig;
 use crate::engine::inference::ClassScore;
-use crate::engine::training::{Progress, TrainReport};
+use crate::engine::training::{Progress, TrainReport, Unfreeze};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,8 +38,9 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
     /// The pretrained weights (safetensors) are the first buffer; the network goes on
-    /// `device`. Answer: `Initialized`.
-    Init { device: DeviceKind },
+    /// `device`. On the CPU, `helpers` helper workers share the frozen layers' pass (see
+    /// [`ToHelper`]). Answer: `Initialized`.
+    Init { device: DeviceKind, helpers: usize },
     /// Decode the photo file in the first buffer to the working size. Answer: `Decoded`, with
     /// the RGB pixels as its buffer.
     Decode { file: String },
@@ -154,6 +155,33 @@ pub enum FromWorker {
     Crashed(String),
 }
 
+/// A request from the worker to one of its helper workers (each with its own CPU device and
+/// copy of the pretrained network), and the id its answer carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelperRequest {
+    pub id: u64,
+    pub body: ToHelper,
+}
+
+/// Worker -> helper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToHelper {
+    /// Build the pretrained network from the weights (safetensors) in the first buffer.
+    Init,
+    /// Run the frozen part below `unfreeze` on the images, one buffer of `size` x `size` RGB
+    /// pixels each. The answer's buffer holds the outputs (little-endian f32, row-major).
+    Boundary { unfreeze: Unfreeze, size: u32 },
+}
+
+/// Helper -> worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromHelper {
+    /// The wasm module runs and listens (sent once, unasked).
+    Started,
+    /// The one answer to request `id`.
+    Answer { id: u64, result: Result<(), String> },
+}
+
 /// The message as JSON text. A message that would not decode on the other side (JSON has no
 /// NaN or infinity: serde writes `null`, which a number field refuses) is an error here, at the
 /// sender, with the reason, instead of a lost answer there.
@@ -171,6 +199,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::bench::SharedPass;
     use crate::engine::training::EpochReport;
 
     fn epoch(val_loss: f64) -> EpochReport {
@@ -207,6 +236,7 @@ mod tests {
         let to = [
             ToWorker::Init {
                 device: DeviceKind::Cpu,
+                helpers: 3,
             },
             ToWorker::Decode {
                 file: "a.jpg".into(),
@@ -245,6 +275,33 @@ mod tests {
             };
             assert_eq!(decode::<Request>(&encode(&m).unwrap()).unwrap(), m);
         }
+        for body in [
+            ToHelper::Init,
+            ToHelper::Boundary {
+                unfreeze: Unfreeze::Blocks(1),
+                size: 224,
+            },
+            ToHelper::Boundary {
+                unfreeze: Unfreeze::All,
+                size: 240,
+            },
+        ] {
+            let m = HelperRequest { id: 3, body };
+            assert_eq!(decode::<HelperRequest>(&encode(&m).unwrap()).unwrap(), m);
+        }
+        for m in [
+            FromHelper::Started,
+            FromHelper::Answer {
+                id: 3,
+                result: Err("no weights were sent".into()),
+            },
+            FromHelper::Answer {
+                id: 4,
+                result: Ok(()),
+            },
+        ] {
+            assert_eq!(decode::<FromHelper>(&encode(&m).unwrap()).unwrap(), m);
+        }
         let answer = |body| FromWorker::Answer { id: 7, body };
         let from = [
             FromWorker::Started,
@@ -279,6 +336,12 @@ mod tests {
                 last_block_step_ips: 2.5,
                 full_step_ips: 1.0,
                 estimated: vec!["full_step_ips".into()],
+                shared: Some(SharedPass {
+                    workers: 2,
+                    images: 8,
+                    alone_ips: 6.5,
+                    shared_ips: 12.25,
+                }),
             }))),
             FromWorker::Progress(Progress::Epoch(epoch(0.3))),
             FromWorker::BestSoFar {

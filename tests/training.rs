@@ -11,6 +11,7 @@ use common::*;
 use finetune::engine::data::{self, Dataset};
 use finetune::engine::model::{Backbone, LITE0};
 use finetune::engine::schedule::Schedule;
+use finetune::engine::share::{self, HelperFuture, Helpers};
 use finetune::engine::training::{self, Strategy, TrainConfig, Unfreeze};
 use finetune::engine::weights;
 use rand::SeedableRng;
@@ -113,6 +114,7 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
             &LITE0,
             &cfg,
             &device,
+            None,
             |_| true,
             |epoch, m| bests.push((epoch, m.clone())),
         ))
@@ -503,4 +505,148 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
         err.contains("bad.safetensors") && err.contains("3 class names"),
         "{err}"
     );
+}
+
+/// Helpers in this process, as the browser's helper workers behave: each runs its share through
+/// the pretrained network on a CPU device of its own (here: at once), or fails.
+struct LocalHelpers {
+    backbone: Backbone,
+    count: usize,
+    fail: bool,
+    shares: std::cell::RefCell<Vec<usize>>,
+}
+
+impl Helpers for LocalHelpers {
+    fn ready(&self) -> usize {
+        self.count
+    }
+
+    fn start(&self, _index: usize, unfreeze: Unfreeze, images: &[image::RgbImage]) -> HelperFuture {
+        self.shares.borrow_mut().push(images.len());
+        if self.fail {
+            return Box::pin(async { Err("the helper stopped".to_string()) });
+        }
+        let device = Device::flex();
+        let frozen = share::frozen_part(&self.backbone, unfreeze, &device);
+        let out = pollster::block_on(share::helper_pass(&frozen, images, &LITE0, 3, &device))
+            .map_err(|e| e.to_string());
+        Box::pin(async move { out })
+    }
+}
+
+fn local_helpers(backbone: &Backbone, count: usize, fail: bool) -> LocalHelpers {
+    LocalHelpers {
+        backbone: backbone.clone(),
+        count,
+        fail,
+        shares: Default::default(),
+    }
+}
+
+#[test]
+fn frozen_pass_shared_with_helpers_equals_one_pass_in_order() {
+    let device = Device::flex();
+    let backbone = pretrained(&device);
+    let ds = subset(&hymenoptera(), 4, 0);
+    // 8 real photos, each a different picture: a share out of order or lost shows.
+    let images: Vec<image::RgbImage> = ds
+        .train
+        .iter()
+        .map(|s| finetune::engine::preprocess::center_crop(&s.image, LITE0.input_size))
+        .collect();
+    assert_eq!(images.len(), 8);
+    for unfreeze in [Unfreeze::Blocks(0), Unfreeze::Blocks(1)] {
+        let frozen = share::frozen_part(&backbone, unfreeze, &device);
+        let alone = pollster::block_on(share::frozen_pass(
+            &frozen,
+            &images,
+            &LITE0,
+            8,
+            &device,
+            |_| {},
+        ))
+        .unwrap();
+        let alone = to_host(Tensor::cat(alone, 0));
+        for (count, fail) in [(3, false), (1, true)] {
+            let helpers = local_helpers(&backbone, count, fail);
+            let mut progress = Vec::new();
+            let shared = pollster::block_on(share::shared_pass(
+                &frozen,
+                unfreeze,
+                &images,
+                &LITE0,
+                8,
+                &device,
+                Some(&helpers),
+                |done| progress.push(done),
+            ))
+            .unwrap();
+            // The helpers got their shares (a failed one's images were run here instead).
+            let expected: Vec<usize> = share::shares(8, count)[1..]
+                .iter()
+                .map(|r| r.len())
+                .collect();
+            assert_eq!(*helpers.shares.borrow(), expected);
+            assert_eq!(progress.last(), Some(&8));
+            assert_eq!(shared.dims()[0], 8);
+            let shared = to_host(shared);
+            assert_eq!(shared.len(), alone.len());
+            let worst = alone
+                .iter()
+                .zip(&shared)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{unfreeze:?}, {count} helpers (fail {fail}): {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_head_run_with_helpers_matches_the_run_without() {
+    let device = Device::flex();
+    let backbone = pretrained(&device);
+    let ds = subset(&hymenoptera(), 6, 3);
+    let cfg = TrainConfig::new()
+        .with_strategy(Strategy::Head)
+        .with_epochs(3)
+        .with_augment(false)
+        .with_seed(11);
+    let (_, alone) = run(&backbone, &ds, &cfg);
+    let helpers = local_helpers(&backbone, 2, false);
+    let (_, shared) = {
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        pollster::block_on(training::train_with(
+            &backbone,
+            &ds,
+            &LITE0,
+            &cfg,
+            &device,
+            Some(&helpers),
+            |_| true,
+            |_, _| {},
+        ))
+        .unwrap()
+    };
+    // Training images and validation images were each shared with both helpers.
+    assert_eq!(helpers.shares.borrow().len(), 4);
+    assert_eq!(shared.epochs.len(), alone.epochs.len());
+    assert_eq!(shared.best_epoch, alone.best_epoch);
+    for (a, b) in alone.epochs.iter().zip(&shared.epochs) {
+        assert!(
+            (a.val_loss - b.val_loss).abs() < 1e-4,
+            "{} vs {}",
+            a.val_loss,
+            b.val_loss
+        );
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-4,
+            "{} vs {}",
+            a.train_loss,
+            b.train_loss
+        );
+        assert_eq!(a.confusion, b.confusion);
+    }
 }

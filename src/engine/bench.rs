@@ -13,6 +13,7 @@ use web_time::Instant;
 use super::EngineError;
 use super::model::{BackboneSpec, Classifier};
 use super::preprocess;
+use super::share::{self, Helpers};
 use super::training::{Unfreeze, split};
 
 /// What `finetune bench` prints (ips = images per second).
@@ -125,6 +126,79 @@ pub struct DeviceSpeed {
     /// every new kernel slowly): estimated from the inference time with the cost ratios
     /// measured natively ([`STEP_OVER_INFERENCE`]).
     pub estimated: Vec<String>,
+    /// The frozen layers' pass of head training, by this worker alone and shared with its
+    /// helper workers (CPU only, where there are helpers).
+    #[serde(default)]
+    pub shared: Option<SharedPass>,
+}
+
+/// Images per second of the head's frozen pass over the same images: by one worker, and by
+/// `workers` (it and its helpers) together.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SharedPass {
+    pub workers: usize,
+    pub images: usize,
+    pub alone_ips: f64,
+    pub shared_ips: f64,
+}
+
+/// Times the head's frozen pass over `images` pattern images alone, then shared with
+/// `helpers` (one untimed batch first: allocation).
+pub async fn shared_pass_speed(
+    model: &Classifier,
+    spec: &BackboneSpec,
+    images: usize,
+    batch: usize,
+    device: &Device,
+    helpers: &dyn Helpers,
+) -> Result<SharedPass, EngineError> {
+    let size = spec.input_size;
+    // Different pictures, as a real set: a pattern shifted per image.
+    let imgs: Vec<RgbImage> = (0..images as u32)
+        .map(|k| {
+            RgbImage::from_fn(size, size, |x, y| {
+                image::Rgb([
+                    ((x + 7 * k) % 251) as u8,
+                    ((y + 3 * k) % 241) as u8,
+                    ((x * y + k) % 239) as u8,
+                ])
+            })
+        })
+        .collect();
+    let frozen = share::frozen_part(&model.backbone, Unfreeze::Blocks(0), device);
+    share::frozen_pass(
+        &frozen,
+        &imgs[..batch.min(images)],
+        spec,
+        batch,
+        device,
+        |_| {},
+    )
+    .await?;
+    let t = Instant::now();
+    share::frozen_pass(&frozen, &imgs, spec, batch, device, |_| {}).await?;
+    let alone = t.elapsed().as_secs_f64();
+    let workers = helpers.ready() + 1;
+    let t = Instant::now();
+    let out = share::shared_pass(
+        &frozen,
+        Unfreeze::Blocks(0),
+        &imgs,
+        spec,
+        batch,
+        device,
+        Some(helpers),
+        |_| {},
+    )
+    .await?;
+    sync(out.flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
+    let shared = t.elapsed().as_secs_f64();
+    Ok(SharedPass {
+        workers,
+        images,
+        alone_ips: images as f64 / alone,
+        shared_ips: images as f64 / shared,
+    })
 }
 
 /// A training step's time over an inference pass of the same batch, measured with
@@ -168,6 +242,7 @@ pub async fn device_speed(
         last_block_step_ips: step(1),
         full_step_ips: step(2),
         estimated,
+        shared: None,
     })
 }
 
@@ -178,9 +253,14 @@ pub async fn device_speed(
 pub fn estimate_seconds(speed: &DeviceSpeed, train: usize, val: usize, epochs: usize) -> [f64; 4] {
     let (n, v, e) = (train as f64, val as f64, epochs as f64);
     let infer = 1.0 / speed.inference_ips.max(f64::MIN_POSITIVE);
+    // The frozen layers' pass goes faster where helper workers share it.
+    let gain = speed.shared.as_ref().map_or(1.0, |p| {
+        (p.shared_ips / p.alone_ips.max(f64::MIN_POSITIVE)).max(f64::MIN_POSITIVE)
+    });
+    let frozen = infer / gain;
     let last = 1.0 / speed.last_block_step_ips.max(f64::MIN_POSITIVE);
     let full = 1.0 / speed.full_step_ips.max(f64::MIN_POSITIVE);
-    let features = (n + v) * infer;
+    let features = (n + v) * frozen;
     // Head epochs on cached features cost a small fraction of a feature pass.
     let head = features;
     let last_block = features + e * (n * last + v * infer);
@@ -276,6 +356,7 @@ mod tests {
             last_block_step_ips: 5.0,
             full_step_ips: 2.0,
             estimated: Vec::new(),
+            shared: None,
         };
         let [head, last, gradual, full] = estimate_seconds(&speed, 32, 8, 10);
         // Head: one feature pass over 40 images.
@@ -285,5 +366,20 @@ mod tests {
         // Full: 10 epochs of 32 images at 0.5 s and 8 checks.
         assert!((full - 10.0 * (16.0 + 0.8)).abs() < 1e-9);
         assert!(head < last && last < gradual && gradual < full);
+        // Helpers that double the frozen pass halve the head's time, and that pass in the
+        // others; the trained layers cost the same.
+        let shared = DeviceSpeed {
+            shared: Some(SharedPass {
+                workers: 2,
+                images: 16,
+                alone_ips: 10.0,
+                shared_ips: 20.0,
+            }),
+            ..speed
+        };
+        let [head2, last2, _, full2] = estimate_seconds(&shared, 32, 8, 10);
+        assert!((head2 - 2.0).abs() < 1e-9);
+        assert!((last2 - (2.0 + 10.0 * (6.4 + 0.8))).abs() < 1e-9);
+        assert!((full2 - full).abs() < 1e-9);
     }
 }

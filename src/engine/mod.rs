@@ -14,6 +14,7 @@ pub mod plan;
 pub mod preprocess;
 pub mod project;
 pub mod schedule;
+pub mod share;
 pub mod training;
 pub mod weights;
 

@@ -23,7 +23,7 @@ pub const MIN_BATCH: usize = 4;
 pub const BLOCKS: usize = 16;
 
 /// How much of the network one stage trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Unfreeze {
     /// The last `n` MBConv blocks plus `_conv_head`/`_bn1` (0 = the head alone, conv head frozen).
     Blocks(usize),

@@ -25,6 +25,7 @@ use super::augment;
 use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
 use super::schedule::Scheduled;
+use super::share::{self, Helpers};
 use super::{EngineError, preprocess, read_f32};
 
 pub use super::config::{Monitor, Strategy, TrainConfig};
@@ -425,33 +426,9 @@ enum EpochInput {
     Images(Vec<RgbImage>),
 }
 
-/// The frozen part's output for `images`, kept on the device (no read-back: batches are picked
-/// with `select`). `progress(done)` fires after each batch has really been computed.
-async fn boundary_cache(
-    frozen: &Frozen,
-    images: &[RgbImage],
-    spec: &BackboneSpec,
-    batch: usize,
-    device: &Device,
-    mut progress: impl FnMut(usize),
-) -> Result<Tensor<4>, EngineError> {
-    let mut parts = Vec::new();
-    let mut done = 0;
-    for chunk in images.chunks(batch.max(1)) {
-        let out = frozen.forward(preprocess::batch_tensor(chunk, spec, device));
-        // Reading one value waits for the batch, so the progress is real and the GPU queue short.
-        read_f32(out.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
-        done += chunk.len();
-        progress(done);
-        parts.push(out);
-    }
-    Ok(Tensor::cat(parts, 0))
-}
-
 /// Floats per image at the freeze boundary (what the cache would hold).
 fn boundary_floats(frozen: &Frozen, spec: &BackboneSpec, device: &Device) -> usize {
-    let probe = Tensor::<4>::zeros([1, 3, spec.input_size, spec.input_size], device);
-    frozen.forward(probe).dims()[1..].iter().product()
+    share::boundary_dims(frozen, spec, device).iter().product()
 }
 
 /// Largest boundary cache, in floats (256 MB): beyond it the frozen part runs every epoch
@@ -469,17 +446,30 @@ pub async fn train(
     device: &Device,
     on_progress: impl FnMut(&Progress) -> bool,
 ) -> Result<(Classifier, TrainReport), EngineError> {
-    train_with(pretrained, data, spec, cfg, device, on_progress, |_, _| {}).await
+    train_with(
+        pretrained,
+        data,
+        spec,
+        cfg,
+        device,
+        None,
+        on_progress,
+        |_, _| {},
+    )
+    .await
 }
 
-/// [`train`], also handing `on_best` each new best model (with its epoch) as soon as its epoch
-/// is scored, so a caller can keep it safe from a failure later in the run.
+/// [`train`], with `helpers` (other workers) sharing the frozen part's pass, and handing
+/// `on_best` each new best model (with its epoch) as soon as its epoch is scored, so a caller
+/// can keep it safe from a failure later in the run.
+#[allow(clippy::too_many_arguments)]
 pub async fn train_with(
     pretrained: &Backbone,
     data: &Dataset,
     spec: &BackboneSpec,
     cfg: &TrainConfig,
     device: &Device,
+    helpers: Option<&dyn Helpers>,
     mut on_progress: impl FnMut(&Progress) -> bool,
     mut on_best: impl FnMut(usize, &Classifier),
 ) -> Result<(Classifier, TrainReport), EngineError> {
@@ -545,12 +535,14 @@ pub async fn train_with(
         let mut keep_going = true;
         if cache_train {
             cache = Some(
-                boundary_cache(
+                share::shared_pass(
                     &frozen,
+                    stage.unfreeze,
                     &train_eval_images,
                     spec,
                     infer_batch,
                     device,
+                    helpers,
                     |done| {
                         keep_going &= on_progress(&Progress::Features { done, total });
                     },
@@ -563,12 +555,21 @@ pub async fn train_with(
         } else {
             0
         };
-        let val_cache = boundary_cache(&frozen, &val_images, spec, infer_batch, device, |done| {
-            keep_going &= on_progress(&Progress::Features {
-                done: offset + done,
-                total: offset + val_images.len(),
-            });
-        })
+        let val_cache = share::shared_pass(
+            &frozen,
+            stage.unfreeze,
+            &val_images,
+            spec,
+            infer_batch,
+            device,
+            helpers,
+            |done| {
+                keep_going &= on_progress(&Progress::Features {
+                    done: offset + done,
+                    total: offset + val_images.len(),
+                });
+            },
+        )
         .await?;
         if !keep_going {
             stopped = Some("cancelled before the first epoch".to_string());

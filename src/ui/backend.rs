@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
 use super::js;
-use crate::device::{self, Adapter, Choice, DeviceKind, Probe};
+use gloo_storage::{LocalStorage, Storage};
+
+use crate::device::{self, Adapter, Choice, DeviceKind, Measured, Probe};
 
 /// What the device row shows.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,9 +64,53 @@ pub async fn probe() -> Probe {
     probe
 }
 
-/// The probe and the address's wish, decided.
+/// The probe, the address's wish and the last device check, decided.
 pub async fn choose() -> Choice {
-    device::choose(&probe().await, forced())
+    device::choose(&probe().await, forced(), measured().as_ref())
+}
+
+/// Where the device check's finding is kept between visits.
+const MEASURED_KEY: &str = "finetune-studio.device-check";
+
+/// The last device check's finding on this computer, if any.
+pub fn measured() -> Option<Measured> {
+    LocalStorage::get(MEASURED_KEY).ok()
+}
+
+/// Keeps the device check's finding for the next visit (a failure to keep it costs nothing but
+/// the choice: the rule applies again).
+pub fn remember(m: &Measured) {
+    if let Err(e) = LocalStorage::set(MEASURED_KEY, m) {
+        leptos::logging::warn!("the device check's finding was not kept: {e}");
+    }
+}
+
+/// Limits of the WebGPU adapter that bound what the network can do: buffer sizes (the largest
+/// activation or weight), workgroup memory and size. Empty without an adapter.
+pub async fn adapter_limits() -> Vec<(String, f64)> {
+    let Some(gpu) = js::get(&window().navigator(), "gpu") else {
+        return Vec::new();
+    };
+    let adapter = match js::call_promise(&gpu, "requestAdapter", &js_sys::Object::new()) {
+        Ok(promise) => js::await_promise(promise).await.ok(),
+        Err(_) => None,
+    };
+    let Some(limits) = adapter
+        .filter(|a| !a.is_null() && !a.is_undefined())
+        .and_then(|a| js::get(&a, "limits"))
+    else {
+        return Vec::new();
+    };
+    [
+        "maxBufferSize",
+        "maxStorageBufferBindingSize",
+        "maxComputeWorkgroupStorageSize",
+        "maxComputeInvocationsPerWorkgroup",
+        "maxStorageBuffersPerShaderStage",
+    ]
+    .iter()
+    .filter_map(|key| Some((key.to_string(), js::get(&limits, key)?.as_f64()?)))
+    .collect()
 }
 
 /// "google swiftshader" style name from `GPUAdapter.info`, without repeated words.

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::backend::BackendState;
 use super::client::{WorkerContext, WorkerStatus, use_worker};
-use crate::device::DeviceKind;
+use crate::device::{DeviceKind, Measured};
 use crate::engine::bench::{DeviceSpeed, estimate_seconds};
-use crate::engine::config::Strategy;
+use crate::engine::config::{Strategy, TrainConfig};
 
 /// The estimate's classroom case: 2 classes x 20 photos, 4 of each kept for checking, the
 /// default 10 epochs.
@@ -26,6 +26,8 @@ struct DeviceResult {
     name: String,
     in_use: bool,
     speed: Option<DeviceSpeed>,
+    /// The adapter's limits (WebGPU), or the CPU's cores and workers.
+    limits: Vec<(String, f64)>,
     /// Seconds per strategy, by name.
     estimates: Vec<(&'static str, f64)>,
     error: Option<String>,
@@ -36,16 +38,42 @@ struct DeviceResult {
 enum Check {
     Idle,
     Running(String),
-    Done(Vec<DeviceResult>),
+    /// The figures, and the finding kept for the next visit.
+    Done(Vec<DeviceResult>, Option<Measured>),
 }
 
 fn wants_bench() -> bool {
     super::js::url_param("bench").is_some()
 }
 
-fn cpu_name() -> String {
+fn cpu_name(helpers: usize) -> String {
     let cores = window().navigator().hardware_concurrency();
-    format!("this browser's CPU backend (wasm SIMD, one thread; the machine has {cores} cores)")
+    format!(
+        "this browser's CPU backend (wasm SIMD, one thread per worker, {} worker{}; the machine has {cores} cores)",
+        helpers + 1,
+        if helpers == 0 { "" } else { "s" }
+    )
+}
+
+/// The device check's finding for the next visit, when both devices were timed: the estimated
+/// time of the default strategy's run on each.
+fn finding(results: &[DeviceResult], adapter: Option<String>) -> Option<Measured> {
+    let default = TrainConfig::new().strategy.name();
+    let secs = |device: DeviceKind| {
+        results
+            .iter()
+            .find(|r| r.device == device.name())?
+            .estimates
+            .iter()
+            .find(|(name, _)| *name == default)
+            .map(|(_, s)| *s)
+    };
+    Some(Measured {
+        adapter: adapter?,
+        run: format!("{default} training of 2 classes x 20 photos"),
+        webgpu_s: secs(DeviceKind::WebGpu)?,
+        cpu_s: secs(DeviceKind::Cpu)?,
+    })
 }
 
 #[component]
@@ -72,6 +100,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
             devices.push(current.other());
         }
         let worker = handle.client();
+        let helpers = worker.helpers.get_untracked();
         leptos::task::spawn_local(async move {
             let mut results = Vec::new();
             for device in devices {
@@ -81,9 +110,19 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
                 )));
                 let started = super::js::now_ms();
                 let result = worker.bench(device).await;
-                let name = match device {
-                    DeviceKind::WebGpu => adapter.clone().unwrap_or_default(),
-                    DeviceKind::Cpu => cpu_name(),
+                let (name, limits) = match device {
+                    DeviceKind::WebGpu => (
+                        adapter.clone().unwrap_or_default(),
+                        super::backend::adapter_limits().await,
+                    ),
+                    DeviceKind::Cpu => {
+                        let cores = window().navigator().hardware_concurrency();
+                        let workers = if device == current { helpers + 1 } else { 1 };
+                        (
+                            cpu_name(workers - 1),
+                            vec![("cores".into(), cores), ("workers".into(), workers as f64)],
+                        )
+                    }
                 };
                 let (speed, error) = match result {
                     Ok(speed) => (Some(speed), None),
@@ -101,12 +140,17 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
                     name,
                     in_use: device == current,
                     speed,
+                    limits,
                     estimates,
                     error,
                     seconds: (super::js::now_ms() - started) / 1000.0,
                 });
             }
-            check.set(Check::Done(results));
+            let found = finding(&results, adapter);
+            if let Some(m) = &found {
+                super::backend::remember(m);
+            }
+            check.set(Check::Done(results, found));
         });
     };
 
@@ -140,7 +184,13 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
             {move || match check.get() {
                 Check::Idle => ().into_any(),
                 Check::Running(text) => view! { <p class="muted" role="status">{text}</p> }.into_any(),
-                Check::Done(results) => view! { <BenchTable results /> }.into_any(),
+                Check::Done(results, found) => {
+                    view! {
+                        <BenchTable results />
+                        <Finding found in_use=in_use.get_untracked() />
+                    }
+                        .into_any()
+                }
             }}
         </section>
     }
@@ -159,6 +209,34 @@ fn seconds(s: f64) -> String {
     } else {
         format!("{:.1} min", s / 60.0)
     }
+}
+
+/// What the check decided for the next visit, with a link to switch now.
+#[component]
+fn Finding(found: Option<Measured>, in_use: Option<DeviceKind>) -> impl IntoView {
+    let m = found?;
+    let faster = m.faster();
+    let now = (Some(faster) != in_use).then(|| {
+        let href = format!("?device={}", faster.name());
+        view! {
+            " "
+            <a class="link-button" data-testid="bench-switch" href=href>
+                {format!("Use {} now", label(faster))}
+            </a>
+        }
+    });
+    Some(view! {
+        <p data-testid="bench-finding" data-faster=faster.name()>
+            {format!(
+                "{} is faster here for {} (about {:.0} s against {:.0} s): the app will use it from now on.",
+                if faster == DeviceKind::Cpu { "The CPU" } else { "WebGPU" },
+                m.run,
+                m.webgpu_s.min(m.cpu_s),
+                m.webgpu_s.max(m.cpu_s),
+            )}
+            {now}
+        </p>
+    })
 }
 
 #[component]
@@ -185,9 +263,31 @@ fn BenchTable(results: Vec<DeviceResult>) -> impl IntoView {
                     } else {
                         format!(" (estimated, no time to time them: {})", s.estimated.join(", "))
                     };
+                    let shared = s
+                        .shared
+                        .as_ref()
+                        .map(|p| {
+                            format!(
+                                " Frozen layers' pass (head training), {} images: {:.1} images/s in one worker, {:.1} in {} workers.",
+                                p.images, p.alone_ips, p.shared_ips, p.workers
+                            )
+                        })
+                        .unwrap_or_default();
+                    let limits = if r.limits.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " Limits: {}.",
+                            r.limits
+                                .iter()
+                                .map(|(k, v)| format!("{k} {v}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
                     format!(
-                        "{:.1} images/s inference, {:.1} head step, {:.1} last-block step, {:.1} full step{guessed}. \
-                         2 classes x 20 photos, {EPOCHS} epochs: {estimates}.",
+                        "{:.1} images/s inference, {:.1} head step, {:.1} last-block step, {:.1} full step{guessed}.{shared} \
+                         2 classes x 20 photos, {EPOCHS} epochs: {estimates}.{limits}",
                         s.inference_ips, s.head_step_ips, s.last_block_step_ips, s.full_step_ips
                     )
                 }

@@ -155,6 +155,8 @@ pub struct WorkerClient {
     pub status: RwSignal<WorkerStatus>,
     /// The device the network is on, once `init` succeeded.
     pub device: RwSignal<Option<DeviceKind>>,
+    /// Helper workers asked for on the CPU (sharing the frozen layers' pass).
+    pub helpers: RwSignal<usize>,
 }
 
 impl WorkerClient {
@@ -169,6 +171,7 @@ impl WorkerClient {
             listeners: RefCell::default(),
             status: RwSignal::new(WorkerStatus::Waiting),
             device: RwSignal::new(None),
+            helpers: RwSignal::new(0),
         });
         client.spawn();
         client
@@ -187,7 +190,15 @@ impl WorkerClient {
     ) -> Result<(), InitError> {
         *self.weights.borrow_mut() = Some((Rc::clone(&weights), device));
         self.status.set(WorkerStatus::Starting);
-        let request = ToWorker::Init { device };
+        let helpers = match device {
+            DeviceKind::Cpu => crate::device::helper_count(
+                web_sys::window().map_or(1, |w| w.navigator().hardware_concurrency() as usize),
+                js::url_param("helpers").and_then(|v| v.parse().ok()),
+            ),
+            DeviceKind::WebGpu => 0,
+        };
+        self.helpers.set(helpers);
+        let request = ToWorker::Init { device, helpers };
         let result = match self.request(request, vec![bytes(&weights)]).await {
             Ok((Answer::Initialized(result), _)) => result,
             Ok(_) => Err(InitError::Weights(unexpected())),
@@ -407,28 +418,11 @@ impl WorkerClient {
 
 impl Live {
     fn start(client: Weak<WorkerClient>) -> Result<Self, String> {
-        let script = asset_url(".js")?;
-        let wasm = asset_url(".wasm")?;
-        // The glue's own default wasm name lacks Trunk's hash: pass the real one. A failed
-        // start is reported as `Crashed`.
-        let source = format!(
-            "import init from {script:?};\n\
-             try {{ await init({{ module_or_path: {wasm:?} }}); }}\n\
-             catch (e) {{ postMessage({{ json: JSON.stringify({{ Crashed: `the worker could not start: ${{e}}` }}) }}); }}\n"
-        );
-        let parts = js_sys::Array::of1(&source.into());
-        let options = web_sys::BlobPropertyBag::new();
-        options.set_type("text/javascript");
-        let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
-            .map_err(|e| js::error_text(&e))?;
-        let url =
-            web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
-        let worker_options = WorkerOptions::new();
-        worker_options.set_type(WorkerType::Module);
-        worker_options.set_name("finetune-worker");
-        let worker = Worker::new_with_options(&url, &worker_options)
-            .map_err(|e| format!("the worker could not start: {}", js::error_text(&e)))?;
-        web_sys::Url::revoke_object_url(&url).ok();
+        let assets = Assets {
+            script: asset_url(".js")?,
+            wasm: asset_url(".wasm")?,
+        };
+        let worker = assets.start("finetune-worker")?;
 
         let on_message = {
             let client = client.clone();
@@ -513,6 +507,56 @@ pub async fn pixels(
         super::js::next_task().await;
     }
     out
+}
+
+/// Where this app's JS glue and wasm are: a worker starts the same module from them, and hands
+/// them on to its helper workers.
+#[derive(Clone, Debug)]
+pub(super) struct Assets {
+    pub script: String,
+    pub wasm: String,
+}
+
+impl Assets {
+    /// Name of the global where a worker finds its [`Assets`].
+    const GLOBAL: &'static str = "finetuneAssets";
+
+    /// The [`Assets`] a worker was started with.
+    pub fn of_worker() -> Option<Assets> {
+        let assets = js::get(&js_sys::global(), Self::GLOBAL)?;
+        Some(Assets {
+            script: js::get_string(&assets, "script")?,
+            wasm: js::get_string(&assets, "wasm")?,
+        })
+    }
+
+    /// Starts this module in a new module worker called `name` (how it knows its role). A
+    /// failed start is reported as `Crashed`.
+    pub fn start(&self, name: &str) -> Result<Worker, String> {
+        let Assets { script, wasm } = self;
+        // The glue's own default wasm name lacks Trunk's hash: pass the real one.
+        let source = format!(
+            "import init from {script:?};\n\
+             self.{global} = {{ script: {script:?}, wasm: {wasm:?} }};\n\
+             try {{ await init({{ module_or_path: {wasm:?} }}); }}\n\
+             catch (e) {{ postMessage({{ json: JSON.stringify({{ Crashed: `the worker could not start: ${{e}}` }}) }}); }}\n",
+            global = Self::GLOBAL,
+        );
+        let parts = js_sys::Array::of1(&source.into());
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type("text/javascript");
+        let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+            .map_err(|e| js::error_text(&e))?;
+        let url =
+            web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js::error_text(&e))?;
+        let worker_options = WorkerOptions::new();
+        worker_options.set_type(WorkerType::Module);
+        worker_options.set_name(name);
+        let worker = Worker::new_with_options(&url, &worker_options)
+            .map_err(|e| format!("the worker could not start: {}", js::error_text(&e)));
+        web_sys::Url::revoke_object_url(&url).ok();
+        worker
+    }
 }
 
 /// The absolute URL of this app's JS glue (`.js`) or wasm (`.wasm`), which Trunk names with a

@@ -12,6 +12,7 @@ mod diagram;
 mod drop_target;
 mod folders;
 mod gather;
+mod helpers;
 mod js;
 mod mistakes;
 mod predict;
@@ -32,10 +33,15 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 /// Entry point called by `main` on wasm32: the page mounts the app; the training worker (the
-/// same module, started by the page, with no `window`) listens for work instead.
+/// same module, started by the page, with no `window`) listens for work instead, and so do its
+/// helper workers (started by the worker, named `finetune-helper`).
 pub fn start() {
     if web_sys::window().is_none() {
-        worker::run_worker();
+        if helpers::is_helper() {
+            helpers::run_helper();
+        } else {
+            worker::run_worker();
+        }
     } else {
         mount();
     }

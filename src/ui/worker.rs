@@ -13,12 +13,14 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::client::{pack, unpack};
+use super::helpers::HelperPool;
 use super::js;
 use crate::device::DeviceKind;
 use crate::engine::bench::{self, DeviceSpeed};
 use crate::engine::data::{self, Dataset, Sample};
 use crate::engine::inference::{ClassScore, Predictor};
 use crate::engine::model::{Classifier, LITE0};
+use crate::engine::share::Helpers;
 use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
 use crate::engine::weights;
 use crate::protocol::{
@@ -82,6 +84,8 @@ struct Held {
     weights: RefCell<Option<(Rc<Vec<u8>>, DeviceKind)>>,
     /// Set when `Init` failed, so waiting requests give up.
     init_failed: RefCell<Option<String>>,
+    /// Helper workers sharing the frozen layers' pass (CPU only).
+    helpers: RefCell<Option<Rc<HelperPool>>>,
     /// The model that `Predict` uses: the last trained or loaded one.
     trained: RefCell<Option<Rc<Predictor>>>,
     cancel: Cell<bool>,
@@ -142,11 +146,18 @@ pub fn run_worker() {
 async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, Buffers) {
     let first = || buffers.first().map(js_sys::Uint8Array::to_vec);
     match request {
-        ToWorker::Init { device } => {
+        ToWorker::Init { device, helpers } => {
             let bytes = first().map(Rc::new);
+            // Helpers of an earlier device stop here.
+            *state.helpers.borrow_mut() = None;
             let result = init(bytes.as_deref(), device).await;
             match result {
                 Ok(predictor) => {
+                    if let (DeviceKind::Cpu, Some(b)) = (device, &bytes)
+                        && helpers > 0
+                    {
+                        *state.helpers.borrow_mut() = Some(Rc::new(HelperPool::start(helpers, b)));
+                    }
                     *state.weights.borrow_mut() = bytes.map(|b| (b, device));
                     *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
                     *state.init_failed.borrow_mut() = None;
@@ -240,7 +251,7 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
         let device = make_device(kind).await?;
         Rc::new(Predictor::from_safetensors(&weights, &device).map_err(|e| e.to_string())?)
     };
-    bench::device_speed(
+    let mut speed = bench::device_speed(
         &predictor.model,
         &LITE0,
         BENCH_BATCH,
@@ -248,7 +259,24 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
         BENCH_BUDGET_S,
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    let pool = state.helpers.borrow().clone();
+    if let Some(pool) = pool.filter(|p| kind == DeviceKind::Cpu && p.ready() > 0) {
+        // Two batches per worker: the head's frozen pass of a small class set.
+        let images = 2 * BENCH_BATCH * (pool.ready() + 1);
+        let shared = bench::shared_pass_speed(
+            &predictor.model,
+            &LITE0,
+            images,
+            BENCH_BATCH,
+            &predictor.device,
+            pool.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        speed.shared = Some(shared);
+    }
+    Ok(speed)
 }
 
 /// A photo file at the working size (decoded here, off the page).
@@ -354,12 +382,14 @@ async fn run(
         skipped: Vec::new(),
     };
     let epochs = RefCell::new(Vec::<EpochReport>::new());
+    let pool = state.helpers.borrow().clone();
     let result = training::train_with(
         &backbone,
         &dataset,
         &LITE0,
         config,
         &device,
+        pool.as_deref().map(|p| p as &dyn Helpers),
         |p| {
             if let Progress::Epoch(r) = p {
                 epochs.borrow_mut().push(r.clone());

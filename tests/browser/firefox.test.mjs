@@ -2,10 +2,11 @@
 // WebDriver BiDi by puppeteer-core. With default settings Firefox on Linux has no WebGPU: the app
 // runs on its CPU backend and must do everything there: classify the golden coffee photo like
 // PyTorch, gather two classes (with a bad file), train the head, predict a held-out photo,
-// export and import the model, and restore the project after a reload. With the
-// `dom.webgpu.enabled` preference Firefox 141 and newer offer a WebGPU adapter (lavapipe here), a
-// second WebGPU implementation: the app classifies the coffee photo on it (Firefox 140 ESR refuses
-// every adapter in release builds: that test is skipped there, saying so).
+// export and import the model, and restore the project after a reload; its device check times
+// the CPU with the helper workers. With the `dom.webgpu.enabled` preference Firefox 141 and
+// newer (Debian 12 has 153 ESR in its security updates; `make test` installs it) offer a WebGPU
+// adapter (lavapipe here), a second WebGPU implementation: the app classifies the coffee photo on
+// it, and the device check times it against the CPU.
 //
 // Run: `node --test tests/browser/` after `make dist`.
 
@@ -70,6 +71,21 @@ async function waitFor(ff, selector, timeout) {
     console.log(`--- waiting for ${selector} failed; page console:\n${ff.log.join('\n') || '(empty)'}`);
     throw err;
   }
+}
+
+/** Waits for the device check's figures on `ff.page` and returns them, printed. */
+async function deviceCheck(ff, what) {
+  const result = await waitFor(ff, '[data-testid="bench-result"]', 5 * 60_000);
+  const devices = JSON.parse(await result.evaluate((e) => e.dataset.json));
+  for (const d of devices) {
+    console.log(`device check (${what}), ${d.device}${d.in_use ? ' (in use)' : ''} on ${d.name}: ${JSON.stringify(d.speed)}; ` +
+      `limits ${JSON.stringify(d.limits)}; 2 x 20 photos: ${d.estimates.map(([s, t]) => `${s} ${t.toFixed(0)} s`).join(', ')} (${d.seconds.toFixed(1)} s)`);
+    assert.equal(d.error, null, `${d.device}: ${d.error}`);
+    for (const key of ['inference_ips', 'head_step_ips', 'last_block_step_ips', 'full_step_ips']) {
+      assert.ok(d.speed[key] > 0 && Number.isFinite(d.speed[key]), `${d.device} ${key} = ${d.speed[key]}`);
+    }
+  }
+  return devices;
 }
 
 async function classifyCoffee(ff) {
@@ -213,6 +229,19 @@ describe('Firefox ESR with default settings (no WebGPU): the CPU backend', { tim
 
     assert.deepEqual(ff.requests.filter((url) => !isLocal(url)), [], 'requests outside localhost');
   });
+
+  it('times the CPU, alone and with its helper workers (?bench)', async () => {
+    await ff.page.goto(`${ff.base}?bench`);
+    const devices = await deviceCheck(ff, 'Firefox, no WebGPU');
+    assert.deepEqual(devices.map((d) => d.device), ['cpu']);
+    const cores = await ff.page.evaluate(() => navigator.hardwareConcurrency);
+    if (cores >= 2) {
+      const shared = devices[0].speed.shared;
+      assert.equal(shared.workers, Math.min(cores, 4));
+      console.log(`Firefox frozen pass of ${shared.images} images: ${shared.alone_ips.toFixed(2)} images/s alone, ` +
+        `${shared.shared_ips.toFixed(2)} in ${shared.workers} workers`);
+    }
+  });
 });
 
 describe('Firefox ESR with WebGPU turned on (lavapipe)', { timeout: 15 * 60_000 }, () => {
@@ -229,18 +258,11 @@ describe('Firefox ESR with WebGPU turned on (lavapipe)', { timeout: 15 * 60_000 
     await ff?.close();
   });
 
-  it('classifies the coffee photo on WebGPU', async (t) => {
+  it('classifies the coffee photo on WebGPU, and times it against the CPU', async () => {
     await ff.page.goto(`${ff.base}?device=webgpu`);
     const status = await waitFor(ff, '[data-testid="backend-status"][data-ready="true"]', 60_000);
     const text = await status.evaluate((e) => e.textContent);
-    console.log(`Firefox with WebGPU: ${text}`);
-    // Firefox release builds before 141 refuse every adapter, whatever the preferences (Debian
-    // 12 has 140 ESR): there is no WebGPU to test there, and the app said so and used the CPU.
-    if (/not yet available in Release/.test(text)) {
-      const version = await ff.page.evaluate(() => navigator.userAgent);
-      t.skip(`this Firefox has no WebGPU at all (${version})`);
-      return;
-    }
+    console.log(`Firefox with WebGPU (${await ff.page.evaluate(() => navigator.userAgent)}): ${text}`);
     await waitFor(ff, '[data-testid="weights-status"][data-ready="true"]', READY_TIMEOUT);
     // The device in use after start-up (a WebGPU device that fails to start gives way to the CPU).
     assert.equal(await status.evaluate((e) => e.dataset.device), 'webgpu');
@@ -248,5 +270,10 @@ describe('Firefox ESR with WebGPU turned on (lavapipe)', { timeout: 15 * 60_000 
     console.log(`Firefox WebGPU: ${coffee.label} p=${coffee.prob.toFixed(4)}`);
     assert.equal(coffee.label, coffeeTop1.name);
     assert.ok(Math.abs(coffee.prob - coffeeTop1.prob) <= PROB_TOLERANCE);
+
+    await ff.page.goto(`${ff.base}?device=webgpu&bench`);
+    const devices = await deviceCheck(ff, 'Firefox, WebGPU in use');
+    assert.deepEqual(devices.map((d) => d.device), ['webgpu', 'cpu']);
+    assert.ok(Object.fromEntries(devices[0].limits).maxStorageBufferBindingSize > 0, JSON.stringify(devices[0].limits));
   });
 });

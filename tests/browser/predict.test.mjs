@@ -234,22 +234,19 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
     await forced.context.close();
   });
 
-  it('?bench times both devices and writes the figures as JSON', async () => {
-    // SwiftShader chosen by address, so the check times WebGPU (in use) and the CPU.
-    const { context, page } = await open('?device=webgpu&bench');
+  /** Runs `?bench` (after `query`) on `page` and returns the figures, printed. */
+  async function deviceCheck(page, what) {
     const started = Date.now();
     const result = page.locator('[data-testid="bench-result"]');
     await result.waitFor({ timeout: 5 * 60_000 });
     const seconds = (Date.now() - started) / 1000;
     const devices = JSON.parse(await result.getAttribute('data-json'));
     for (const d of devices) {
-      console.log(`device check, ${d.device}${d.in_use ? ' (in use)' : ''} on ${d.name}: ${JSON.stringify(d.speed)}; ` +
+      console.log(`device check (${what}), ${d.device}${d.in_use ? ' (in use)' : ''} on ${d.name}: ${JSON.stringify(d.speed)}; ` +
+        `limits ${JSON.stringify(d.limits)}; ` +
         `2 x 20 photos: ${d.estimates.map(([s, t]) => `${s} ${t.toFixed(0)} s`).join(', ')} (${d.seconds.toFixed(1)} s)`);
     }
-    console.log(`device check from page open: ${seconds.toFixed(1)} s`);
-    assert.deepEqual(devices.map((d) => d.device), ['webgpu', 'cpu']);
-    assert.equal(devices[0].in_use, true);
-    assert.match(devices[0].name, /swiftshader/i);
+    console.log(`device check (${what}) from page open: ${seconds.toFixed(1)} s`);
     for (const d of devices) {
       assert.equal(d.error, null, `${d.device}: ${d.error}`);
       for (const key of ['inference_ips', 'head_step_ips', 'last_block_step_ips', 'full_step_ips']) {
@@ -259,6 +256,53 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
       // Each strategy trains more of the network than the one before it.
       const times = d.estimates.map(([, t]) => t);
       assert.ok(times.every((t, i) => i === 0 || t > times[i - 1]), `${times}`);
+    }
+    return devices;
+  }
+
+  it('?bench times both devices, writes the figures as JSON, and its finding picks the device next time', async () => {
+    // SwiftShader chosen by address, so the check times WebGPU (in use) and the CPU.
+    const { context, page } = await open('?device=webgpu&bench');
+    const devices = await deviceCheck(page, 'SwiftShader in use');
+    assert.deepEqual(devices.map((d) => d.device), ['webgpu', 'cpu']);
+    assert.equal(devices[0].in_use, true);
+    assert.match(devices[0].name, /swiftshader/i);
+    // The adapter's limits: SwiftShader binds storage buffers of up to 1 GiB here.
+    const limits = Object.fromEntries(devices[0].limits);
+    assert.ok(limits.maxStorageBufferBindingSize >= 128 << 20, JSON.stringify(limits));
+    assert.ok(limits.maxComputeInvocationsPerWorkgroup >= 256, JSON.stringify(limits));
+    // The finding follows the figures (the default head run's estimate) and is kept.
+    const head = Object.fromEntries(devices.map((d) => [d.device, Object.fromEntries(d.estimates).head]));
+    const faster = head.webgpu <= head.cpu ? 'webgpu' : 'cpu';
+    const finding = page.locator('[data-testid="bench-finding"]');
+    assert.equal(await finding.getAttribute('data-faster'), faster);
+    console.log(`device check finding: ${await finding.textContent()}`);
+    // A new visit without ?device: the check, not the rule, decides, and says so.
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    const status = page.locator('[data-testid="backend-status"][data-ready="true"]');
+    await status.waitFor({ timeout: 60_000 });
+    assert.equal(await status.getAttribute('data-device'), faster);
+    assert.match(await status.textContent(), /device check on this computer found/);
+    await context.close();
+  });
+
+  it('?bench on the CPU shares the frozen pass with helper workers', async () => {
+    const { context, page } = await open('?device=cpu&bench');
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const [cpu] = await deviceCheck(page, 'CPU in use');
+    assert.equal(cpu.device, 'cpu');
+    const limits = Object.fromEntries(cpu.limits);
+    assert.equal(limits.cores, cores);
+    if (cores < 2) {
+      assert.equal(cpu.speed.shared, null);
+    } else {
+      // One worker per core, at most 4: the worker and its helpers, all timed on the same images.
+      const shared = cpu.speed.shared;
+      assert.equal(shared.workers, Math.min(cores, 4));
+      assert.equal(limits.workers, shared.workers);
+      assert.ok(shared.alone_ips > 0 && shared.shared_ips > 0, JSON.stringify(shared));
+      console.log(`frozen pass of ${shared.images} images: ${shared.alone_ips.toFixed(2)} images/s alone, ` +
+        `${shared.shared_ips.toFixed(2)} in ${shared.workers} workers (${(shared.shared_ips / shared.alone_ips).toFixed(2)}x)`);
     }
     await context.close();
   });
