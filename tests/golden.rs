@@ -25,6 +25,10 @@ fn check_forward(device: &Device, backend: &str) {
     let input = preprocess::batch_tensor(&images, &LITE0, device);
     let (logits, features) = model.forward_with_features(input);
     let logits = logits.into_data().try_to_vec::<f32>().unwrap();
+    // Predictions run the backbone with each BatchNorm folded into its convolution.
+    let predictor =
+        finetune::engine::inference::Predictor::from_safetensors(&weights_bytes(), device).unwrap();
+    let folded = pollster::block_on(predictor.logits(&images)).unwrap();
     let features = features.into_data().try_to_vec::<f32>().unwrap();
     for (i, name) in names.iter().enumerate() {
         let want_logits = read_npy_f32(&golden_dir().join(format!("{name}_logits.npy")));
@@ -33,8 +37,15 @@ fn check_forward(device: &Device, backend: &str) {
         let got_feat = &features[i * 1280..(i + 1) * 1280];
         let dl = max_abs_diff(got_logits, &want_logits);
         let df = max_abs_diff(got_feat, &want_feat);
-        println!("{backend} {name}: logits max abs err {dl:.2e}, feature max abs err {df:.2e}");
+        let dfold = max_abs_diff(&folded[i], &want_logits);
+        println!(
+            "{backend} {name}: logits max abs err {dl:.2e} ({dfold:.2e} folded), feature max abs err {df:.2e}"
+        );
         assert!(dl <= TOL, "{backend} {name}: logits differ by {dl}");
+        assert!(
+            dfold <= TOL,
+            "{backend} {name}: folded logits differ by {dfold}"
+        );
         assert!(df <= TOL, "{backend} {name}: feature differs by {df}");
         let want_top5: Vec<u64> = golden["images"][name]["top5"]
             .as_array()

@@ -86,16 +86,19 @@ async fn step_seconds(
     Ok(median(times))
 }
 
-/// Seconds of one inference pass over `x`.
+/// Seconds of one inference pass over `x`, as predictions run it (BatchNorm folded).
 async fn inference_seconds(
     model: &Classifier,
     x: &Tensor<4>,
     iters: usize,
 ) -> Result<f64, EngineError> {
+    let (frozen, trainable) = split(model.clone(), Unfreeze::Blocks(0));
     let mut times = Vec::new();
     for i in 0..=iters {
         let t = Instant::now();
-        let logits = model.forward(x.clone());
+        let features = frozen.forward(x.clone());
+        let [n, c, _, _] = features.dims();
+        let logits = trainable.head.forward(features.reshape([n, c]));
         let [n, c] = logits.dims();
         sync(logits.reshape([n * c])).await?;
         if i > 0 {

@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BackboneSpec, Classifier, LITE0};
+use super::training::{Frozen, Unfreeze, split};
 use super::{EngineError, labels, preprocess, weights};
 
 /// One class with its score.
@@ -29,9 +30,22 @@ pub struct Predictor {
     pub labels: Vec<String>,
     pub spec: BackboneSpec,
     pub device: Device,
+    /// The backbone with its BatchNorms folded, which predictions run (half the kernels).
+    folded: Frozen,
 }
 
 impl Predictor {
+    pub fn new(model: Classifier, labels: Vec<String>, spec: BackboneSpec, device: Device) -> Self {
+        let folded = split(model.clone(), Unfreeze::Blocks(0)).0;
+        Self {
+            model,
+            labels,
+            spec,
+            device,
+            folded,
+        }
+    }
+
     /// Builds the ImageNet classifier from the converted checkpoint's bytes, validating
     /// names and shapes first.
     pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
@@ -68,12 +82,7 @@ impl Predictor {
                 ),
             ));
         }
-        Ok(Self {
-            model,
-            labels,
-            spec: LITE0,
-            device: device.clone(),
-        })
+        Ok(Self::new(model, labels, LITE0, device.clone()))
     }
 
     /// Logits for already transformed images (all `spec.input_size` squared).
@@ -82,7 +91,9 @@ impl Predictor {
             return Ok(Vec::new());
         }
         let input = preprocess::batch_tensor(images, &self.spec, &self.device);
-        let logits = self.model.forward(input);
+        let features = self.folded.forward(input);
+        let [n, c, _, _] = features.dims();
+        let logits = self.model.head.forward(features.reshape([n, c]));
         let [n, classes] = logits.dims();
         let values = super::read_f32(logits).await?;
         Ok((0..n)

@@ -139,6 +139,80 @@ impl ConvBn {
     }
 }
 
+/// A [`ConvBn`] in eval mode as one convolution with a bias. BatchNorm on its running
+/// statistics is a per-channel scale and shift, `gamma * (y - mean) / sqrt(var + eps) + beta`,
+/// which folds into the convolution's weight and bias: half the layers' kernels, the same
+/// outputs up to rounding. For frozen layers and predictions (never for layers that train).
+#[derive(Module, Debug)]
+pub struct FoldedConv {
+    pub conv: Conv2d,
+    pub relu6: bool,
+}
+
+impl ConvBn {
+    pub fn fold(&self) -> FoldedConv {
+        let bn = &self.bn;
+        let scale = bn.gamma.val() / (bn.running_var.value() + BN_EPS).sqrt();
+        let out = scale.dims()[0];
+        let weight = self.conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
+        let shift = match &self.conv.bias {
+            Some(b) => b.val() - bn.running_mean.value(),
+            None => -bn.running_mean.value(),
+        };
+        let bias = shift * scale + bn.beta.val();
+        FoldedConv {
+            conv: Conv2d {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+                stride: self.conv.stride,
+                kernel_size: self.conv.kernel_size,
+                dilation: self.conv.dilation,
+                groups: self.conv.groups,
+                padding: self.conv.padding.clone(),
+            },
+            relu6: self.relu6,
+        }
+    }
+}
+
+impl FoldedConv {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+    }
+}
+
+/// An [`MbConv`] with its BatchNorms folded (see [`FoldedConv`]).
+#[derive(Module, Debug)]
+pub struct FoldedBlock {
+    pub expand: Option<FoldedConv>,
+    pub depthwise: FoldedConv,
+    pub project: FoldedConv,
+    pub skip: bool,
+}
+
+impl MbConv {
+    pub fn fold(&self) -> FoldedBlock {
+        FoldedBlock {
+            expand: self.expand.as_ref().map(ConvBn::fold),
+            depthwise: self.depthwise.fold(),
+            project: self.project.fold(),
+            skip: self.skip,
+        }
+    }
+}
+
+impl FoldedBlock {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        if let Some(expand) = &self.expand {
+            h = expand.forward(h);
+        }
+        let h = self.project.forward(self.depthwise.forward(h));
+        if self.skip { h + x } else { h }
+    }
+}
+
 /// Inverted-residual block: optional 1x1 expansion, depthwise conv, linear 1x1 projection.
 #[derive(Module, Debug)]
 pub struct MbConv {

@@ -23,7 +23,9 @@ use web_time::Instant;
 
 use super::augment;
 use super::data::{Dataset, Sample};
-use super::model::{Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv};
+use super::model::{
+    Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, FoldedBlock, FoldedConv, Head, MbConv,
+};
 use super::schedule::Scheduled;
 use super::share::{self, Helpers};
 use super::{EngineError, preprocess, read_f32};
@@ -175,18 +177,48 @@ pub fn plan(cfg: &TrainConfig) -> Vec<Stage> {
     super::plan::stages(cfg)
 }
 
-/// The frozen front of the network: pure inference, BatchNorm on running statistics.
+/// The frozen front of the network: pure inference, BatchNorm on running statistics. It keeps
+/// its layers as they are (a run's model is joined from them again) and runs them folded: each
+/// convolution and its BatchNorm as one convolution with a bias (see [`FoldedConv`]).
 #[derive(Module, Debug)]
 pub struct Frozen {
     pub stem: Option<ConvBn>,
     pub blocks: Vec<MbConv>,
     /// Present when the head alone trains: the output is then the pooled feature.
     pub conv_head: Option<ConvBn>,
+    folded_stem: Option<FoldedConv>,
+    folded_blocks: Vec<FoldedBlock>,
+    folded_head: Option<FoldedConv>,
 }
 
 impl Frozen {
+    fn new(stem: Option<ConvBn>, blocks: Vec<MbConv>, conv_head: Option<ConvBn>) -> Self {
+        Frozen {
+            folded_stem: stem.as_ref().map(ConvBn::fold),
+            folded_blocks: blocks.iter().map(MbConv::fold).collect(),
+            folded_head: conv_head.as_ref().map(ConvBn::fold),
+            stem,
+            blocks,
+            conv_head,
+        }
+    }
+
     /// The tensor at the freeze boundary (`[n, 1280, 1, 1]` when only the head trains).
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        if let Some(stem) = &self.folded_stem {
+            x = stem.forward(x);
+        }
+        for b in &self.folded_blocks {
+            x = b.forward(x);
+        }
+        match &self.folded_head {
+            Some(ch) => ch.forward(x).mean_dim(3).mean_dim(2),
+            None => x,
+        }
+    }
+
+    /// The same, with each convolution and BatchNorm run as they are (not folded).
+    pub fn forward_unfolded(&self, mut x: Tensor<4>) -> Tensor<4> {
         if let Some(stem) = &self.stem {
             x = stem.forward(x);
         }
@@ -235,11 +267,7 @@ pub fn split(model: Classifier, unfreeze: Unfreeze) -> (Frozen, Trainable) {
     } = backbone;
     match unfreeze {
         Unfreeze::All => (
-            Frozen {
-                stem: None,
-                blocks: Vec::new(),
-                conv_head: None,
-            },
+            Frozen::new(None, Vec::new(), None),
             Trainable {
                 stem: Some(stem),
                 blocks,
@@ -248,11 +276,7 @@ pub fn split(model: Classifier, unfreeze: Unfreeze) -> (Frozen, Trainable) {
             },
         ),
         Unfreeze::Blocks(0) => (
-            Frozen {
-                stem: Some(stem),
-                blocks,
-                conv_head: Some(conv_head),
-            },
+            Frozen::new(Some(stem), blocks, Some(conv_head)),
             Trainable {
                 stem: None,
                 blocks: Vec::new(),
@@ -263,11 +287,7 @@ pub fn split(model: Classifier, unfreeze: Unfreeze) -> (Frozen, Trainable) {
         Unfreeze::Blocks(n) => {
             let tail = blocks.split_off(blocks.len().saturating_sub(n));
             (
-                Frozen {
-                    stem: Some(stem),
-                    blocks,
-                    conv_head: None,
-                },
+                Frozen::new(Some(stem), blocks, None),
                 Trainable {
                     stem: None,
                     blocks: tail,
@@ -431,6 +451,10 @@ fn boundary_floats(frozen: &Frozen, spec: &BackboneSpec, device: &Device) -> usi
     share::boundary_dims(frozen, spec, device).iter().product()
 }
 
+/// Seconds between two progress reads of the loss during an epoch (each read waits for the
+/// device).
+const PROGRESS_EVERY_S: f64 = 0.25;
+
 /// Largest boundary cache, in floats (256 MB): beyond it the frozen part runs every epoch
 /// instead.
 pub const MAX_CACHE_FLOATS: usize = 64 << 20;
@@ -578,8 +602,14 @@ pub async fn train_with(
         for _ in 0..stage.epochs {
             epoch += 1;
             let t_epoch = Instant::now();
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            // Loss and correct counts add up on the device and are read back once per epoch
+            // (and for the progress line at most every PROGRESS_EVERY_S): the GPU never waits
+            // for the host between steps.
+            let mut loss_sum_t = Tensor::<1>::zeros([1], device);
+            let mut correct_t = Tensor::<1, Int>::zeros([1], device);
+            let mut seen = 0usize;
             let mut step = 0usize;
+            let (mut last_read, mut seen_at_read) = (Instant::now(), 0usize);
             // A tiny dataset is gone over several times per epoch (see `plan`).
             for _ in 0..stage.passes {
                 let input = match &cache {
@@ -598,7 +628,6 @@ pub async fn train_with(
                 order.shuffle(&mut rng);
                 for idx in order.chunks(batch) {
                     step += 1;
-                    let t_step = Instant::now();
                     let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
                     let (x, mix) = match &input {
                         EpochInput::Cached(features) => {
@@ -637,28 +666,37 @@ pub async fn train_with(
                                 + loss_fn.forward(logits.clone(), target(&other)) * (1.0 - lambda)
                         }
                     };
-                    let loss_value = f64::from(read_f32(loss.clone()).await?[0]);
+                    let n = idx.len();
+                    loss_sum_t = loss_sum_t + loss.clone().detach().inner() * n as f32;
+                    let predicted = logits.clone().detach().inner().argmax(1).reshape([n]);
+                    let truth = Tensor::<1, Int>::from_data(
+                        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [n]),
+                        device,
+                    );
+                    correct_t = correct_t + predicted.equal(truth).int().sum();
+                    seen += n;
+                    // The last step of the epoch is read too: its progress line is exact.
+                    let read_now =
+                        step == steps || last_read.elapsed().as_secs_f64() >= PROGRESS_EVERY_S;
+                    let loss_now = loss.clone().detach().inner();
+                    let lrs = sched.step();
+                    let head_lr = run.lr_at(step_global);
+                    let grads = GradientsParams::from_grads(loss.backward(), &trainable);
+                    trainable = optim.step(lrs, trainable, grads);
+                    step_global += 1;
+                    if !read_now {
+                        continue;
+                    }
+                    let loss_value = f64::from(read_f32(loss_now).await?[0]);
                     if !loss_value.is_finite() {
                         stopped = Some(format!(
                             "loss became {loss_value} at epoch {epoch}, step {step}: try a lower learning rate; kept the best model so far"
                         ));
                         break 'stages;
                     }
-                    let rows = read_f32(logits.detach()).await?;
-                    for (r, &l) in rows.chunks(classes).zip(&labels) {
-                        let pred = (0..classes)
-                            .max_by(|&a, &b| r[a].total_cmp(&r[b]))
-                            .unwrap_or(0);
-                        correct += usize::from(pred == l);
-                    }
-                    seen += idx.len();
-                    loss_sum += loss_value * idx.len() as f64;
-                    let lrs = sched.step();
-                    let head_lr = run.lr_at(step_global);
-                    let grads = GradientsParams::from_grads(loss.backward(), &trainable);
-                    trainable = optim.step(lrs, trainable, grads);
-                    step_global += 1;
-                    let secs = t_step.elapsed().as_secs_f64().max(1e-9);
+                    let secs = last_read.elapsed().as_secs_f64().max(1e-9);
+                    let images_per_sec = (seen - seen_at_read) as f64 / secs;
+                    (last_read, seen_at_read) = (Instant::now(), seen);
                     let elapsed = start.elapsed().as_secs_f64();
                     let keep_going = on_progress(&Progress::Step {
                         epoch,
@@ -666,7 +704,7 @@ pub async fn train_with(
                         steps,
                         loss: loss_value,
                         lr: head_lr,
-                        images_per_sec: idx.len() as f64 / secs,
+                        images_per_sec,
                         eta_seconds: elapsed / step_global as f64
                             * all_steps.saturating_sub(step_global) as f64,
                     });
@@ -677,6 +715,15 @@ pub async fn train_with(
                         break 'stages;
                     }
                 }
+            }
+            // The epoch's sums, read back once.
+            let loss_sum = f64::from(read_f32(loss_sum_t).await?[0]);
+            let correct = read_f32(correct_t.float()).await?[0] as usize;
+            if !loss_sum.is_finite() {
+                stopped = Some(format!(
+                    "loss became {loss_sum} during epoch {epoch}: try a lower learning rate; kept the best model so far"
+                ));
+                break 'stages;
             }
             // Validation in eval mode (dropout off, BatchNorm on running statistics).
             let eval_part = trainable.valid();

@@ -262,6 +262,18 @@ impl HelperPool {
         HelperPool { links }
     }
 
+    /// Waits (at most `max_ms`) until no helper is still starting. The worker handles a
+    /// helper's messages only between its own tasks, so a helper started just before a long
+    /// task (a device check, a run) is ready only once the worker has waited like this.
+    pub async fn settle(&self, max_ms: f64) {
+        let started = super::js::now_ms();
+        while self.links.iter().any(|l| !l.ready.get() && !l.dead.get())
+            && super::js::now_ms() - started < max_ms
+        {
+            super::js::sleep_ms(50.0).await;
+        }
+    }
+
     fn ready_links(&self) -> Vec<&Rc<Link>> {
         self.links.iter().filter(|l| l.ready.get()).collect()
     }

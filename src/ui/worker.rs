@@ -35,6 +35,10 @@ const BENCH_BATCH: usize = 4;
 /// Seconds after which the device check stops timing new kinds of step (it estimates them).
 const BENCH_BUDGET_S: f64 = 20.0;
 
+/// Longest wait for helper workers still starting before a device check or a run (they then
+/// go without the ones not ready).
+const HELPER_WAIT_MS: f64 = 10_000.0;
+
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
@@ -261,7 +265,11 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
     .await
     .map_err(|e| e.to_string())?;
     let pool = state.helpers.borrow().clone();
-    if let Some(pool) = pool.filter(|p| kind == DeviceKind::Cpu && p.ready() > 0) {
+    if let Some(pool) = pool.filter(|_| kind == DeviceKind::Cpu) {
+        pool.settle(HELPER_WAIT_MS).await;
+        if pool.ready() == 0 {
+            return Ok(speed);
+        }
         // Two batches per worker: the head's frozen pass of a small class set.
         let images = 2 * BENCH_BATCH * (pool.ready() + 1);
         let shared = bench::shared_pass_speed(
@@ -383,6 +391,9 @@ async fn run(
     };
     let epochs = RefCell::new(Vec::<EpochReport>::new());
     let pool = state.helpers.borrow().clone();
+    if let Some(pool) = &pool {
+        pool.settle(HELPER_WAIT_MS).await;
+    }
     let result = training::train_with(
         &backbone,
         &dataset,
@@ -414,12 +425,12 @@ async fn run(
         Err(e) => return Err(failed(e.to_string())),
     };
     let meta = training::export_metadata(&dataset.classes, config, &report);
-    *state.trained.borrow_mut() = Some(Rc::new(Predictor {
-        model: model.clone(),
-        labels: dataset.classes.clone(),
-        spec: LITE0,
-        device: device.clone(),
-    }));
+    *state.trained.borrow_mut() = Some(Rc::new(Predictor::new(
+        model.clone(),
+        dataset.classes.clone(),
+        LITE0,
+        device.clone(),
+    )));
     let bytes = weights::export_safetensors(&model, meta)
         .await
         .map_err(|e| failed(format!("the model could not be exported: {e}")))?;
