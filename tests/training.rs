@@ -54,14 +54,27 @@ fn run(
     ds: &Dataset,
     cfg: &TrainConfig,
 ) -> (finetune::engine::model::Classifier, training::TrainReport) {
+    run_with(backbone, ds, cfg, None, |_, _| {})
+}
+
+/// [`run`] with helpers sharing the frozen pass, handing each new best model to `on_best`.
+fn run_with(
+    backbone: &Backbone,
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    helpers: Option<&dyn Helpers>,
+    on_best: impl FnMut(usize, &finetune::engine::model::Classifier),
+) -> (finetune::engine::model::Classifier, training::TrainReport) {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    pollster::block_on(training::train(
+    pollster::block_on(training::train_with(
         backbone,
         ds,
         &LITE0,
         cfg,
         &Device::flex(),
+        helpers,
         |_| true,
+        on_best,
     ))
     .unwrap()
 }
@@ -106,20 +119,9 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
     // The first run also records every model handed out as a new best (what the browser's
     // worker keeps safe during a run).
     let mut bests = Vec::new();
-    let (model, a) = {
-        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        pollster::block_on(training::train_with(
-            &backbone,
-            &ds,
-            &LITE0,
-            &cfg,
-            &device,
-            None,
-            |_| true,
-            |epoch, m| bests.push((epoch, m.clone())),
-        ))
-        .unwrap()
-    };
+    let (model, a) = run_with(&backbone, &ds, &cfg, None, |epoch, m| {
+        bests.push((epoch, m.clone()))
+    });
     let (_, b) = run(&backbone, &ds, &cfg);
     assert_eq!(
         a.epochs.iter().map(|e| e.val_loss).collect::<Vec<_>>(),
@@ -616,20 +618,7 @@ fn a_head_run_with_helpers_matches_the_run_without() {
         .with_seed(11);
     let (_, alone) = run(&backbone, &ds, &cfg);
     let helpers = local_helpers(&backbone, 2, false);
-    let (_, shared) = {
-        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        pollster::block_on(training::train_with(
-            &backbone,
-            &ds,
-            &LITE0,
-            &cfg,
-            &device,
-            Some(&helpers),
-            |_| true,
-            |_, _| {},
-        ))
-        .unwrap()
-    };
+    let (_, shared) = run_with(&backbone, &ds, &cfg, Some(&helpers), |_, _| {});
     // Training images and validation images were each shared with both helpers.
     assert_eq!(helpers.shares.borrow().len(), 4);
     assert_eq!(shared.epochs.len(), alone.epochs.len());

@@ -204,13 +204,29 @@ impl MbConv {
 
 impl FoldedBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut h = x.clone();
-        if let Some(expand) = &self.expand {
-            h = expand.forward(h);
-        }
-        let h = self.project.forward(self.depthwise.forward(h));
-        if self.skip { h + x } else { h }
+        inverted_residual(
+            x,
+            self.expand.as_ref().map(|l| |h| l.forward(h)),
+            |h| self.project.forward(self.depthwise.forward(h)),
+            self.skip,
+        )
     }
+}
+
+/// The inverted-residual pattern of both block kinds: optional expansion, then the depthwise
+/// and projection layers, plus the input when `skip`.
+fn inverted_residual(
+    x: Tensor<4>,
+    expand: Option<impl Fn(Tensor<4>) -> Tensor<4>>,
+    depthwise_project: impl Fn(Tensor<4>) -> Tensor<4>,
+    skip: bool,
+) -> Tensor<4> {
+    let h = match expand {
+        Some(f) => f(x.clone()),
+        None => x.clone(),
+    };
+    let h = depthwise_project(h);
+    if skip { h + x } else { h }
 }
 
 /// Inverted-residual block: optional 1x1 expansion, depthwise conv, linear 1x1 projection.
@@ -225,12 +241,12 @@ pub struct MbConv {
 
 impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut h = x.clone();
-        if let Some(expand) = &self.expand {
-            h = expand.forward(h);
-        }
-        let h = self.project.forward(self.depthwise.forward(h));
-        if self.skip { h + x } else { h }
+        inverted_residual(
+            x,
+            self.expand.as_ref().map(|l| |h| l.forward(h)),
+            |h| self.project.forward(self.depthwise.forward(h)),
+            self.skip,
+        )
     }
 }
 

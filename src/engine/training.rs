@@ -216,20 +216,6 @@ impl Frozen {
             None => x,
         }
     }
-
-    /// The same, with each convolution and BatchNorm run as they are (not folded).
-    pub fn forward_unfolded(&self, mut x: Tensor<4>) -> Tensor<4> {
-        if let Some(stem) = &self.stem {
-            x = stem.forward(x);
-        }
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
-        match &self.conv_head {
-            Some(ch) => ch.forward(x).mean_dim(3).mean_dim(2),
-            None => x,
-        }
-    }
 }
 
 /// The trainable back of the network, on the autodiff device.
