@@ -29,9 +29,10 @@ use crate::protocol::{
 
 type Buffers = Vec<js_sys::Uint8Array>;
 
-/// Images per timed batch of the device check: enough to fill a step, small enough that a
-/// software GPU finishes the check in about a minute.
-const BENCH_BATCH: usize = 4;
+/// Images per timed batch of the device check: small enough that a software GPU (SwiftShader:
+/// about 6 s an image, first pass with its shader compiles) finishes the check in under a
+/// minute.
+const BENCH_BATCH: usize = 2;
 /// Seconds after which the device check stops timing new kinds of step (it estimates them).
 const BENCH_BUDGET_S: f64 = 20.0;
 
@@ -270,8 +271,8 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
         if pool.ready() == 0 {
             return Ok(speed);
         }
-        // Two batches per worker: the head's frozen pass of a small class set.
-        let images = 2 * BENCH_BATCH * (pool.ready() + 1);
+        // Eight images per worker: the head's frozen pass of a small class set.
+        let images = 8 * (pool.ready() + 1);
         let shared = bench::shared_pass_speed(
             &predictor.model,
             &LITE0,
@@ -392,7 +393,10 @@ async fn run(
     let epochs = RefCell::new(Vec::<EpochReport>::new());
     let pool = state.helpers.borrow().clone();
     if let Some(pool) = &pool {
-        pool.settle(HELPER_WAIT_MS).await;
+        // Worth waiting for about as long as the worker alone takes for the pass (0.2 s a
+        // photo on a slow CPU).
+        let alone_ms = 200.0 * (train.len() + val.len()) as f64;
+        pool.settle(alone_ms.min(HELPER_WAIT_MS)).await;
     }
     let result = training::train_with(
         &backbone,
