@@ -108,13 +108,25 @@ async fn inference_seconds(
     Ok(median(times))
 }
 
-fn pattern_batch(spec: &BackboneSpec, batch: usize, device: &Device) -> Tensor<4> {
+/// `n` fixed, non-trivial pictures (a pattern shifted per image, as different photos): speed
+/// does not depend on the pixels.
+fn pattern_images(spec: &BackboneSpec, n: usize) -> Vec<RgbImage> {
     let size = spec.input_size;
-    // A fixed, non-trivial pattern: speed does not depend on the pixels.
-    let img = RgbImage::from_fn(size, size, |x, y| {
-        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
-    });
-    preprocess::batch_tensor(&vec![img; batch], spec, device)
+    (0..n as u32)
+        .map(|k| {
+            RgbImage::from_fn(size, size, |x, y| {
+                image::Rgb([
+                    ((x + 7 * k) % 251) as u8,
+                    ((y + 3 * k) % 241) as u8,
+                    ((x * y + k) % 239) as u8,
+                ])
+            })
+        })
+        .collect()
+}
+
+fn pattern_batch(spec: &BackboneSpec, batch: usize, device: &Device) -> Tensor<4> {
+    preprocess::batch_tensor(&pattern_images(spec, batch), spec, device)
 }
 
 /// The device check's figures (images per second), each after one untimed warm-up pass.
@@ -155,19 +167,7 @@ pub async fn shared_pass_speed(
     device: &Device,
     helpers: &dyn Helpers,
 ) -> Result<SharedPass, EngineError> {
-    let size = spec.input_size;
-    // Different pictures, as a real set: a pattern shifted per image.
-    let imgs: Vec<RgbImage> = (0..images as u32)
-        .map(|k| {
-            RgbImage::from_fn(size, size, |x, y| {
-                image::Rgb([
-                    ((x + 7 * k) % 251) as u8,
-                    ((y + 3 * k) % 241) as u8,
-                    ((x * y + k) % 239) as u8,
-                ])
-            })
-        })
-        .collect();
+    let imgs = pattern_images(spec, images);
     let frozen = share::frozen_part(&model.backbone, Unfreeze::Blocks(0), device);
     share::frozen_pass(
         &frozen,

@@ -133,9 +133,14 @@ pub async fn shared_pass(
     })
     .await?;
     let mut done = own.len();
-    if !pending.is_empty() {
-        let dims = boundary_dims(frozen, spec, device);
-        let per_image: usize = dims.iter().product();
+    // The shape at the boundary, from this worker's own output (never empty when helpers
+    // share: every share holds at least MIN_SHARE images).
+    if let Some([_, c, h, w]) = outputs
+        .first()
+        .filter(|_| !pending.is_empty())
+        .map(|t| t.dims())
+    {
+        let per_image = c * h * w;
         for (range, future) in pending {
             let n = range.len();
             let floats = match future.await {
@@ -144,10 +149,9 @@ pub async fn shared_pass(
                 _ => None,
             };
             match floats {
-                Some(v) => outputs.push(Tensor::from_data(
-                    TensorData::new(v, [n, dims[0], dims[1], dims[2]]),
-                    device,
-                )),
+                Some(v) => {
+                    outputs.push(Tensor::from_data(TensorData::new(v, [n, c, h, w]), device))
+                }
                 None => outputs.extend(
                     frozen_pass(frozen, &images[range], spec, batch, device, |_| {}).await?,
                 ),

@@ -17,6 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
 
 use super::client::{Assets, pack, unpack};
+use super::worker;
 use crate::engine::inference::Predictor;
 use crate::engine::model::{Backbone, LITE0};
 use crate::engine::share::{self, HelperFuture, Helpers};
@@ -42,14 +43,9 @@ pub fn is_helper() -> bool {
 }
 
 fn post_to_owner(message: &FromHelper, buffers: Buffers) {
-    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let sent = pack(message, buffers).and_then(|(data, transfer)| {
-        scope
-            .post_message_with_transfer(&data, &transfer)
-            .map_err(|e| super::js::error_text(&e))
-    });
-    if let Err(e) = sent {
-        web_sys::console::error_1(&e.into());
+    match pack(message, buffers) {
+        Ok((data, transfer)) => worker::send(&data, &transfer),
+        Err(e) => web_sys::console::error_1(&e.into()),
     }
 }
 
@@ -78,8 +74,7 @@ pub fn run_helper() {
             post_to_owner(&FromHelper::Answer { id, result }, out);
         });
     });
-    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker::scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     post_to_owner(&FromHelper::Started, Vec::new());
 }

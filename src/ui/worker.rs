@@ -40,7 +40,7 @@ const BENCH_BUDGET_S: f64 = 20.0;
 /// go without the ones not ready).
 const HELPER_WAIT_MS: f64 = 10_000.0;
 
-fn scope() -> DedicatedWorkerGlobalScope {
+pub(super) fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
@@ -57,7 +57,8 @@ fn post(message: &FromWorker, buffers: Buffers) {
     }
 }
 
-fn send(data: &JsValue, transfer: &js_sys::Array) {
+/// Posts a packed message to whoever started this worker.
+pub(super) fn send(data: &JsValue, transfer: &js_sys::Array) {
     if let Err(e) = scope().post_message_with_transfer(data, transfer) {
         web_sys::console::error_1(&e);
     }
