@@ -1,8 +1,7 @@
 //! A training run as the page follows it: one state machine fed by the page's start and the
 //! worker's events, from which the train panel draws its status line, progress bar, epoch
-//! table and charts. Target-independent, so every transition is tested natively.
-
-use std::rc::Rc;
+//! table and charts. Target-independent, so every transition is tested natively. What a
+//! model file is stays the page's business (`M`: in the browser a buffer in JS memory).
 
 use crate::engine::plan::RunPlan;
 use crate::engine::training::{EpochReport, Progress, TrainReport};
@@ -35,17 +34,17 @@ impl Phase {
 
 /// A model a run leaves behind, with what to say about it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunModel {
+pub struct RunModel<M> {
     pub report: TrainReport,
     /// Exported safetensors with metadata.
-    pub bytes: Rc<Vec<u8>>,
+    pub bytes: M,
     pub classes: Vec<String>,
     pub note: String,
 }
 
-/// The page's view of the current (or last) run.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunState {
+/// The page's view of the current (or last) run; `M` is a model file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState<M> {
     pub phase: Phase,
     pub classes: Vec<String>,
     pub plan: Option<RunPlan>,
@@ -57,10 +56,25 @@ pub struct RunState {
     /// The latest step or feature-pass line while running; the outcome afterwards.
     pub detail: String,
     /// The best model so far, safe in the page in case the worker dies.
-    pub kept: Option<RunModel>,
+    pub kept: Option<RunModel<M>>,
 }
 
-impl RunState {
+impl<M> Default for RunState<M> {
+    fn default() -> Self {
+        RunState {
+            phase: Phase::Idle,
+            classes: Vec::new(),
+            plan: None,
+            rows: Vec::new(),
+            steps_done: 0,
+            progress: 0.0,
+            detail: String::new(),
+            kept: None,
+        }
+    }
+}
+
+impl<M> RunState<M> {
     pub fn running(&self) -> bool {
         self.phase == Phase::Running
     }
@@ -130,7 +144,7 @@ impl RunState {
     }
 
     /// The worker's best model so far (ignored once the run has ended).
-    pub fn on_best(&mut self, report: TrainReport, bytes: Rc<Vec<u8>>) {
+    pub fn on_best(&mut self, report: TrainReport, bytes: M) {
         if !self.running() {
             return;
         }
@@ -154,7 +168,7 @@ impl RunState {
 
     /// The worker's answer to the run: the model to use from now on, if there is one. A run
     /// that failed after an epoch finished keeps that epoch's best model.
-    pub fn finish(&mut self, result: Result<(RunOutcome, Vec<u8>), RunError>) -> Option<RunModel> {
+    pub fn finish(&mut self, result: Result<(RunOutcome, M), RunError>) -> Option<RunModel<M>> {
         let kept = self.kept.take();
         match result {
             Ok((outcome, bytes)) => {
@@ -168,7 +182,7 @@ impl RunState {
                 }
                 Some(RunModel {
                     report: outcome.report,
-                    bytes: Rc::new(bytes),
+                    bytes,
                     classes: self.classes.clone(),
                     note: format!("Trained here on {}", self.classes.join(", ")),
                 })
@@ -211,6 +225,9 @@ impl RunState {
 mod tests {
     use super::*;
     use crate::engine::config::TrainConfig;
+
+    /// A model file, as the tests see one.
+    type RunState = super::RunState<Vec<u8>>;
 
     fn row(epoch: usize) -> EpochReport {
         EpochReport {
@@ -283,14 +300,14 @@ mod tests {
     fn a_failure_after_an_epoch_keeps_the_best_model() {
         let mut run = running();
         run.on_progress(&Progress::Epoch(row(1)));
-        run.on_best(report(1), Rc::new(vec![1, 2, 3]));
+        run.on_best(report(1), vec![1, 2, 3]);
         assert_eq!(run.kept_epoch(), Some(1));
         let kept = run
             .finish(Err(RunError::Failed(
                 "the worker stopped: test crash".into(),
             )))
             .expect("the best model so far is kept");
-        assert_eq!(*kept.bytes, vec![1, 2, 3]);
+        assert_eq!(kept.bytes, vec![1, 2, 3]);
         assert_eq!(kept.report.best_epoch, 1);
         assert!(kept.note.contains("epoch 1"), "{}", kept.note);
         assert_eq!(run.phase.name(), "failed");
@@ -325,7 +342,7 @@ mod tests {
         assert_eq!(run.phase, Phase::Cancelled);
         assert!(run.status().contains("best epoch so far is kept"));
         // A late snapshot of the ended run changes nothing.
-        run.on_best(report(1), Rc::new(vec![0]));
+        run.on_best(report(1), vec![0]);
         assert_eq!(run.kept, None);
     }
 }

@@ -6,12 +6,12 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::rc::Rc;
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::js;
+use super::model_file::ModelFile;
 use super::project_state::ProjectSignals;
 use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
 use super::workspace::ImageSnapshot;
@@ -60,7 +60,7 @@ pub struct Autosave {
     /// Key of each image of this page (by `ClassImage::id`), hashed once.
     keys: RefCell<HashMap<u64, String>>,
     /// The model last written, compared by pointer.
-    model: RefCell<Option<Rc<Vec<u8>>>>,
+    model: RefCell<Option<ModelFile>>,
 }
 
 impl Autosave {
@@ -162,14 +162,11 @@ impl Autosave {
         }
         // The manifest is written last: it never names an image or model not yet stored.
         let model = project.model.get_untracked();
-        let same = match (&model, &*self.model.borrow()) {
-            (Some(a), Some(b)) => Rc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            let bytes = model.as_deref().map(Vec::as_slice).unwrap_or_default();
-            storage::put(AUTOSAVE_MODEL_KEY, bytes).await?;
+        if model != *self.model.borrow() {
+            match &model {
+                Some(model) => storage::put_js(AUTOSAVE_MODEL_KEY, model.js()).await?,
+                None => storage::put(AUTOSAVE_MODEL_KEY, &[]).await?,
+            }
             *self.model.borrow_mut() = model;
         }
 

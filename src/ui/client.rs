@@ -17,6 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use super::js;
+use super::model_file::ModelFile;
 use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
 use crate::engine::inference::ClassScore;
@@ -96,7 +97,7 @@ pub enum Event {
     /// The run's best model so far: exported bytes and what they are.
     BestSoFar {
         report: TrainReport,
-        model: Rc<Vec<u8>>,
+        model: ModelFile,
     },
     /// The worker died (open requests fail with the reason); a new one is starting unless
     /// `status` says it failed.
@@ -268,10 +269,10 @@ impl WorkerClient {
     pub async fn load_model(
         self: &Rc<Self>,
         file: &str,
-        data: &[u8],
+        model: &ModelFile,
     ) -> Result<Vec<String>, String> {
         let request = ToWorker::LoadModel { file: file.into() };
-        match self.request(request, vec![bytes(data)]).await? {
+        match self.request(request, vec![model.js_copy()]).await? {
             (Answer::ModelLoaded(result), _) => result,
             _ => Err(unexpected()),
         }
@@ -285,7 +286,7 @@ impl WorkerClient {
         config: TrainConfig,
         train: Vec<(ImageMeta, js_sys::Uint8Array)>,
         val: Vec<(ImageMeta, js_sys::Uint8Array)>,
-    ) -> Result<(RunOutcome, Vec<u8>), RunError> {
+    ) -> Result<(RunOutcome, ModelFile), RunError> {
         let (train, mut buffers): (Vec<_>, Vec<_>) = train.into_iter().unzip();
         let (val, val_buffers): (Vec<_>, Vec<_>) = val.into_iter().unzip();
         buffers.extend(val_buffers);
@@ -301,7 +302,7 @@ impl WorkerClient {
             .map_err(RunError::Failed)?
         {
             (Answer::RunEnded(Ok(outcome)), buffers) => match buffers.first() {
-                Some(model) => Ok((outcome, model.to_vec())),
+                Some(model) => Ok((outcome, ModelFile::from_js(model.clone()))),
                 None => Err(RunError::Failed("the worker sent no model".into())),
             },
             (Answer::RunEnded(Err(e)), _) => Err(e),
@@ -368,8 +369,8 @@ impl WorkerClient {
             }
             FromWorker::Progress(p) => self.emit(&Event::Progress(p)),
             FromWorker::BestSoFar { report } => {
-                if let Some(model) = buffers.first() {
-                    let model = Rc::new(model.to_vec());
+                if let Some(model) = buffers.into_iter().next() {
+                    let model = ModelFile::from_js(model);
                     self.emit(&Event::BestSoFar { report, model });
                 }
             }

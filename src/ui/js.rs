@@ -67,7 +67,12 @@ pub async fn sleep_ms(ms: f64) {
 /// An object URL for bytes in memory (a download, or an image: the browser sniffs the type).
 /// The caller revokes it.
 pub fn object_url(bytes: &[u8]) -> Result<String, String> {
-    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    object_url_of(&js_sys::Uint8Array::from(bytes))
+}
+
+/// A blob URL for bytes already in JS memory.
+pub fn object_url_of(array: &js_sys::Uint8Array) -> Result<String, String> {
+    let parts = js_sys::Array::of1(array);
     let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(|e| error_text(&e))?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| error_text(&e))
 }

@@ -15,6 +15,7 @@ mod gather;
 mod helpers;
 mod js;
 mod mistakes;
+mod model_file;
 mod predict;
 mod project;
 mod project_state;

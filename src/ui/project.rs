@@ -129,7 +129,9 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
             .snapshot()
             .to_bytes()
             .map_err(|e| e.to_string())
-            .and_then(|bytes| storage::download(&bytes, PROJECT_FILE));
+            .and_then(|bytes| {
+                storage::download(&js_sys::Uint8Array::from(bytes.as_slice()), PROJECT_FILE)
+            });
         if let Err(e) = result {
             open_error.set(Some(format!("The project could not be saved: {e}")));
         }

@@ -1,10 +1,9 @@
 //! What a project holds of the teach panel (the workspace, settings, last report, model), read
 //! for a project file and the autosave, and replaced when one is opened or restored.
 
-use std::rc::Rc;
-
 use leptos::prelude::*;
 
+use super::model_file::ModelFile;
 use super::workspace::Workspace;
 use crate::engine::config::PanelSettings;
 use crate::engine::project::Project;
@@ -19,10 +18,10 @@ pub struct ProjectSignals {
     pub report: RwSignal<Option<TrainReport>>,
     pub report_classes: RwSignal<Vec<String>>,
     /// The trained or imported model as an exported safetensors file.
-    pub model: RwSignal<Option<Rc<Vec<u8>>>, LocalStorage>,
+    pub model: RwSignal<Option<ModelFile>, LocalStorage>,
     /// Hands a restored model to the worker (`None`: the project has none, so the previous
     /// model is dropped).
-    pub apply_model: Callback<Option<Rc<Vec<u8>>>>,
+    pub apply_model: Callback<Option<ModelFile>>,
 }
 
 impl ProjectSignals {
@@ -33,7 +32,7 @@ impl ProjectSignals {
             settings: self.settings.get_untracked(),
             report_classes: self.report_classes.get_untracked(),
             report: self.report.get_untracked(),
-            model: self.model.get_untracked().map(|m| m.as_ref().clone()),
+            model: self.model.get_untracked().map(|m| m.to_vec()),
         }
     }
 
@@ -51,7 +50,7 @@ impl ProjectSignals {
         self.settings.set(project.settings);
         self.report_classes.set(project.report_classes);
         self.report.set(project.report);
-        let model = project.model.map(Rc::new);
+        let model = project.model.as_deref().map(ModelFile::from_bytes);
         self.model.set(model.clone());
         self.apply_model.run(model);
         self.workspace.replace(project.classes).await;

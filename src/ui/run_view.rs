@@ -4,12 +4,13 @@
 use leptos::prelude::*;
 
 use super::client::{WorkerStatus, use_worker};
+use super::model_file::ModelFile;
 use crate::device::DeviceKind;
 use crate::run::{Phase, RunState};
 
 #[component]
 pub fn RunControls(
-    run: RwSignal<RunState, LocalStorage>,
+    run: RwSignal<RunState<ModelFile>, LocalStorage>,
     start: Callback<()>,
     cancel: Callback<()>,
 ) -> impl IntoView {

@@ -74,8 +74,12 @@ pub fn request_persistence() {
 
 /// Stores `bytes` under `key`, replacing what was there.
 pub async fn put(key: &str, bytes: &[u8]) -> Result<(), String> {
-    let array = js_sys::Uint8Array::from(bytes);
-    js::await_promise(idb_put(key, &array).map_err(|e| js::error_text(&e))?).await?;
+    put_js(key, &js_sys::Uint8Array::from(bytes)).await
+}
+
+/// Stores bytes already in JS memory under `key`.
+pub async fn put_js(key: &str, array: &js_sys::Uint8Array) -> Result<(), String> {
+    js::await_promise(idb_put(key, array).map_err(|e| js::error_text(&e))?).await?;
     Ok(())
 }
 
@@ -94,9 +98,9 @@ pub async fn delete(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Offers `bytes` as a download named `name`.
-pub fn download(bytes: &[u8], name: &str) -> Result<(), String> {
-    let url = js::object_url(bytes)?;
+/// Offers `bytes` (in JS memory) as a download named `name`.
+pub fn download(bytes: &js_sys::Uint8Array, name: &str) -> Result<(), String> {
+    let url = js::object_url_of(bytes)?;
     let doc = leptos::prelude::document();
     let anchor: web_sys::HtmlAnchorElement = doc
         .create_element("a")

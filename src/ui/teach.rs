@@ -3,8 +3,6 @@
 //! ([`TrainedModelPanel`]). Training runs in the worker, so the page stays responsive; the run
 //! as the page sees it is one state machine ([`RunState`]) fed by the worker's events.
 
-use std::rc::Rc;
-
 use leptos::prelude::*;
 
 use super::charts::TrainCharts;
@@ -12,6 +10,7 @@ use super::client::{self, Event, WorkerContext, WorkerStatus, use_worker};
 use super::gather::Gather;
 use super::js;
 use super::mistakes::Mistakes;
+use super::model_file::ModelFile;
 use super::project::ProjectBar;
 use super::project_state::ProjectSignals;
 use super::results::{EpochTable, ReportView};
@@ -48,7 +47,7 @@ pub fn TeachPanel() -> impl IntoView {
             .unwrap_or_else(|| advice.get().strategy)
     };
 
-    let run = RwSignal::new_local(RunState::default());
+    let run = RwSignal::new_local(RunState::<ModelFile>::default());
     // The report on show (this session's run, or a project's) and its class names.
     let report = RwSignal::new(None::<TrainReport>);
     let report_classes = RwSignal::new(Vec::<String>::new());
@@ -66,7 +65,7 @@ pub fn TeachPanel() -> impl IntoView {
 
     // A model a run leaves (finished, cancelled, or the best epoch of a failed one): the
     // report and the model in use. A kept model goes to the (new) worker.
-    let use_run_model = move |m: RunModel, in_worker: bool| {
+    let use_run_model = move |m: RunModel<ModelFile>, in_worker: bool| {
         let best_epoch = m.report.best_epoch;
         report_classes.set(m.classes.clone());
         report.set(Some(m.report));
@@ -86,7 +85,7 @@ pub fn TeachPanel() -> impl IntoView {
             run.try_update(|r| r.on_progress(p));
         }
         Event::BestSoFar { report, model } => {
-            run.try_update(|r| r.on_best(report.clone(), Rc::clone(model)));
+            run.try_update(|r| r.on_best(report.clone(), model.clone()));
         }
         Event::Crashed => {
             let going = run.try_with_untracked(RunState::running) == Some(true);
@@ -167,7 +166,7 @@ pub fn TeachPanel() -> impl IntoView {
 
     // A model from a restored project goes to the worker; a project without one leaves no
     // model in use.
-    let apply_model = move |bytes: Option<Rc<Vec<u8>>>| match bytes {
+    let apply_model = move |bytes: Option<ModelFile>| match bytes {
         Some(bytes) => model.load(bytes, PROJECT_MODEL.to_string(), "From your project".into()),
         None => model.clear(),
     };

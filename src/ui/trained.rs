@@ -8,6 +8,7 @@ use web_sys::HtmlInputElement;
 
 use super::client::{WorkerClient, WorkerContext, WorkerStatus, use_worker};
 use super::js;
+use super::model_file::ModelFile;
 use super::storage;
 use super::webcam::WebcamPredict;
 use crate::engine::{preprocess, weights};
@@ -38,7 +39,7 @@ pub struct TrainedModel {
     /// Its class names once the worker holds it.
     pub classes: RwSignal<Option<Vec<String>>>,
     /// The exported file (what export downloads and projects keep).
-    pub bytes: RwSignal<Option<Rc<Vec<u8>>>, LocalStorage>,
+    pub bytes: RwSignal<Option<ModelFile>, LocalStorage>,
     /// Where it came from, for the user.
     pub note: RwSignal<String>,
     result: RwSignal<TrainedResult>,
@@ -60,7 +61,7 @@ impl TrainedModel {
 
     /// Makes `bytes` the model: the worker loads it, then the classes and `note` show.
     /// `note` gets the class names appended.
-    pub fn load(self, bytes: Rc<Vec<u8>>, file: String, note: String) {
+    pub fn load(self, bytes: ModelFile, file: String, note: String) {
         let Some(worker) = self.worker.try_get_value() else {
             return;
         };
@@ -78,7 +79,7 @@ impl TrainedModel {
     }
 
     /// A model the worker already holds (the run that made it just ended).
-    pub fn adopt(self, bytes: Rc<Vec<u8>>, classes: Vec<String>, note: String) {
+    pub fn adopt(self, bytes: ModelFile, classes: Vec<String>, note: String) {
         self.note.set(note);
         self.result.set(TrainedResult::None);
         self.classes.set(Some(classes));
@@ -150,7 +151,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
     let export = move |_| {
         model.error.set(None);
         if let Some(bytes) = model.bytes.get_untracked()
-            && let Err(e) = storage::download(&bytes, "model.safetensors")
+            && let Err(e) = storage::download(bytes.js(), "model.safetensors")
         {
             model.error.set(Some(format!("Export failed: {e}")));
         }
@@ -167,7 +168,11 @@ pub fn TrainedModelPanel() -> impl IntoView {
         leptos::task::spawn_local(async move {
             let name = file.name();
             match js::read_file(&file, &name, weights::MAX_MODEL_BYTES).await {
-                Ok(bytes) => model.load(Rc::new(bytes), name.clone(), format!("Imported {name}")),
+                Ok(bytes) => model.load(
+                    ModelFile::from_bytes(&bytes),
+                    name.clone(),
+                    format!("Imported {name}"),
+                ),
                 Err(e) => model.error.set(Some(e)),
             }
         });
