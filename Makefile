@@ -6,7 +6,8 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One build folder for every checkout of the project on this machine (a clean clone, CI),
 # so a second checkout rebuilds only this crate, not burn and wgpu (about 15 minutes on 2 cores).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/finetune-studio/target
-WEIGHTS := weights/efficientnet-lite0.safetensors
+# The last file `finetune weights` writes (f32, f16, then the 8-bit copy the app downloads).
+WEIGHTS := weights/efficientnet-lite0.int8.safetensors
 
 .PHONY: serve dist test test-native test-browser tools weights lint clean
 

@@ -65,6 +65,60 @@ fn check_forward(device: &Device, backend: &str) {
     }
 }
 
+/// The download's 8-bit weights (per-channel scales): each golden photo keeps PyTorch's top-5
+/// order and its top-1 probability within 0.02 (the bound for quantised weights).
+#[test]
+fn int8_weights_keep_the_golden_top5_and_top1_probability() {
+    let device = Device::flex();
+    let bytes = weights_file_bytes(weights::WEIGHTS_FILE_INT8);
+    let f32_len = weights_bytes().len();
+    println!(
+        "int8 weights: {:.1} MB ({:.2} of the f32 file)",
+        bytes.len() as f64 / 1e6,
+        bytes.len() as f64 / f32_len as f64
+    );
+    assert!(bytes.len() * 3 < f32_len, "the 8-bit file is not a quarter");
+    let predictor =
+        finetune::engine::inference::Predictor::from_model_file("int8", &bytes, &device).unwrap();
+    let golden = golden_json();
+    let names = golden_names();
+    let images: Vec<_> = names
+        .iter()
+        .map(|n| {
+            image::open(golden_dir().join(format!("{n}_224.png")))
+                .unwrap()
+                .to_rgb8()
+        })
+        .collect();
+    let logits = pollster::block_on(predictor.logits(&images)).unwrap();
+    for (name, logits) in names.iter().zip(&logits) {
+        let want: Vec<(u64, f64)> = golden["images"][name]["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["index"].as_u64().unwrap(), t["prob"].as_f64().unwrap()))
+            .collect();
+        let top =
+            finetune::engine::inference::top_k(logits, 5, finetune::engine::labels::imagenet());
+        let got: Vec<u64> = top.iter().map(|t| t.index as u64).collect();
+        println!(
+            "int8 {name}: top-1 {} p={:.4} (PyTorch {:.4})",
+            top[0].label, top[0].prob, want[0].1
+        );
+        assert_eq!(
+            got,
+            want.iter().map(|w| w.0).collect::<Vec<_>>(),
+            "{name}: top-5 order"
+        );
+        assert!(
+            (top[0].prob as f64 - want[0].1).abs() <= 0.02,
+            "{name}: top-1 probability {} against {}",
+            top[0].prob,
+            want[0].1
+        );
+    }
+}
+
 #[test]
 fn forward_matches_pytorch_on_cpu() {
     check_forward(&Device::flex(), "cpu");

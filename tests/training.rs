@@ -639,3 +639,29 @@ fn a_head_run_with_helpers_matches_the_run_without() {
         assert_eq!(a.confusion, b.confusion);
     }
 }
+
+/// Apart from the progress line (at most one read per step, and only when 0.25 s have passed),
+/// a run reads from the device once per epoch (loss and accuracy), for validation and during
+/// the frozen pass: well under one host sync per step. Reading the loss and the logits at every
+/// step, as runs once did, gives 2 per step.
+#[test]
+fn a_run_syncs_with_the_host_less_than_once_per_step_besides_its_progress_line() {
+    let device = Device::flex();
+    let backbone = pretrained(&device);
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let syncs = pollster::block_on(finetune::engine::bench::host_syncs(
+        &backbone, &LITE0, &device,
+    ))
+    .unwrap();
+    println!("host syncs of a last-block run, 2 epochs of 16 images: {syncs:?}");
+    let steps = syncs.steps as u64;
+    // The last step of each epoch always shows its line; no step shows two.
+    assert!((2..=steps).contains(&syncs.progress_reads), "{syncs:?}");
+    let other = syncs.reads - syncs.progress_reads;
+    // At least each epoch's loss and accuracy are read.
+    assert!(other >= 4, "{syncs:?}");
+    assert!(
+        other < steps,
+        "{other} reads besides progress in {steps} steps"
+    );
+}

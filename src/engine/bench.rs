@@ -11,10 +11,13 @@ use serde::Serialize;
 use web_time::Instant;
 
 use super::EngineError;
-use super::model::{BackboneSpec, Classifier};
+use super::config::{Strategy, TrainConfig};
+use super::data::{Dataset, Sample};
+use super::model::{Backbone, BackboneSpec, Classifier};
+use super::plan::RunPlan;
 use super::preprocess;
 use super::share::{self, Helpers};
-use super::training::{Unfreeze, split};
+use super::training::{self, Progress, Unfreeze, split};
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +32,9 @@ pub struct BenchReport {
     pub cached_head_20_epochs_over_feature_pass: f64,
     /// One last-block training step over one inference pass of the same batch. Goal: <= 1.3.
     pub last_block_step_over_inference: f64,
+    /// Host syncs (reads from the device) per optimiser step of a real run: see
+    /// [`host_syncs`].
+    pub host_syncs_per_step: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -272,6 +278,69 @@ pub fn estimate_seconds(speed: &DeviceSpeed, train: usize, val: usize, epochs: u
     [head, last_block, gradual, full_run]
 }
 
+/// Host syncs (reads from the device) of a real training run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostSyncs {
+    /// Optimiser steps of the run.
+    pub steps: usize,
+    /// Every read from the device.
+    pub reads: u64,
+    /// Of those, the reads for the progress line (one per step line shown).
+    pub progress_reads: u64,
+}
+
+impl HostSyncs {
+    pub fn per_step(&self) -> f64 {
+        self.reads as f64 / self.steps.max(1) as f64
+    }
+}
+
+/// Counts the host syncs of a real run (`training::train`, last-block, 2 epochs over 16
+/// pattern images and 4 for validation) where the engine reads from the device. A run reads
+/// the loss and accuracy once per epoch, the validation logits, the frozen pass once per batch,
+/// and the progress line at most every 0.25 s: a step slower than that has its loss read (a
+/// slow device), a fast one does not.
+pub async fn host_syncs(
+    pretrained: &Backbone,
+    spec: &BackboneSpec,
+    device: &Device,
+) -> Result<HostSyncs, EngineError> {
+    let mut samples: Vec<Sample> = pattern_images(spec, 20)
+        .into_iter()
+        .enumerate()
+        .map(|(i, image)| Sample {
+            file: format!("pattern-{i}.png"),
+            label: i % 2,
+            image,
+        })
+        .collect();
+    let val = samples.split_off(16);
+    let data = Dataset {
+        classes: vec!["even".into(), "odd".into()],
+        train: samples,
+        val,
+        skipped: Vec::new(),
+    };
+    let cfg = TrainConfig::new()
+        .with_strategy(Strategy::LastBlock)
+        .with_epochs(2)
+        .with_augment(false);
+    let mut progress_reads = 0;
+    let before = super::host_reads();
+    training::train(pretrained, &data, spec, &cfg, device, |p| {
+        if matches!(p, Progress::Step { .. }) {
+            progress_reads += 1;
+        }
+        true
+    })
+    .await?;
+    Ok(HostSyncs {
+        steps: RunPlan::new(&cfg, data.train.len()).total_steps(),
+        reads: super::host_reads() - before,
+        progress_reads,
+    })
+}
+
 /// Runs every measurement on `device` with a batch of `batch` synthetic 224x224 images.
 pub async fn run(
     model: &Classifier,
@@ -333,8 +402,10 @@ pub async fn run(
     }
     let head_epochs = t.elapsed().as_secs_f64();
 
+    let host_syncs_per_step = host_syncs(&model.backbone, spec, device).await?.per_step();
     let ips = |s: f64| batch as f64 / s;
     Ok(BenchReport {
+        host_syncs_per_step,
         batch,
         inference_ips: ips(inference),
         head_step_ips: ips(head_step),

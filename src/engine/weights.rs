@@ -5,17 +5,21 @@
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::EngineError;
 use super::model::{
     Backbone, BlockSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv, block_specs,
 };
+use super::quant;
 
 /// File name the converter writes and the app downloads (f32).
 pub const WEIGHTS_FILE: &str = "efficientnet-lite0.safetensors";
-/// Half-precision copy of the same weights, half the download size.
+/// Half-precision copy of the same weights, half the size.
 pub const WEIGHTS_FILE_F16: &str = "efficientnet-lite0.f16.safetensors";
+/// 8-bit copy (per-channel scales, see [`quant`]): what the app downloads, a quarter the size.
+pub const WEIGHTS_FILE_INT8: &str = "efficientnet-lite0.int8.safetensors";
 /// Dropout before `_fc` in EfficientNet-Lite0 (inactive at inference).
 pub const HEAD_DROPOUT: f64 = 0.2;
 /// Largest model file read (an exported Lite0 is 19 MB): checked before reading into memory.
@@ -65,6 +69,26 @@ pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
+/// A float tensor's values as f32 (`None` for other types).
+fn floats(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let data = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Tensors of a safetensors file, decoded to f32 and checked against the model's layout.
 pub struct WeightMap {
     file: String,
@@ -74,7 +98,8 @@ pub struct WeightMap {
 }
 
 impl WeightMap {
-    /// Parses a safetensors file (f32, f16 or bf16 floats). `file` names it in errors.
+    /// Parses a safetensors file (f32, f16 or bf16 floats, or 8-bit weights with per-channel
+    /// scales, see [`quant`]). `file` names it in errors.
     pub fn from_safetensors(file: &str, bytes: &[u8]) -> Result<Self, EngineError> {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| EngineError::weights(file, format!("not a safetensors file ({e})")))?;
@@ -84,22 +109,37 @@ impl WeightMap {
             .unwrap_or_default();
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
+            // A scale is read with its 8-bit tensor.
+            if name.ends_with(quant::SCALE_SUFFIX) {
+                continue;
+            }
+            let values = match floats(&view) {
+                Some(values) => values,
+                None if view.dtype() == Dtype::I8 => {
+                    let key = quant::scale_key(&name);
+                    let scales =
+                        st.tensor(&key)
+                            .ok()
+                            .and_then(|s| floats(&s))
+                            .ok_or_else(|| {
+                                EngineError::weights(
+                                    file,
+                                    format!("{name} is 8-bit without a float {key}"),
+                                )
+                            })?;
+                    let channels = view.shape().first().copied().unwrap_or(0);
+                    if scales.len() != channels {
+                        return Err(EngineError::weights(
+                            file,
+                            format!("{name} has {channels} channels but {} scales", scales.len()),
+                        ));
+                    }
+                    let q: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
+                    quant::dequantize(&q, &scales)
+                        .map_err(|e| EngineError::weights(file, format!("{name}: {e}")))?
+                }
                 // Integer buffers such as num_batches_tracked are not model inputs.
-                _ => continue,
+                None => continue,
             };
             tensors.insert(name, (view.shape().to_vec(), values));
         }
@@ -385,6 +425,47 @@ mod tests {
             .sum();
         // EfficientNet-Lite0 has about 4.65 million parameters.
         assert!((4_600_000..4_700_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn int8_tensors_need_one_scale_per_channel() {
+        let q = [1u8, 2, 3, 4];
+        fn tensor(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
+            TensorView::new(dtype, shape, data).unwrap()
+        }
+        let scales: Vec<u8> = [0.5f32, 2.0].iter().flat_map(|s| s.to_le_bytes()).collect();
+        let one_scale = 0.5f32.to_le_bytes();
+        let file =
+            |tensors: Vec<(String, TensorView<'_>)>| safetensors::serialize(tensors, None).unwrap();
+        // Two channels of two values, scaled 0.5 and 2.
+        let good = file(vec![
+            ("w".into(), tensor(Dtype::I8, vec![2, 2], &q)),
+            (quant::scale_key("w"), tensor(Dtype::F32, vec![2], &scales)),
+        ]);
+        let map = WeightMap::from_safetensors("q.safetensors", &good).unwrap();
+        assert_eq!(map.tensors["w"], (vec![2, 2], vec![0.5, 1.0, 6.0, 8.0]));
+        assert!(!map.tensors.contains_key(&quant::scale_key("w")));
+        let missing = file(vec![("w".into(), tensor(Dtype::I8, vec![2, 2], &q))]);
+        let err = WeightMap::from_safetensors("q.safetensors", &missing)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("q.safetensors") && err.contains("w is 8-bit"),
+            "{err}"
+        );
+        let short = file(vec![
+            ("w".into(), tensor(Dtype::I8, vec![2, 2], &q)),
+            (
+                quant::scale_key("w"),
+                tensor(Dtype::F32, vec![1], &one_scale),
+            ),
+        ]);
+        let err = WeightMap::from_safetensors("q.safetensors", &short)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("2 channels but 1 scales"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use crate::engine::weights::WEIGHTS_FILE_F16;
+use crate::engine::weights::WEIGHTS_FILE_INT8;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -15,8 +15,10 @@ use super::js;
 use crate::device::{self, Choice, DeviceKind};
 use crate::protocol::InitError;
 
-/// Cache API bucket. Bump the suffix when the weights format changes so old copies are ignored.
-const CACHE_NAME: &str = "finetune-weights-v1";
+/// Cache API bucket. Bump the suffix when the weights format changes: older buckets are deleted.
+const CACHE_NAME: &str = "finetune-weights-v2";
+/// Buckets of earlier versions (v1 held the f16 weights).
+const OLD_CACHES: [&str; 1] = ["finetune-weights-v1"];
 
 /// What the weights row shows.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +41,7 @@ pub enum WeightsState {
 
 /// Relative, so the app works from any folder of a static host.
 fn weights_url() -> String {
-    format!("weights/{WEIGHTS_FILE_F16}")
+    format!("weights/{WEIGHTS_FILE_INT8}")
 }
 
 /// Loads the weights (cache first) into the worker on `choice`'s device, updating `state` as it
@@ -111,6 +113,9 @@ struct Loaded {
 async fn open_cache() -> Option<Cache> {
     let caches = js::get(&window(), "caches")?;
     let caches: web_sys::CacheStorage = caches.dyn_into().ok()?;
+    for old in OLD_CACHES {
+        js::await_promise(caches.delete(old)).await.ok();
+    }
     let cache = js::await_promise(caches.open(CACHE_NAME)).await.ok()?;
     cache.dyn_into().ok()
 }

@@ -18,9 +18,12 @@ pub fn golden_dir() -> PathBuf {
 
 /// The converted weights; the tests fail (not skip) without them.
 pub fn weights_bytes() -> Vec<u8> {
-    let path = repo()
-        .join("weights")
-        .join(finetune::engine::weights::WEIGHTS_FILE);
+    weights_file_bytes(finetune::engine::weights::WEIGHTS_FILE)
+}
+
+/// One of the files `finetune weights` writes (f32, f16, int8).
+pub fn weights_file_bytes(file: &str) -> Vec<u8> {
+    let path = repo().join("weights").join(file);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; run `make weights` (finetune weights) first",
