@@ -215,6 +215,14 @@ pub async fn shared_pass_speed(
 /// check assumes for the steps it had no time to time.
 pub const STEP_OVER_INFERENCE: [f64; 3] = [1.05, 1.4, 6.0];
 
+/// Whether timing a kind of step (a warm-up and a timed batch) still fits the device check's
+/// budget, predicted from what the inference pass cost (its warm-up and timed batch) times the
+/// step's cost ratio. Starting whatever fitted before the budget ran out took a software GPU
+/// 20 s past it (one head step on SwiftShader).
+pub fn step_fits(elapsed_s: f64, inference_cost_s: f64, ratio: f64, budget_s: f64) -> bool {
+    elapsed_s + inference_cost_s * ratio <= budget_s
+}
+
 /// A short check of `device`: one timed batch of each kind (the page's "Test this device"),
 /// as many as fit in `budget_s` seconds; the rest are estimated.
 pub async fn device_speed(
@@ -229,6 +237,8 @@ pub async fn device_speed(
     let x = pattern_batch(spec, batch, device);
     let ips = |s: f64| batch as f64 / s;
     let inference = inference_seconds(model, &x, 1).await?;
+    // Its warm-up (kernel compiles) and timed batch: what predicts each step's.
+    let inference_cost = started.elapsed().as_secs_f64();
     let mut steps = [None; 3];
     let mut estimated = Vec::new();
     let kinds = [
@@ -237,7 +247,8 @@ pub async fn device_speed(
         ("full_step_ips", Unfreeze::All),
     ];
     for (i, (name, unfreeze)) in kinds.into_iter().enumerate() {
-        if started.elapsed().as_secs_f64() < budget_s {
+        let elapsed = started.elapsed().as_secs_f64();
+        if step_fits(elapsed, inference_cost, STEP_OVER_INFERENCE[i], budget_s) {
             steps[i] = Some(step_seconds(model, unfreeze, &x, 1, device).await?);
         } else {
             estimated.push(name.to_string());
@@ -419,6 +430,18 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_is_timed_only_when_its_predicted_cost_fits_the_budget() {
+        // SwiftShader: inference took 18 s, a head step (1.05x) would end at 36.9 s.
+        assert!(!step_fits(18.0, 18.0, STEP_OVER_INFERENCE[0], 20.0));
+        // The CPU: 1 s of inference; after 3.5 s a full step (6x) ends at 9.5 s.
+        assert!(step_fits(1.0, 1.0, STEP_OVER_INFERENCE[0], 20.0));
+        assert!(step_fits(3.5, 1.0, STEP_OVER_INFERENCE[2], 20.0));
+        // Exactly at the budget still fits; a hair over does not.
+        assert!(step_fits(10.0, 5.0, 2.0, 20.0));
+        assert!(!step_fits(10.0, 5.0, 2.0001, 20.0));
+    }
 
     #[test]
     fn estimates_follow_the_cost_of_each_strategy() {

@@ -33,7 +33,8 @@ type Buffers = Vec<js_sys::Uint8Array>;
 /// about 6 s an image, first pass with its shader compiles) finishes the check in under a
 /// minute.
 const BENCH_BATCH: usize = 2;
-/// Seconds after which the device check stops timing new kinds of step (it estimates them).
+/// Seconds the device check may spend timing steps: a kind of step predicted to end past it is
+/// estimated instead (see `bench::step_fits`).
 const BENCH_BUDGET_S: f64 = 20.0;
 
 /// Longest wait for helper workers still starting before a device check or a run (they then
