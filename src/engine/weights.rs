@@ -69,14 +69,19 @@ pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
+/// Little-endian f32 bytes as values (the safetensors layout).
+pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// A float tensor's values as f32 (`None` for other types).
 fn floats(view: &TensorView<'_>) -> Option<Vec<f32>> {
     let data = view.data();
     Some(match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        Dtype::F32 => le_f32s(data),
         Dtype::F16 => data
             .chunks_exact(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
