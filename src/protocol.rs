@@ -62,6 +62,35 @@ pub enum ToWorker {
     Predict { file: String, top_k: usize },
     /// Time the network on `device` (the one in use, or the other). Answer: `Benched`.
     Bench { device: DeviceKind },
+    /// Where `model` looks in a photo: Grad-CAM heatmaps of `classes` (none: the predicted
+    /// class). The first buffer is the photo file, or its working-size RGB pixels when
+    /// `pixels` gives their size. Answer: `Explained`, with one PNG (the heatmap over the
+    /// network's input) per class as its buffers.
+    Explain {
+        file: String,
+        model: Which,
+        pixels: Option<(u32, u32)>,
+        classes: Vec<usize>,
+    },
+}
+
+/// Which of the worker's models a request means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Which {
+    /// The pretrained ImageNet classifier.
+    ImageNet,
+    /// The trained (or loaded) model.
+    Trained,
+}
+
+/// One class's heatmap, with the model's probability for the class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explained {
+    pub label: String,
+    pub prob: f32,
+    pub heat: crate::engine::explain::Heatmap,
+    /// Heat share of each quadrant (top-left, top-right, bottom-left, bottom-right).
+    pub quadrants: [f32; 4],
 }
 
 /// A finished run; the exported model (safetensors with metadata) is the first buffer.
@@ -118,6 +147,7 @@ pub enum Answer {
     /// To `Cancel`.
     Done,
     Benched(Result<DeviceSpeed, String>),
+    Explained(Result<Vec<Explained>, String>),
 }
 
 impl Answer {
@@ -132,6 +162,7 @@ impl Answer {
             Answer::ModelLoaded(_) => Answer::ModelLoaded(Err(reason)),
             Answer::Done => Answer::Done,
             Answer::Benched(_) => Answer::Benched(Err(reason)),
+            Answer::Explained(_) => Answer::Explained(Err(reason)),
         }
     }
 }

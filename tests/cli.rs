@@ -93,3 +93,40 @@ fn train_refuses_out_of_range_settings_by_name() {
         assert!(out.stdout.is_empty(), "no result for refused settings");
     }
 }
+
+/// `--backbone` picks the ImageNet model and its input size: Lite1 and Lite2 classify the
+/// original golden photo as PyTorch does from its own resize and crop.
+#[test]
+fn predict_with_each_backbone_matches_its_golden_top1() {
+    for backbone in ["lite1", "lite2"] {
+        let out = finetune()
+            .args(["predict", "--backend", "cpu", "--top", "1", "--json"])
+            .args(["--backbone", backbone])
+            .arg(golden_dir().join("coffee_orig.png"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backbone"], format!("efficientnet-{backbone}"));
+        let want = &golden_json_in(&golden_dir().join(backbone))["images"]["coffee"]["top5"][0];
+        let top = &v["results"][0]["top"][0];
+        assert_eq!(top["index"], want["index"], "{backbone}");
+        let (got, want) = (
+            top["prob"].as_f64().unwrap(),
+            want["prob"].as_f64().unwrap(),
+        );
+        assert!((got - want).abs() < 0.02, "{backbone}: {got} vs {want}");
+    }
+    let out = finetune()
+        .args(["predict", "--backbone", "lite9"])
+        .arg(golden_dir().join("coffee_orig.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lite0, lite1, lite2"), "{err}");
+}

@@ -9,7 +9,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use finetune::engine::data::{self, Dataset};
-use finetune::engine::model::{Backbone, LITE0};
+use finetune::engine::model::{Backbone, BackboneKind, LITE0};
 use finetune::engine::schedule::Schedule;
 use finetune::engine::share::{self, HelperFuture, Helpers};
 use finetune::engine::training::{self, Strategy, TrainConfig, Unfreeze};
@@ -69,7 +69,7 @@ fn run_with(
     pollster::block_on(training::train_with(
         backbone,
         ds,
-        &LITE0,
+        cfg.backbone.spec(),
         cfg,
         &Device::flex(),
         helpers,
@@ -324,6 +324,93 @@ fn last_block_trains_only_its_layers_and_keeps_frozen_ones_bit_identical() {
         get(&before, "_blocks.14._bn1.running_mean"),
         get(&after, "_blocks.14._bn1.running_mean")
     );
+}
+
+/// Lite2 end to end: `last-block` trains Lite2's last block (20, not Lite0's 15), the export
+/// names its backbone and has Lite2's checkpoint keys, and importing it picks Lite2 and predicts
+/// as the trained model did. Weights of one backbone with settings of another are refused.
+#[test]
+fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
+    let device = Device::flex();
+    let spec = &finetune::engine::model::LITE2;
+    let bytes = backbone_weights(spec, Precision::F32);
+    let backbone = weights::load_classifier("lite2", &bytes, &device)
+        .unwrap()
+        .backbone;
+    let full =
+        data::load_image_folder(&shared().join("datasets/hymenoptera"), spec, 0.2, 0).unwrap();
+    let ds = subset(&full, 4, 2);
+    assert_eq!(
+        ds.train[0].image.width().min(ds.train[0].image.height()),
+        spec.resize
+    );
+    let cfg = TrainConfig::new()
+        .with_backbone(BackboneKind::Lite2)
+        .with_strategy(Strategy::LastBlock)
+        .with_epochs(1)
+        .with_batch_size(4);
+    // Lite0's backbone with Lite2's settings is refused, naming both.
+    let err = pollster::block_on(training::train(
+        &pretrained(&device),
+        &ds,
+        spec,
+        &cfg,
+        &device,
+        |_| true,
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("EfficientNet-Lite2") && err.contains("EfficientNet-Lite0"),
+        "{err}"
+    );
+    let (model, report) = run(&backbone, &ds, &cfg);
+    let before = pollster::block_on(weights::named_tensors(
+        &finetune::engine::model::Classifier {
+            backbone: backbone.clone(),
+            head: model.head.clone(),
+        },
+    ))
+    .unwrap();
+    let after = pollster::block_on(weights::named_tensors(&model)).unwrap();
+    for ((k, _, a), (_, _, b)) in before.iter().zip(&after) {
+        let trains =
+            k.starts_with("_blocks.20.") || k.starts_with("_conv_head") || k.starts_with("_bn1.");
+        if k.ends_with(".weight") && !k.starts_with("_fc") {
+            assert_eq!(a != b, trains, "{k}: changed = {}", a != b);
+        }
+    }
+    let meta = training::export_metadata(&ds.classes, &cfg, &report);
+    let exported = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&exported).unwrap();
+    let checkpoint = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut a: Vec<&str> = st.names().into_iter().collect();
+    let mut b: Vec<&str> = checkpoint.names().into_iter().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "Lite2's checkpoint keys");
+    let predictor = finetune::engine::inference::Predictor::from_model_file(
+        "lite2.safetensors",
+        &exported,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(predictor.spec, *spec);
+    let map = weights::WeightMap::from_safetensors("lite2.safetensors", &exported).unwrap();
+    assert_eq!(map.metadata[weights::META_BACKBONE], "efficientnet-lite2");
+    let trained =
+        pollster::block_on(training::evaluate(&model, &ds.val, 2, spec, &device)).unwrap();
+    let imported = pollster::block_on(training::evaluate(
+        &predictor.model,
+        &ds.val,
+        2,
+        spec,
+        &device,
+    ))
+    .unwrap();
+    assert_eq!(trained.confusion, imported.confusion);
+    assert!((trained.val_loss - imported.val_loss).abs() < 1e-5);
 }
 
 #[test]

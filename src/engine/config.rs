@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::augment::{AugmentConfig, Jitter};
+use super::model::BackboneKind;
 use super::schedule::Schedule;
 
 /// What to train.
@@ -73,6 +74,9 @@ pub const MAX_MIX_ALPHA: f64 = 10.0;
 /// Training settings, with the lesson's defaults: the only place they are declared.
 #[derive(Config, Debug, PartialEq)]
 pub struct TrainConfig {
+    /// The pretrained backbone the run starts from.
+    #[config(default = "BackboneKind::Lite0")]
+    pub backbone: BackboneKind,
     #[config(default = "Strategy::Head")]
     pub strategy: Strategy,
     #[config(default = 10)]
@@ -127,7 +131,8 @@ pub struct TrainConfig {
     /// Probability that a batch is mixed when mixup or CutMix is on.
     #[config(default = 1.0)]
     pub mix_prob: f64,
-    /// Blocks unfrozen in each stage of `gradual` (0 = head only, 16 = all).
+    /// Blocks unfrozen in each stage of `gradual` (0 = head only, the backbone's block count or
+    /// more = all).
     #[config(default = "vec![0, 1, 5]")]
     pub gradual_unfreeze: Vec<usize>,
     /// Epochs of each `gradual` stage; default splits `epochs` evenly.

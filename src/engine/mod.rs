@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod inference;
 pub mod labels;
 pub mod model;

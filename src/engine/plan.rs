@@ -19,8 +19,6 @@ pub const MIN_STEPS_PER_EPOCH: usize = 8;
 pub const MIN_CACHED_HEAD_STEPS: usize = 32;
 /// Smallest batch the plan shrinks to (BatchNorm of trainable blocks needs a few images).
 pub const MIN_BATCH: usize = 4;
-/// MBConv blocks of the backbone (EfficientNet-Lite0).
-pub const BLOCKS: usize = 16;
 
 /// How much of the network one stage trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,11 +37,12 @@ pub struct Stage {
 }
 
 /// The stages a strategy runs, stages without epochs included (the page warns about them).
-/// `gradual` splits the epochs over `cfg.gradual_unfreeze` (blocks unfrozen per stage, 16 or
-/// more = all), unless `cfg.gradual_epochs` sets them.
+/// `gradual` splits the epochs over `cfg.gradual_unfreeze` (blocks unfrozen per stage, the
+/// backbone's block count or more = all), unless `cfg.gradual_epochs` sets them.
 pub fn stages(cfg: &TrainConfig) -> Vec<Stage> {
+    let all = cfg.backbone.spec().block_count();
     let blocks = |n: usize| {
-        if n >= BLOCKS {
+        if n >= all {
             Unfreeze::All
         } else {
             Unfreeze::Blocks(n)

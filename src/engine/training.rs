@@ -98,10 +98,20 @@ pub struct TrainReport {
     pub stopped: Option<String>,
 }
 
+/// The evaluation transform of working-size samples. A sample prepared for another backbone
+/// (the page switched backbones while photos were decoding) is resized first, so its crop is
+/// still square and of `spec`'s size.
 fn eval_images(samples: &[Sample], spec: &BackboneSpec) -> Vec<RgbImage> {
     samples
         .iter()
-        .map(|s| preprocess::center_crop(&s.image, spec.input_size))
+        .map(|s| {
+            let (w, h) = s.image.dimensions();
+            if w.min(h) == spec.resize {
+                preprocess::center_crop(&s.image, spec.input_size)
+            } else {
+                preprocess::eval_transform(&s.image, spec)
+            }
+        })
         .collect()
 }
 
@@ -309,14 +319,22 @@ pub fn merge(frozen: Frozen, trainable: &Trainable) -> Classifier {
 /// Layer groups for discriminative learning rates, deepest last. Source: the lesson's
 /// "earlier layers learn general features, so they move less": each group's rate is the next
 /// deeper group's times `cfg.lr_mult`.
-/// 0: stem + stages 1-3 (blocks 0-3); 1: stages 4-5 (blocks 4-9); 2: stages 6-7 (blocks 10-15) +
-/// conv head; the head is group 3 at the full rate.
-pub fn block_group(block: usize) -> usize {
-    match block {
-        0..=3 => 0,
-        4..=9 => 1,
-        _ => 2,
+/// 0: stem + stages 1-3; 1: stages 4-5; 2: stages 6-7 + conv head; the head is group 3 at the
+/// full rate. Stages, not block numbers, so every backbone splits the same way (Lite0: blocks
+/// 0-4, 5-10, 11-15).
+pub fn block_group(spec: &BackboneSpec, block: usize) -> usize {
+    let mut end = 0;
+    for (stage, s) in spec.stages().iter().enumerate() {
+        end += s.0;
+        if block < end {
+            return match stage {
+                0..=2 => 0,
+                3..=4 => 1,
+                _ => 2,
+            };
+        }
     }
+    2
 }
 
 /// The learning rate multiplier of each group (relative to the head's rate).
@@ -338,7 +356,7 @@ pub fn lr_scheduler(
         s = s.with_group(ParamGroup::ids_from_module(stem.clone()), sched(mult[0]));
     }
     for (i, b) in trainable.blocks.iter().enumerate() {
-        let g = block_group(first_block + i);
+        let g = block_group(cfg.backbone.spec(), first_block + i);
         s = s.with_group(ParamGroup::ids_from_module(b.clone()), sched(mult[g]));
     }
     if let Some(ch) = &trainable.conv_head {
@@ -492,6 +510,16 @@ pub async fn train_with(
         )));
     }
     cfg.validate()?;
+    // The settings, the preprocessing and the weights must name one backbone.
+    let weights_spec = pretrained.spec();
+    if weights_spec != Some(spec) || cfg.backbone.spec() != spec {
+        return Err(EngineError::Unsupported(format!(
+            "the settings ask for {}, the photos are prepared for {} and the weights are {}",
+            cfg.backbone.spec().name,
+            spec.name,
+            weights_spec.map_or("of no known backbone", |s| s.name)
+        )));
+    }
     let start = Instant::now();
     let run = RunPlan::new(cfg, data.train.len());
     let batch = run.batch;
@@ -524,7 +552,7 @@ pub async fn train_with(
 
     'stages: for (stage_index, stage) in run.stages.iter().enumerate() {
         let (frozen, trainable) = split(model.clone(), stage.unfreeze);
-        let first_block = 16 - trainable.blocks.len();
+        let first_block = model.backbone.blocks.len() - trainable.blocks.len();
         let mut trainable = trainable.fork(&ad).train();
         if cfg.freeze_bn {
             trainable = freeze_batchnorm(trainable);
@@ -807,10 +835,13 @@ pub fn export_metadata(
             super::weights::META_CLASSES,
             json(serde_json::json!(classes)),
         ),
-        ("backbone", super::model::LITE0.id.to_string()),
+        (
+            super::weights::META_BACKBONE,
+            cfg.backbone.spec().id.to_string(),
+        ),
         (
             "preprocessing",
-            json(serde_json::json!(super::model::LITE0)),
+            json(serde_json::json!(cfg.backbone.spec())),
         ),
         (
             "head",

@@ -10,26 +10,80 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::EngineError;
 use super::model::{
-    Backbone, BlockSpec, Classifier, ConvBn, FEATURE_DIM, Head, MbConv, block_specs,
+    BACKBONES, Backbone, BackboneKind, BackboneSpec, BlockSpec, Classifier, ConvBn, FEATURE_DIM,
+    Head, LITE0, MbConv, STEM_CHANNELS,
 };
 use super::quant;
 
-/// File name the converter writes and the app downloads (f32).
-pub const WEIGHTS_FILE: &str = "efficientnet-lite0.safetensors";
-/// Half-precision copy of the same weights, half the size.
-pub const WEIGHTS_FILE_F16: &str = "efficientnet-lite0.f16.safetensors";
-/// 8-bit copy (per-channel scales, see [`quant`]): what the app downloads, a quarter the size.
-pub const WEIGHTS_FILE_INT8: &str = "efficientnet-lite0.int8.safetensors";
-/// Dropout before `_fc` in EfficientNet-Lite0 (inactive at inference).
+/// How a converted weights file stores its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// The checkpoint's own f32 values.
+    F32,
+    /// Half precision, half the size.
+    F16,
+    /// 8-bit weights with a scale per output channel (see [`quant`]): what the app downloads.
+    Int8,
+}
+
+/// Name of the file `finetune weights` writes for `spec` (`efficientnet-lite0.int8.safetensors`).
+pub fn weights_file(spec: &BackboneSpec, precision: Precision) -> String {
+    let part = match precision {
+        Precision::F32 => "",
+        Precision::F16 => ".f16",
+        Precision::Int8 => ".int8",
+    };
+    format!("{}{part}.safetensors", spec.id)
+}
+
+/// The copy the app downloads for `kind`: the smallest that keeps each golden photo's top-5
+/// order and top-1 probability within 0.02 of PyTorch's (`tests/golden.rs`). Lite1's and
+/// Lite2's 8-bit copies reorder a golden photo's top-5, so they come in half precision.
+pub fn download_precision(kind: BackboneKind) -> Precision {
+    match kind {
+        BackboneKind::Lite0 => Precision::Int8,
+        BackboneKind::Lite1 | BackboneKind::Lite2 => Precision::F16,
+    }
+}
+
+/// Learnable parameters of `spec`'s ImageNet classifier (BatchNorm statistics not counted).
+pub fn parameter_count(spec: &BackboneSpec) -> usize {
+    expected_keys(spec, IMAGENET_CLASSES)
+        .iter()
+        .filter(|(k, _)| !k.contains("running_"))
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
+}
+
+/// Bytes of the tensors in the file the app downloads for `kind` (the header aside): 8-bit
+/// weights with an f32 scale per output channel and the rest in f16, or all in f16.
+pub fn download_bytes(kind: BackboneKind) -> usize {
+    let precision = download_precision(kind);
+    expected_keys(kind.spec(), IMAGENET_CLASSES)
+        .iter()
+        .map(|(_, shape)| {
+            let n: usize = shape.iter().product();
+            match precision {
+                Precision::Int8 if shape.len() >= 2 => n + 4 * shape[0],
+                Precision::F32 => 4 * n,
+                _ => 2 * n,
+            }
+        })
+        .sum()
+}
+
+/// Metadata key naming the backbone (its id) in converted weights and exported models.
+pub const META_BACKBONE: &str = "backbone";
+/// Dropout before `_fc` in EfficientNet-Lite (inactive at inference).
 pub const HEAD_DROPOUT: f64 = 0.2;
 /// Largest model file read (an exported Lite0 is 19 MB): checked before reading into memory.
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
 /// Classes of the ImageNet head shipped with the checkpoint.
 pub const IMAGENET_CLASSES: usize = 1000;
 
-/// Every parameter the model reads, with its expected shape, in checkpoint order.
+/// Every parameter `spec`'s model reads, with its expected shape, in checkpoint order.
 /// BatchNorm's `num_batches_tracked` is not read (it only matters to PyTorch's momentum-free mode).
-pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
+pub fn expected_keys(spec: &BackboneSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
     let mut keys = Vec::new();
     let mut conv_bn = |conv: String, bn: String, shape: Vec<usize>| {
         let channels = shape[0];
@@ -38,8 +92,12 @@ pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
             keys.push((format!("{bn}.{part}"), vec![channels]));
         }
     };
-    conv_bn("_conv_stem".into(), "_bn0".into(), vec![32, 3, 3, 3]);
-    for (i, b) in block_specs().iter().enumerate() {
+    conv_bn(
+        "_conv_stem".into(),
+        "_bn0".into(),
+        vec![STEM_CHANNELS, 3, 3, 3],
+    );
+    for (i, b) in spec.blocks().iter().enumerate() {
         let p = format!("_blocks.{i}");
         if b.expand != 1 {
             conv_bn(
@@ -62,7 +120,7 @@ pub fn expected_keys(classes: usize) -> Vec<(String, Vec<usize>)> {
     conv_bn(
         "_conv_head".into(),
         "_bn1".into(),
-        vec![FEATURE_DIM, 320, 1, 1],
+        vec![FEATURE_DIM, spec.head_in(), 1, 1],
     );
     keys.push(("_fc.weight".into(), vec![classes, FEATURE_DIM]));
     keys.push(("_fc.bias".into(), vec![classes]));
@@ -155,11 +213,11 @@ impl WeightMap {
         })
     }
 
-    /// Checks that every key the model needs is present, float, and of the right shape.
+    /// Checks that every key `spec`'s model needs is present, float, and of the right shape.
     /// Reports all problems at once (first few), not just the first.
-    pub fn validate(&self, classes: usize) -> Result<(), EngineError> {
+    pub fn validate(&self, spec: &BackboneSpec, classes: usize) -> Result<(), EngineError> {
         let mut problems = Vec::new();
-        for (key, shape) in expected_keys(classes) {
+        for (key, shape) in expected_keys(spec, classes) {
             match self.tensors.get(&key) {
                 None => problems.push(format!("missing tensor `{key}`")),
                 Some((found, _)) if *found != shape => problems.push(format!(
@@ -177,6 +235,32 @@ impl WeightMap {
             reason.push_str(&format!(" (and {more} more)"));
         }
         Err(EngineError::weights(&self.file, reason))
+    }
+
+    /// The backbone these weights are for: the one the metadata names, else the one whose
+    /// layout the tensors fit (a file from elsewhere without metadata).
+    pub fn backbone(&self) -> Result<&'static BackboneSpec, EngineError> {
+        if let Some(id) = self.metadata.get(META_BACKBONE) {
+            return BackboneKind::from_name(id)
+                .map(BackboneKind::spec)
+                .ok_or_else(|| {
+                    EngineError::weights(
+                        &self.file,
+                        format!(
+                            "made for backbone `{id}`, which this app does not have (it has {})",
+                            BACKBONES.map(|s| s.id).join(", ")
+                        ),
+                    )
+                });
+        }
+        let classes = self.head_classes()?;
+        match BACKBONES
+            .into_iter()
+            .find(|s| self.validate(s, classes).is_ok())
+        {
+            Some(spec) => Ok(spec),
+            None => self.validate(&LITE0, classes).map(|()| &LITE0),
+        }
     }
 
     /// Number of classes of the `_fc` head in this file.
@@ -258,13 +342,15 @@ impl WeightMap {
         }
     }
 
-    /// Builds the whole classifier (backbone + the file's `_fc` head) on `device`.
+    /// Builds the whole classifier (its backbone + the file's `_fc` head) on `device`.
     pub fn classifier(&self, device: &Device) -> Result<Classifier, EngineError> {
+        let spec = self.backbone()?;
         let classes = self.head_classes()?;
-        self.validate(classes)?;
+        self.validate(spec, classes)?;
         let backbone = Backbone {
             stem: self.conv_bn("_conv_stem", "_bn0", 2, 1, true, device),
-            blocks: block_specs()
+            blocks: spec
+                .blocks()
                 .iter()
                 .enumerate()
                 .map(|(i, spec)| self.block(i, spec, device))
@@ -417,7 +503,7 @@ mod tests {
     #[test]
     fn layout_has_the_checkpoint_parameter_count() {
         // 296 tensors in the .pth = these float tensors + one num_batches_tracked per BN.
-        let keys = expected_keys(1000);
+        let keys = expected_keys(&LITE0, 1000);
         let bns = keys
             .iter()
             .filter(|(k, _)| k.ends_with(".running_var"))
@@ -430,6 +516,33 @@ mod tests {
             .sum();
         // EfficientNet-Lite0 has about 4.65 million parameters.
         assert!((4_600_000..4_700_000).contains(&params), "{params}");
+    }
+
+    #[test]
+    fn lite1_and_lite2_layouts_have_their_checkpoints_tensor_counts() {
+        // 386 tensors in each .pth (the issue); Lite2 is about 6.1 million parameters.
+        use crate::engine::model::{LITE1, LITE2};
+        for (spec, params) in [
+            (&LITE1, 5_300_000..5_500_000),
+            (&LITE2, 6_000_000..6_200_000),
+        ] {
+            let keys = expected_keys(spec, 1000);
+            let bns = keys
+                .iter()
+                .filter(|(k, _)| k.ends_with(".running_var"))
+                .count();
+            assert_eq!(keys.len() + bns, 386, "{}", spec.id);
+            let n: usize = keys
+                .iter()
+                .filter(|(k, _)| !k.contains("running_"))
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert!(params.contains(&n), "{}: {n}", spec.id);
+        }
+        assert_eq!(
+            weights_file(&LITE1, Precision::Int8),
+            "efficientnet-lite1.int8.safetensors"
+        );
     }
 
     #[test]
@@ -491,7 +604,7 @@ mod tests {
         let map = WeightMap::from_safetensors("m.safetensors", &bytes).unwrap();
         let err = map.head_classes().unwrap_err().to_string();
         assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
-        let err = map.validate(1000).unwrap_err().to_string();
+        let err = map.validate(&LITE0, 1000).unwrap_err().to_string();
         assert!(err.contains("missing tensor `_conv_stem.weight`"), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use super::backend::{self, BackendState, BackendStatus};
 use super::bench::DeviceCheck;
 use super::client::{WorkerClient, WorkerContext};
 use super::predict::PredictPanel;
+use super::pretrained::{BackbonePicker, Pretrained};
 use super::teach::TeachPanel;
 use super::weights::{self, WeightsState, WeightsStatus};
 
@@ -19,13 +20,36 @@ pub fn App() -> impl IntoView {
     let weights_state = RwSignal::new(WeightsState::Waiting);
     let worker = WorkerClient::start();
     WorkerContext::provide(worker.clone());
+    let pretrained = Pretrained::provide();
 
+    // The device first, then the chosen backbone's weights; again whenever the user picks
+    // another backbone (on the device in use).
     leptos::task::spawn_local(async move {
-        let choice = backend::choose().await;
+        let mut choice = backend::choose().await;
         backend_state.set(BackendState::Ready(choice.clone()));
-        let used = weights::load(&worker, weights_state, choice).await;
-        backend_state.set(BackendState::Ready(used));
+        loop {
+            let kind = pretrained.chosen.get_untracked();
+            pretrained.loaded.set(None);
+            choice = weights::load(&worker, weights_state, choice, kind).await;
+            backend_state.set(BackendState::Ready(choice.clone()));
+            let ok = matches!(weights_state.get_untracked(), WeightsState::Ready { .. });
+            pretrained.loaded.set(ok.then_some(kind));
+            while pretrained.chosen.try_get_untracked() == Some(kind) {
+                gloo_timers::future::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            if pretrained.chosen.try_get_untracked().is_none() {
+                return;
+            }
+        }
     });
+    let name = move || {
+        pretrained
+            .loaded
+            .get()
+            .unwrap_or(pretrained.chosen.get())
+            .spec()
+            .name
+    };
 
     view! {
         <header class="masthead">
@@ -34,7 +58,7 @@ pub fn App() -> impl IntoView {
                 <LargeTextToggle />
             </div>
             <p class="lede">
-                "Recognise what is in a photo with EfficientNet-Lite0, a network trained on the 1000 "
+                "Recognise what is in a photo with " {name} ", a network trained on the 1000 "
                 "ImageNet classes. It runs on your own GPU (or CPU), in this page: your photos never leave "
                 "your computer."
             </p>
@@ -43,6 +67,7 @@ pub fn App() -> impl IntoView {
             <section class="card status" aria-label="Set-up">
                 <BackendStatus state=backend_state />
                 <WeightsStatus state=weights_state />
+                <BackbonePicker />
             </section>
             <PredictPanel />
             <TeachPanel />

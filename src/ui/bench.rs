@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::backend::BackendState;
 use super::client::{WorkerContext, WorkerStatus, use_worker};
+use super::pretrained::Pretrained;
 use crate::device::{DeviceKind, Measured};
 use crate::engine::bench::{DeviceSpeed, estimate_seconds};
 use crate::engine::config::{Strategy, TrainConfig};
@@ -82,6 +83,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
     let (status, in_use) = (worker.status, worker.device);
     let handle = WorkerContext::handle();
     let check = RwSignal::new(Check::Idle);
+    let pretrained = Pretrained::get();
     let ready = move || status.with(|s| *s == WorkerStatus::Ready) && in_use.get().is_some();
 
     let run = move || {
@@ -145,6 +147,13 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
                     error,
                     seconds: (super::js::now_ms() - started) / 1000.0,
                 });
+            }
+            let timed = results
+                .iter()
+                .find(|r| r.in_use)
+                .and_then(|r| r.speed.as_ref());
+            if let (Some(speed), Some(kind)) = (timed, pretrained.loaded.get_untracked()) {
+                pretrained.measured.set(Some((kind, speed.inference_ips)));
             }
             let found = finding(&results, adapter);
             if let Some(m) = &found {

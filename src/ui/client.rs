@@ -23,7 +23,8 @@ use crate::engine::bench::DeviceSpeed;
 use crate::engine::inference::ClassScore;
 use crate::engine::training::{Progress, TrainConfig, TrainReport};
 use crate::protocol::{
-    self, Answer, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome, ToWorker,
+    self, Answer, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
+    ToWorker, Which,
 };
 
 /// Worker deaths after which no new one starts (a device that fails at once).
@@ -254,6 +255,36 @@ impl WorkerClient {
         self.scores(request, data).await
     }
 
+    /// Grad-CAM of `model` for `classes` (none: the predicted class) on a photo: its file's
+    /// bytes, or working-size pixels. Each heatmap comes with its PNG (over the network's input).
+    pub async fn explain(
+        self: &Rc<Self>,
+        file: &str,
+        model: Which,
+        photo: &Photo,
+        classes: Vec<usize>,
+    ) -> Result<Vec<(Explained, Vec<u8>)>, String> {
+        let (pixels, data) = match photo {
+            Photo::File(data) => (None, bytes(data)),
+            Photo::Pixels(image) => (Some((image.width(), image.height())), bytes(image.as_raw())),
+        };
+        let request = ToWorker::Explain {
+            file: file.into(),
+            model,
+            pixels,
+            classes,
+        };
+        match self.request(request, vec![data]).await? {
+            (Answer::Explained(Ok(heats)), buffers) if buffers.len() == heats.len() => Ok(heats
+                .into_iter()
+                .zip(buffers)
+                .map(|(h, b)| (h, b.to_vec()))
+                .collect()),
+            (Answer::Explained(Err(e)), _) => Err(e),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn scores(
         self: &Rc<Self>,
         request: ToWorker,
@@ -479,6 +510,12 @@ impl Live {
             }
         }
     }
+}
+
+/// A photo for the worker: its file's bytes, or pixels decoded at working size.
+pub enum Photo {
+    File(std::sync::Arc<Vec<u8>>),
+    Pixels(RgbImage),
 }
 
 fn bytes(data: &[u8]) -> js_sys::Uint8Array {

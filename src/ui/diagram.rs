@@ -4,17 +4,14 @@
 
 use leptos::prelude::*;
 
-use crate::engine::model::STAGES;
+use crate::engine::model::BackboneSpec;
 use crate::engine::training::{Stage, Unfreeze, block_group, group_multipliers};
 
-/// Blocks in the backbone (`_blocks.0` .. `_blocks.15`).
-const BLOCKS: usize = 16;
-
-/// Whether `block` trains when `unfreeze` is in effect.
-fn block_trains(unfreeze: Unfreeze, block: usize) -> bool {
+/// Whether `block` of `blocks` trains when `unfreeze` is in effect.
+fn block_trains(unfreeze: Unfreeze, blocks: usize, block: usize) -> bool {
     match unfreeze {
         Unfreeze::All => true,
-        Unfreeze::Blocks(n) => block + n.min(BLOCKS) >= BLOCKS,
+        Unfreeze::Blocks(n) => block + n.min(blocks) >= blocks,
     }
 }
 
@@ -48,7 +45,8 @@ struct Part {
     rate: Option<String>,
 }
 
-fn parts(unfreeze: Unfreeze, lr_mult: f64) -> Vec<Part> {
+fn parts(spec: &BackboneSpec, unfreeze: Unfreeze, lr_mult: f64) -> Vec<Part> {
+    let count = spec.block_count();
     let mult = group_multipliers(lr_mult);
     let mut out = Vec::new();
     let all = unfreeze == Unfreeze::All;
@@ -59,14 +57,17 @@ fn parts(unfreeze: Unfreeze, lr_mult: f64) -> Vec<Part> {
         rate: all.then(|| rate_text(&[mult[0]])).flatten(),
     });
     let mut first = 0;
-    for (i, &(repeats, ..)) in STAGES.iter().enumerate() {
+    for (i, &(repeats, ..)) in spec.stages().iter().enumerate() {
         let blocks: Vec<usize> = (first..first + repeats).collect();
         first += repeats;
-        let pips: Vec<bool> = blocks.iter().map(|&b| block_trains(unfreeze, b)).collect();
+        let pips: Vec<bool> = blocks
+            .iter()
+            .map(|&b| block_trains(unfreeze, count, b))
+            .collect();
         let learning: Vec<f64> = blocks
             .iter()
-            .filter(|&&b| block_trains(unfreeze, b))
-            .map(|&b| mult[block_group(b)])
+            .filter(|&&b| block_trains(unfreeze, count, b))
+            .map(|&b| mult[block_group(spec, b)])
             .collect();
         let detail = match (blocks.first(), blocks.last()) {
             (Some(a), Some(b)) if a == b => format!("block {a}"),
@@ -151,10 +152,14 @@ fn row_view(title: String, parts: Vec<Part>) -> impl IntoView {
     }
 }
 
-/// The layer diagram for the run's `stages` (from `training::plan`); `lr_mult` sets the
-/// relative rates shown on the learning parts.
+/// The layer diagram of `spec` for the run's `stages` (from `training::plan`); `lr_mult` sets
+/// the relative rates shown on the learning parts.
 #[component]
-pub fn LayerDiagram(stages: Signal<Vec<Stage>>, lr_mult: Signal<f64>) -> impl IntoView {
+pub fn LayerDiagram(
+    spec: Signal<&'static BackboneSpec>,
+    stages: Signal<Vec<Stage>>,
+    lr_mult: Signal<f64>,
+) -> impl IntoView {
     view! {
         <figure class="layer-diagram" data-testid="layer-diagram">
             <figcaption>
@@ -168,8 +173,11 @@ pub fn LayerDiagram(stages: Signal<Vec<Stage>>, lr_mult: Signal<f64>) -> impl In
             {move || {
                 let stages = stages.get();
                 let mult = lr_mult.get();
+                let spec = spec.get();
                 (0..stages.len())
-                    .map(|i| row_view(stage_title(&stages, i), parts(stages[i].unfreeze, mult)))
+                    .map(|i| {
+                        row_view(stage_title(&stages, i), parts(spec, stages[i].unfreeze, mult))
+                    })
                     .collect_view()
             }}
         </figure>

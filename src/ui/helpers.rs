@@ -19,7 +19,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
 use super::client::{Assets, pack, unpack};
 use super::worker;
 use crate::engine::inference::Predictor;
-use crate::engine::model::{Backbone, LITE0};
+use crate::engine::model::{Backbone, BackboneSpec, LITE0};
 use crate::engine::share::{self, HelperFuture, Helpers};
 use crate::engine::training::{Frozen, Unfreeze};
 use crate::protocol::{FromHelper, HelperRequest, ToHelper};
@@ -53,6 +53,8 @@ fn post_to_owner(message: &FromHelper, buffers: Buffers) {
 #[derive(Default)]
 struct HelperState {
     backbone: RefCell<Option<Backbone>>,
+    /// The backbone's input spec (normalisation).
+    spec: RefCell<Option<BackboneSpec>>,
     frozen: RefCell<Option<(Unfreeze, Rc<Frozen>)>>,
 }
 
@@ -90,6 +92,7 @@ async fn helper_handle(
             let bytes = buffers.first().ok_or("no weights were sent")?.to_vec();
             let predictor =
                 Predictor::from_safetensors(&bytes, &device).map_err(|e| e.to_string())?;
+            *state.spec.borrow_mut() = Some(predictor.spec.clone());
             *state.backbone.borrow_mut() = Some(predictor.model.backbone);
             *state.frozen.borrow_mut() = None;
             Ok(Vec::new())
@@ -115,7 +118,8 @@ async fn helper_handle(
                         .ok_or_else(|| "an image buffer does not match its size".to_string())
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let floats = share::helper_pass(&frozen, &images, &LITE0, HELPER_BATCH, &device)
+            let spec = state.spec.borrow().clone().unwrap_or(LITE0);
+            let floats = share::helper_pass(&frozen, &images, &spec, HELPER_BATCH, &device)
                 .await
                 .map_err(|e| e.to_string())?;
             let array = js_sys::Float32Array::from(floats.as_slice());

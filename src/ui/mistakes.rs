@@ -3,9 +3,14 @@
 
 use leptos::prelude::*;
 
+use std::rc::Rc;
+
 use super::augment_grid::{png_url, revoke};
+use super::client::Photo;
+use super::explain::WhereItLooks;
 use crate::engine::data::Sample;
 use crate::engine::preprocess::{center_crop, resize_shorter};
+use crate::protocol::Which;
 
 /// Side of a thumbnail, in pixels (about twice its CSS size, for sharp high-DPI screens).
 const THUMB: u32 = 160;
@@ -18,6 +23,9 @@ struct Mistake {
     truth: String,
     said: String,
     url: Option<String>,
+    /// The photo at working size, and the true and predicted classes, for "Where did it look?".
+    image: image::RgbImage,
+    classes: (usize, usize),
 }
 
 /// `predicted[i]` is the model's class for `val[i]` (the order the run's validation images were
@@ -43,6 +51,8 @@ pub fn Mistakes(
                 truth: name(s.label),
                 said: name(p),
                 url: png_url(&center_crop(&resize_shorter(&s.image, THUMB), THUMB)),
+                image: s.image.clone(),
+                classes: (p, s.label),
             })
             .collect();
         (wrong().count(), val.len().min(predicted.len()), shown)
@@ -67,6 +77,12 @@ pub fn Mistakes(
         .map(|m| {
             let alt = format!("{}: really {}, the model said {}", m.file, m.truth, m.said);
             let (file, truth, said) = (m.file.clone(), m.truth.clone(), m.said.clone());
+            let photo = Rc::new(Photo::Pixels(m.image));
+            let explained = m.file.clone();
+            let captions = vec![
+                "Evidence for its answer,".to_string(),
+                "Evidence for the truth,".to_string(),
+            ];
             view! {
                 <li class="mistake" data-testid="mistake" data-file=file data-true=truth data-predicted=said>
                     {m.url.map(|url| view! { <img class="mistake-image" src=url alt=alt /> })}
@@ -75,6 +91,13 @@ pub fn Mistakes(
                         <span>"Really: "<strong>{m.truth}</strong></span>
                         <span>"Model: "<strong class="said">{m.said}</strong></span>
                     </span>
+                    <WhereItLooks
+                        file=explained
+                        model=Which::Trained
+                        photo
+                        classes=vec![m.classes.0, m.classes.1]
+                        captions
+                    />
                 </li>
             }
         })

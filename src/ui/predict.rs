@@ -6,14 +6,17 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use leptos::ev;
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 use web_sys::{DragEvent, File, FileList, HtmlInputElement, Url};
 
-use super::client::{WorkerClient, WorkerStatus, use_worker};
+use super::client::{Photo, WorkerClient, WorkerStatus, use_worker};
+use super::explain::WhereItLooks;
 use super::js;
+use crate::protocol::Which;
 
 /// Classes shown per photo.
 const TOP_K: usize = 5;
@@ -22,7 +25,12 @@ const TOP_K: usize = 5;
 #[derive(Clone, Debug, PartialEq)]
 enum Outcome {
     Pending,
-    Done { top: Vec<Bar>, ms: f64 },
+    Done {
+        top: Vec<Bar>,
+        ms: f64,
+        /// The photo file, for "Where did it look?".
+        bytes: Arc<Vec<u8>>,
+    },
     Failed(String),
 }
 
@@ -100,10 +108,11 @@ impl PhotoQueue {
             };
             let started = js::now_ms();
             match classify(&self.worker, &file).await {
-                Ok(top) => {
+                Ok((top, bytes)) => {
                     entry.outcome.set(Outcome::Done {
                         top,
                         ms: js::now_ms() - started,
+                        bytes,
                     });
                     if self.first_ms.get_untracked().is_none() {
                         // Wait for the card to render so the figure is "page open to result shown".
@@ -131,18 +140,22 @@ impl PhotoQueue {
 }
 
 /// Reads the file and runs the model; `Err` is the message for the user (it names the file).
-async fn classify(worker: &Rc<WorkerClient>, file: &File) -> Result<Vec<Bar>, String> {
+async fn classify(
+    worker: &Rc<WorkerClient>,
+    file: &File,
+) -> Result<(Vec<Bar>, Arc<Vec<u8>>), String> {
     let name = file.name();
     let bytes = js::read_file(file, &name, crate::engine::preprocess::MAX_PHOTO_BYTES).await?;
     let top = worker.classify(&name, &bytes, TOP_K).await?;
-    Ok(top
+    let bars = top
         .into_iter()
         .map(|c| Bar {
             index: c.index,
             label: c.label,
             prob: c.prob,
         })
-        .collect())
+        .collect();
+    Ok((bars, Arc::new(bytes)))
 }
 
 /// The file picker, the drop target (the whole window) and the result cards.
@@ -290,15 +303,22 @@ fn ResultCard(entry: Entry) -> impl IntoView {
         let file = file.clone();
         move || match outcome.get() {
             Outcome::Pending => view! { <p class="muted">"Classifying…"</p> }.into_any(),
-            Outcome::Done { top, ms } => {
+            Outcome::Done { top, ms, bytes } => {
                 let bars = top
                     .into_iter()
                     .enumerate()
                     .map(|(rank, bar)| view! { <BarRow bar rank file=file.clone() /> })
                     .collect_view();
+                let photo = Rc::new(Photo::File(bytes));
                 view! {
                     <ol class="bars">{bars}</ol>
                     <p class="muted small">{format!("Classified in {}", format_ms(ms))}</p>
+                    <WhereItLooks
+                        file=file.clone()
+                        model=Which::ImageNet
+                        photo
+                        captions=vec!["Evidence for".to_string()]
+                    />
                 }
                 .into_any()
             }

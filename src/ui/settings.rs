@@ -234,6 +234,7 @@ pub fn SettingsPanel(
     let stages =
         Signal::derive(move || training::plan(&run_config(&settings.get(), strategy.get())));
     let lr_mult = Signal::derive(move || settings.with(|s| s.train.lr_mult));
+    let spec = Signal::derive(move || settings.with(|s| s.train.backbone.spec()));
     let augmentation = Memo::new(move |_| settings.with(|s| s.train.augmentation.clone()));
     let augment_on = move || settings.with(|s| s.train.augment);
     let augment_off = Signal::derive(move || running.get() || !augment_on());
@@ -415,7 +416,7 @@ pub fn SettingsPanel(
                 "part's output cannot be reused between epochs."
             </li>
         </ul>
-        <LayerDiagram stages lr_mult />
+        <LayerDiagram spec stages lr_mult />
         <Show when=augment_on>
             <fieldset class="augment-options">
                 <legend>"Augmentation"</legend>

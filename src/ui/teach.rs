@@ -11,6 +11,7 @@ use super::gather::Gather;
 use super::js;
 use super::mistakes::Mistakes;
 use super::model_file::ModelFile;
+use super::pretrained::Pretrained;
 use super::project::ProjectBar;
 use super::project_state::ProjectSignals;
 use super::results::{EpochTable, ReportView};
@@ -21,6 +22,7 @@ use super::workspace::Workspace;
 use crate::engine::advisor::{self, Domain};
 use crate::engine::config::PanelSettings;
 use crate::engine::data::{self, Sample};
+use crate::engine::model::BackboneKind;
 use crate::engine::plan::RunPlan;
 use crate::engine::training::TrainReport;
 use crate::run::{RunModel, RunState};
@@ -62,6 +64,32 @@ pub fn TeachPanel() -> impl IntoView {
     let status = worker.status;
     let ready = move || status.with(|s| *s == WorkerStatus::Ready);
     let running = move || run.with(RunState::running);
+
+    // The backbone: no switch while a run goes; the settings name the one the worker holds
+    // (photos are prepared again for a new one); a restored project's backbone is loaded.
+    let pretrained = Pretrained::get();
+    Effect::new(move |_| pretrained.locked.set(running()));
+    Effect::new(move |before: Option<Option<BackboneKind>>| {
+        let now = pretrained.loaded.get();
+        if let Some(kind) = now {
+            if settings.with_untracked(|s| s.train.backbone != kind) {
+                settings.update(|s| s.train.backbone = kind);
+            }
+            if before.flatten().is_some_and(|b| b != kind) {
+                leptos::task::spawn_local(async move { ws.redecode().await });
+            }
+        }
+        now.or(before.flatten())
+    });
+    let wanted = Memo::new(move |_| settings.with(|s| s.train.backbone));
+    Effect::new(move |_| {
+        let wanted = wanted.get();
+        if let Some(loaded) = pretrained.loaded.get_untracked()
+            && loaded != wanted
+        {
+            pretrained.chosen.set(wanted);
+        }
+    });
 
     // A model a run leaves (finished, cancelled, or the best epoch of a failed one): the
     // report and the model in use. A kept model goes to the (new) worker.
@@ -121,7 +149,10 @@ pub fn TeachPanel() -> impl IntoView {
                     "Two classes are called \"{dup}\"; give each its own name."
                 ));
             }
-            let cfg = run_config(&settings.get_untracked(), strategy());
+            let Some(backbone) = pretrained.loaded.get_untracked() else {
+                return refuse("The pretrained model is still loading.".into());
+            };
+            let cfg = run_config(&settings.get_untracked(), strategy()).with_backbone(backbone);
             if let Err(e) = cfg.validate() {
                 return refuse(format!("{e}."));
             }

@@ -6,12 +6,14 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
-use super::client::{WorkerClient, WorkerContext, WorkerStatus, use_worker};
+use super::client::{Photo, WorkerClient, WorkerContext, WorkerStatus, use_worker};
+use super::explain::WhereItLooks;
 use super::js;
 use super::model_file::ModelFile;
 use super::storage;
 use super::webcam::WebcamPredict;
 use crate::engine::{preprocess, weights};
+use crate::protocol::Which;
 
 /// The name under which a restored project's model is loaded (and told apart from imports).
 pub const PROJECT_MODEL: &str = "your project";
@@ -26,6 +28,8 @@ enum TrainedResult {
     Done {
         file: String,
         top: Vec<(String, f32)>,
+        /// The photo (or webcam frame), for "Where did it look?".
+        bytes: std::sync::Arc<Vec<u8>>,
     },
     Failed {
         file: String,
@@ -112,6 +116,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
             let worker = handle.client();
             leptos::task::spawn_local(async move {
                 let result = worker.predict(&file, &bytes, TOP_K).await;
+                let bytes = std::sync::Arc::new(bytes);
                 if webcam {
                     webcam_busy.set(false);
                 }
@@ -119,6 +124,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
                     Ok(top) => TrainedResult::Done {
                         file,
                         top: top.into_iter().map(|c| (c.label, c.prob)).collect(),
+                        bytes,
                     },
                     Err(message) => TrainedResult::Failed { file, message },
                 });
@@ -244,7 +250,7 @@ fn ResultView(result: RwSignal<TrainedResult>) -> impl IntoView {
             <p class="file-error" data-testid="file-error" data-file=file role="alert">{message}</p>
         }
         .into_any(),
-        TrainedResult::Done { file, top } => {
+        TrainedResult::Done { file, top, bytes } => {
             let items = top
                 .into_iter()
                 .enumerate()
@@ -269,8 +275,18 @@ fn ResultView(result: RwSignal<TrainedResult>) -> impl IntoView {
                     }
                 })
                 .collect_view();
-            view! { <p class="result-file">{file.clone()}</p><ol class="bars">{items}</ol> }
-                .into_any()
+            let photo = Rc::new(Photo::File(bytes));
+            view! {
+                <p class="result-file">{file.clone()}</p>
+                <ol class="bars">{items}</ol>
+                <WhereItLooks
+                    file=file.clone()
+                    model=Which::Trained
+                    photo
+                    captions=vec!["Evidence for".to_string()]
+                />
+            }
+            .into_any()
         }
     }
 }

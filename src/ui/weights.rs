@@ -4,7 +4,8 @@
 
 use std::rc::Rc;
 
-use crate::engine::weights::WEIGHTS_FILE_INT8;
+use crate::engine::model::BackboneKind;
+use crate::engine::weights::{download_precision, weights_file};
 use js_sys::Uint8Array;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -32,6 +33,7 @@ pub enum WeightsState {
     },
     Checking,
     Ready {
+        backbone: BackboneKind,
         size: f64,
         from_cache: bool,
         note: Option<String>,
@@ -40,22 +42,27 @@ pub enum WeightsState {
 }
 
 /// Relative, so the app works from any folder of a static host.
-fn weights_url() -> String {
-    format!("weights/{WEIGHTS_FILE_INT8}")
+pub fn weights_url(kind: BackboneKind) -> String {
+    format!(
+        "weights/{}",
+        weights_file(kind.spec(), download_precision(kind))
+    )
 }
 
-/// Loads the weights (cache first) into the worker on `choice`'s device, updating `state` as it
-/// goes. A cached copy that the worker refuses is dropped and downloaded again once; a WebGPU
-/// device that does not start gives way to the CPU. Returns the device in use.
+/// Loads `kind`'s weights (cache first) into the worker on `choice`'s device, updating `state`
+/// as it goes. A cached copy that the worker refuses is dropped and downloaded again once; a
+/// WebGPU device that does not start gives way to the CPU. Returns the device in use.
 pub async fn load(
     worker: &Rc<WorkerClient>,
     state: RwSignal<WeightsState>,
     mut choice: Choice,
+    kind: BackboneKind,
 ) -> Choice {
     let cache = open_cache().await;
     let mut use_cache = cache.is_some();
     loop {
-        let loaded = match fetch_weights(cache.as_ref().filter(|_| use_cache), state).await {
+        let cached = cache.as_ref().filter(|_| use_cache);
+        let loaded = match fetch_weights(cached, state, kind).await {
             Ok(loaded) => loaded,
             Err(reason) => {
                 state.set(WeightsState::Failed(reason));
@@ -74,13 +81,14 @@ pub async fn load(
             Ok(()) => {
                 let mut note = None;
                 if let (Some(cache), false) = (&cache, loaded.from_cache) {
-                    if let Err(e) = store(cache, &bytes).await {
+                    if let Err(e) = store(cache, kind, &bytes).await {
                         note = Some(format!("not kept for next time: {e}"));
                     }
                 } else if cache.is_none() {
                     note = Some("not kept for next time: this page has no Cache API".to_string());
                 }
                 state.set(WeightsState::Ready {
+                    backbone: kind,
                     size,
                     from_cache: loaded.from_cache,
                     note,
@@ -90,7 +98,7 @@ pub async fn load(
             Err(InitError::Weights(e)) if loaded.from_cache => {
                 leptos::logging::warn!("cached weights rejected, downloading again: {e}");
                 if let Some(cache) = &cache {
-                    js::await_promise(cache.delete_with_str(&weights_url()))
+                    js::await_promise(cache.delete_with_str(&weights_url(kind)))
                         .await
                         .ok();
                 }
@@ -124,8 +132,9 @@ async fn open_cache() -> Option<Cache> {
 async fn fetch_weights(
     cache: Option<&Cache>,
     state: RwSignal<WeightsState>,
+    kind: BackboneKind,
 ) -> Result<Loaded, String> {
-    let url = weights_url();
+    let url = weights_url(kind);
     if let Some(cache) = cache {
         let hit = js::await_promise(cache.match_with_str(&url)).await.ok();
         if let Some(response) = hit.and_then(|r| r.dyn_into::<Response>().ok()) {
@@ -209,7 +218,7 @@ async fn read_body(
 }
 
 /// Keeps validated weights for the next visit.
-async fn store(cache: &Cache, bytes: &[u8]) -> Result<(), String> {
+async fn store(cache: &Cache, kind: BackboneKind, bytes: &[u8]) -> Result<(), String> {
     let headers = web_sys::Headers::new().map_err(|e| js::error_text(&e))?;
     headers.set("content-type", "application/octet-stream").ok();
     headers.set("content-length", &bytes.len().to_string()).ok();
@@ -218,7 +227,7 @@ async fn store(cache: &Cache, bytes: &[u8]) -> Result<(), String> {
     let body = Uint8Array::from(bytes);
     let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
         .map_err(|e| js::error_text(&e))?;
-    js::await_promise(cache.put_with_str(&weights_url(), &response)).await?;
+    js::await_promise(cache.put_with_str(&weights_url(kind), &response)).await?;
     Ok(())
 }
 
@@ -257,6 +266,7 @@ pub fn WeightsStatus(state: RwSignal<WeightsState>) -> impl IntoView {
             "Checking the weights and building the network on the device…".to_string()
         }
         WeightsState::Ready {
+            backbone,
             size,
             from_cache,
             note,
@@ -268,7 +278,8 @@ pub fn WeightsStatus(state: RwSignal<WeightsState>) -> impl IntoView {
             };
             let note = note.map(|n| format!("; {n}")).unwrap_or_default();
             format!(
-                "EfficientNet-Lite0, {} {source}{note}",
+                "{}, {} {source}{note}",
+                backbone.spec().name,
                 js::format_bytes(size)
             )
         }

@@ -18,13 +18,15 @@ use super::js;
 use crate::device::DeviceKind;
 use crate::engine::bench::{self, DeviceSpeed};
 use crate::engine::data::{self, Dataset, Sample};
-use crate::engine::inference::{ClassScore, Predictor};
-use crate::engine::model::{Classifier, LITE0};
+use crate::engine::inference::{ClassScore, Predictor, top_k};
+use crate::engine::model::{BackboneKind, Classifier};
 use crate::engine::share::Helpers;
 use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
 use crate::engine::weights;
+use crate::engine::{explain, preprocess};
 use crate::protocol::{
-    Answer, Decoded, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome, ToWorker,
+    Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
+    ToWorker, Which,
 };
 
 type Buffers = Vec<js_sys::Uint8Array>;
@@ -97,6 +99,8 @@ struct Held {
     trained: RefCell<Option<Rc<Predictor>>>,
     cancel: Cell<bool>,
     busy: Cell<bool>,
+    /// The backbone of the last `Init`: photos decode to its working size.
+    backbone: Cell<BackboneKind>,
 }
 
 impl Held {
@@ -166,6 +170,9 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
                         *state.helpers.borrow_mut() = Some(Rc::new(HelperPool::start(helpers, b)));
                     }
                     *state.weights.borrow_mut() = bytes.map(|b| (b, device));
+                    state
+                        .backbone
+                        .set(BackboneKind::from_name(predictor.spec.id).unwrap_or_default());
                     *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
                     *state.init_failed.borrow_mut() = None;
                     (Answer::Initialized(Ok(())), Vec::new())
@@ -176,7 +183,7 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
                 }
             }
         }
-        ToWorker::Decode { file } => match decode(&file, first()) {
+        ToWorker::Decode { file } => match decode(&file, first(), state.backbone.get()) {
             Ok(image) => {
                 let size = Decoded {
                     width: image.width(),
@@ -207,6 +214,20 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             (Answer::ModelLoaded(result), Vec::new())
         }
         ToWorker::Bench { device } => (Answer::Benched(bench(state, device).await), Vec::new()),
+        ToWorker::Explain {
+            file,
+            model,
+            pixels,
+            classes,
+        } => match explain(state, &file, model, pixels, first(), classes).await {
+            Ok((heats, pngs)) => (
+                Answer::Explained(Ok(heats)),
+                pngs.iter()
+                    .map(|p| js_sys::Uint8Array::from(p.as_slice()))
+                    .collect(),
+            ),
+            Err(e) => (Answer::Explained(Err(e)), Vec::new()),
+        },
         ToWorker::Cancel => {
             state.cancel.set(true);
             (Answer::Done, Vec::new())
@@ -260,7 +281,7 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
     };
     let mut speed = bench::device_speed(
         &predictor.model,
-        &LITE0,
+        &predictor.spec,
         BENCH_BATCH,
         &predictor.device,
         BENCH_BUDGET_S,
@@ -277,7 +298,7 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
         let images = 8 * (pool.ready() + 1);
         let shared = bench::shared_pass_speed(
             &predictor.model,
-            &LITE0,
+            &predictor.spec,
             images,
             BENCH_BATCH,
             &predictor.device,
@@ -290,10 +311,10 @@ async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
     Ok(speed)
 }
 
-/// A photo file at the working size (decoded here, off the page).
-fn decode(file: &str, bytes: Option<Vec<u8>>) -> Result<RgbImage, String> {
+/// A photo file at `backbone`'s working size (decoded here, off the page).
+fn decode(file: &str, bytes: Option<Vec<u8>>, backbone: BackboneKind) -> Result<RgbImage, String> {
     let bytes = bytes.ok_or("no photo was sent")?;
-    data::load_sample(file, &bytes, 0, &LITE0)
+    data::load_sample(file, &bytes, 0, backbone.spec())
         .map(|s| s.image)
         .map_err(|e| e.to_string())
 }
@@ -310,6 +331,66 @@ async fn classify(
         .await
         .map(|p| p.top)
         .map_err(|e| e.to_string())
+}
+
+/// Grad-CAM of `which` model on a photo (a file, or working-size pixels), for `classes` (none:
+/// the predicted class); each heatmap with its PNG over the network's input.
+async fn explain(
+    state: &Held,
+    file: &str,
+    which: Which,
+    pixels: Option<(u32, u32)>,
+    bytes: Option<Vec<u8>>,
+    classes: Vec<usize>,
+) -> Result<(Vec<Explained>, Vec<Vec<u8>>), String> {
+    let predictor = match which {
+        Which::ImageNet => state.imagenet().await?,
+        Which::Trained => state
+            .trained
+            .borrow()
+            .clone()
+            .ok_or("there is no trained model yet")?,
+    };
+    let bytes = bytes.ok_or("no photo was sent")?;
+    let spec = &predictor.spec;
+    let input = match pixels {
+        Some((w, h)) => {
+            let image = RgbImage::from_raw(w, h, bytes)
+                .ok_or_else(|| format!("{file}: pixel buffer does not match its size"))?;
+            preprocess::eval_transform(&image, spec)
+        }
+        None => preprocess::eval_transform(
+            &preprocess::decode(file, &bytes).map_err(|e| e.to_string())?,
+            spec,
+        ),
+    };
+    let logits = predictor
+        .logits(std::slice::from_ref(&input))
+        .await
+        .map_err(|e| e.to_string())?
+        .remove(0);
+    let scores = top_k(&logits, logits.len(), &predictor.labels);
+    let classes = if classes.is_empty() {
+        vec![scores[0].index]
+    } else {
+        classes
+    };
+    let heats = explain::grad_cam(&predictor.model, &input, spec, &classes, &predictor.device)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pngs = Vec::with_capacity(heats.len());
+    let mut out = Vec::with_capacity(heats.len());
+    for heat in heats {
+        pngs.push(explain::png(&explain::overlay(&input, &heat)).map_err(|e| e.to_string())?);
+        let score = scores.iter().find(|s| s.index == heat.class);
+        out.push(Explained {
+            label: score.map_or_else(|| format!("class {}", heat.class), |s| s.label.clone()),
+            prob: score.map_or(0.0, |s| s.prob),
+            quadrants: heat.quadrant_shares(),
+            heat,
+        });
+    }
+    Ok((out, pngs))
 }
 
 async fn load_model(
@@ -383,6 +464,7 @@ async fn run(
     let failed = |e: String| RunError::Failed(e);
     let imagenet = state.imagenet().await.map_err(failed)?;
     let (backbone, device) = (imagenet.model.backbone.clone(), imagenet.device.clone());
+    let spec = imagenet.spec.clone();
     if buffers.len() != train.len() + val.len() {
         return Err(failed("image buffers do not match the image list".into()));
     }
@@ -403,7 +485,7 @@ async fn run(
     let result = training::train_with(
         &backbone,
         &dataset,
-        &LITE0,
+        &spec,
         config,
         &device,
         pool.as_deref().map(|p| p as &dyn Helpers),
@@ -434,7 +516,7 @@ async fn run(
     *state.trained.borrow_mut() = Some(Rc::new(Predictor::new(
         model.clone(),
         dataset.classes.clone(),
-        LITE0,
+        spec,
         device.clone(),
     )));
     let bytes = weights::export_safetensors(&model, meta)

@@ -401,6 +401,43 @@ impl Workspace {
         self.add_pending(card, pending, &batch).await;
     }
 
+    /// Decodes every image again from its original file, one at a time: a new backbone wants
+    /// its own working size. Counted in the import progress like new photos.
+    pub async fn redecode(&self) {
+        let Some(worker) = self.worker.try_get_value() else {
+            return;
+        };
+        let cards = self.classes.get_untracked();
+        let images: Vec<(ClassCard, u64, String, Rc<Vec<u8>>)> = cards
+            .iter()
+            .flat_map(|card| {
+                card.images
+                    .try_with_value(|images| {
+                        images
+                            .iter()
+                            .map(|i| (*card, i.id, i.file.clone(), Rc::clone(&i.bytes)))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let batch = ImportBatch::begin(images.len());
+        for (card, id, file, bytes) in images {
+            let decoded = worker.decode(&file, &bytes).await;
+            batch.advance(1);
+            match decoded {
+                Ok(image) => {
+                    card.images.try_update_value(|images| {
+                        if let Some(i) = images.iter_mut().find(|i| i.id == id) {
+                            i.sample.image = image;
+                        }
+                    });
+                }
+                Err(message) => self.report(file, message),
+            }
+        }
+    }
+
     /// Reads and decodes `pending` into `card`, one at a time; each is counted in `batch`.
     pub async fn add_pending(&self, card: ClassCard, pending: Vec<Pending>, batch: &ImportBatch) {
         let Some(worker) = self.worker.try_get_value() else {

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use finetune::engine::model::BackboneSpec;
+pub use finetune::engine::weights::{Precision, weights_file};
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -16,9 +19,14 @@ pub fn golden_dir() -> PathBuf {
     shared().join("golden")
 }
 
-/// The converted weights; the tests fail (not skip) without them.
+/// The converted Lite0 weights; the tests fail (not skip) without them.
 pub fn weights_bytes() -> Vec<u8> {
-    weights_file_bytes(finetune::engine::weights::WEIGHTS_FILE)
+    backbone_weights(&finetune::engine::model::LITE0, Precision::F32)
+}
+
+/// One backbone's converted weights (`finetune weights --backbone ..`).
+pub fn backbone_weights(spec: &BackboneSpec, precision: Precision) -> Vec<u8> {
+    weights_file_bytes(&weights_file(spec, precision))
 }
 
 /// One of the files `finetune weights` writes (f32, f16, int8).
@@ -50,13 +58,31 @@ pub fn read_npy_f32(path: &std::path::Path) -> Vec<f32> {
 }
 
 pub fn golden_json() -> serde_json::Value {
-    let path = golden_dir().join("golden.json");
+    golden_json_in(&golden_dir())
+}
+
+/// `golden.json` of a folder of golden outputs (`golden/`, `golden/lite1/`, ..).
+pub fn golden_json_in(dir: &std::path::Path) -> serde_json::Value {
+    let path = dir.join("golden.json");
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// The golden outputs of `spec`: Lite0's in `golden/`, the others' in `golden/lite1/` ..
+pub fn golden_dir_of(spec: &BackboneSpec) -> PathBuf {
+    match spec.id.strip_prefix("efficientnet-") {
+        Some("lite0") | None => golden_dir(),
+        Some(short) => golden_dir().join(short),
+    }
 }
 
 /// Golden image names, in a fixed order.
 pub fn golden_names() -> Vec<String> {
-    let mut names: Vec<String> = golden_json()["images"]
+    golden_names_in(&golden_dir())
+}
+
+/// Golden image names of a folder of golden outputs, in a fixed order.
+pub fn golden_names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = golden_json_in(dir)["images"]
         .as_object()
         .unwrap()
         .keys()

@@ -1,0 +1,152 @@
+// Choosing the pretrained model in the built app (dist/), in headless Chromium on the CPU
+// backend: the picker compares Lite0/1/2; picking Lite1 downloads only Lite1's weights, the
+// ImageNet panel then classifies the coffee photo as PyTorch's Lite1 does (not as Lite0), the
+// layer diagram has Lite1's 21 blocks, photos added before the switch train with Lite1 and the
+// exported model names Lite1; a reload remembers the choice and reads Lite1 from the cache.
+// Nothing may leave localhost.
+//
+// Run: `node --test tests/browser/backbone.test.mjs` after `make dist`.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { isLocal, openApp, sharedDir } from './helpers.mjs';
+
+const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
+const coffeePath = path.join(sharedDir, 'golden/coffee_orig.png');
+const golden = (dir) => JSON.parse(fs.readFileSync(path.join(sharedDir, 'golden', dir, 'golden.json'), 'utf8'));
+const lite0Coffee = golden('').images.coffee.top5[0];
+const lite1Coffee = golden('lite1').images.coffee.top5[0];
+const PROB_TOLERANCE = 0.02;
+const PER_CLASS = 4;
+const EPOCHS = 2;
+
+const READY_TIMEOUT = 5 * 60_000;
+const WORK_TIMEOUT = 5 * 60_000;
+
+function firstFiles(dir, n) {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .slice(0, n)
+    .map((f) => path.join(dir, f));
+}
+
+/** The JSON metadata in a safetensors file's header. */
+function safetensorsMetadata(file) {
+  const bytes = fs.readFileSync(file);
+  const length = Number(bytes.readBigUInt64LE(0));
+  return JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')).__metadata__ ?? {};
+}
+
+describe('choosing the pretrained model (Chromium, CPU backend)', { timeout: 25 * 60_000 }, () => {
+  let app, baseUrl, page, tmpDir, requests;
+
+  before(async () => {
+    app = await openApp('finetune-backbone-', { acceptDownloads: true, device: 'cpu' });
+    ({ baseUrl, page, tmpDir, requests } = app);
+  });
+
+  after(async () => {
+    await app?.close();
+  });
+
+  const step = (name, fn) => app.step(name, fn);
+  const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
+  const teach = '[data-testid="teach-section"]';
+  const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
+
+  /** The ImageNet panel's top-1 for the coffee photo (the `n`th result shown). */
+  async function classifyCoffee(n) {
+    await page.setInputFiles('[data-testid="predict-input"]', coffeePath);
+    await page.waitForFunction((k) => document.querySelectorAll('[data-testid="prediction-top1"]').length >= k, n, { timeout: WORK_TIMEOUT });
+    const top1 = page.locator('[data-testid="prediction-top1"]').first();
+    return { label: (await top1.textContent()).trim(), prob: Number(await top1.getAttribute('data-prob')) };
+  }
+
+  it('compares the backbones, switches to Lite1, predicts and trains with it, remembers it', async () => {
+    await step('ready with Lite0', async () => {
+      await page.goto(baseUrl);
+      await waitFor('[data-testid="backbone-picker"][data-loaded="lite0"]', READY_TIMEOUT);
+      const options = page.locator('[data-testid="backbone-option"]');
+      assert.equal(await options.count(), 3);
+      const facts = await options.allTextContents();
+      console.log(facts.join('\n'));
+      for (const [i, px] of ['224 px', '240 px', '260 px'].entries()) assert.match(facts[i], new RegExp(px));
+      assert.match(facts[1], /21 blocks/);
+      assert.ok(await page.locator('[data-backbone="lite0"] input').isChecked());
+      const lite0 = await classifyCoffee(1);
+      console.log(`Lite0: ${lite0.label} p=${lite0.prob.toFixed(4)} (PyTorch ${lite0Coffee.prob.toFixed(4)})`);
+      assert.equal(lite0.label, lite0Coffee.name);
+      assert.ok(Math.abs(lite0.prob - lite0Coffee.prob) <= PROB_TOLERANCE);
+    });
+
+    await step('photos before the switch', async () => {
+      const cards = page.locator(`${teach} [data-testid="class-card"]`);
+      await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
+      await cards.nth(1).locator('[data-testid="class-name-input"]').fill('bees');
+      await page.setInputFiles(`${card('ants')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/ants'), PER_CLASS));
+      await page.setInputFiles(`${card('bees')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/bees'), PER_CLASS));
+      for (const name of ['ants', 'bees']) {
+        const count = page.locator(`${card(name)} [data-testid="class-count"]`);
+        await count.filter({ hasText: new RegExp(`^${PER_CLASS}$`) }).waitFor({ timeout: WORK_TIMEOUT });
+      }
+    });
+
+    await step('switch to Lite1', async () => {
+      const before = requests.length;
+      await page.locator('[data-backbone="lite1"] input').check();
+      await waitFor('[data-testid="backbone-picker"][data-loaded="lite1"]', READY_TIMEOUT);
+      const weights = (await page.locator('[data-testid="weights-status"]').textContent()).trim();
+      console.log(`weights: ${weights}`);
+      assert.match(weights, /EfficientNet-Lite1/);
+      const fetched = requests.slice(before).filter((url) => url.includes('/weights/'));
+      assert.deepEqual(fetched.map((u) => path.basename(new URL(u).pathname)), ['efficientnet-lite1.f16.safetensors']);
+      assert.match(await page.locator('.lede').textContent(), /EfficientNet-Lite1/);
+      const lite1 = await classifyCoffee(2);
+      console.log(`Lite1: ${lite1.label} p=${lite1.prob.toFixed(4)} (PyTorch ${lite1Coffee.prob.toFixed(4)})`);
+      assert.equal(lite1.label, lite1Coffee.name);
+      assert.ok(Math.abs(lite1.prob - lite1Coffee.prob) <= PROB_TOLERANCE, `${lite1.prob} vs ${lite1Coffee.prob}`);
+      // Every MBConv block of Lite1 in the diagram's stages (stem, conv head and new head aside).
+      const pips = await page.locator('[data-testid="layer-stage"]').first().locator('.layer .pip').count();
+      assert.equal(pips, 21 + 3);
+    });
+
+    await step('train with Lite1 and export', async () => {
+      await page.locator('[data-testid="strategy-select"]').selectOption('head');
+      await page.locator('[data-testid="epochs-input"]').fill(String(EPOCHS));
+      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
+      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+      await page.locator('[data-testid="train-button"]').click();
+      const status = await Promise.race([
+        waitFor('[data-testid="train-status"][data-state="done"]', WORK_TIMEOUT),
+        waitFor('[data-testid="train-status"][data-state="failed"]', WORK_TIMEOUT),
+      ]);
+      assert.equal(await status.getAttribute('data-state'), 'done', await status.textContent());
+      assert.equal((await page.$$('[data-testid="epoch-row"]')).length, EPOCHS);
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: WORK_TIMEOUT }),
+        page.locator('[data-testid="export-model"]').click(),
+      ]);
+      const saved = path.join(tmpDir, 'model.safetensors');
+      await download.saveAs(saved);
+      const meta = safetensorsMetadata(saved);
+      assert.equal(meta.backbone, 'efficientnet-lite1');
+      assert.equal(JSON.parse(meta.preprocessing).input_size, 240);
+      assert.equal(JSON.parse(meta.training).backbone, 'lite1');
+    });
+
+    await step('reload remembers Lite1', async () => {
+      const before = requests.length;
+      await page.reload();
+      await waitFor('[data-testid="backbone-picker"][data-loaded="lite1"]', READY_TIMEOUT);
+      assert.match(await page.locator('[data-testid="weights-status"]').textContent(), /EfficientNet-Lite1.*from cache/);
+      assert.deepEqual(requests.slice(before).filter((url) => url.includes('/weights/')), []);
+      assert.deepEqual(requests.filter((url) => !isLocal(url)), []);
+      assert.equal(app.crashed, null);
+    });
+  });
+});
