@@ -72,6 +72,9 @@ pub enum ToWorker {
         pixels: Option<(u32, u32)>,
         classes: Vec<usize>,
     },
+    /// What each layer of the pretrained network sees in the photo file in the first buffer.
+    /// Answer: `Layers`, with one PNG (the layer's grid of channels) per view as its buffers.
+    Layers { file: String },
 }
 
 /// Which of the worker's models a request means.
@@ -148,6 +151,7 @@ pub enum Answer {
     Done,
     Benched(Result<DeviceSpeed, String>),
     Explained(Result<Vec<Explained>, String>),
+    Layers(Result<Vec<crate::engine::layers::LayerView>, String>),
 }
 
 impl Answer {
@@ -163,6 +167,7 @@ impl Answer {
             Answer::Done => Answer::Done,
             Answer::Benched(_) => Answer::Benched(Err(reason)),
             Answer::Explained(_) => Answer::Explained(Err(reason)),
+            Answer::Layers(_) => Answer::Layers(Err(reason)),
         }
     }
 }

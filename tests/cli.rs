@@ -130,3 +130,60 @@ fn predict_with_each_backbone_matches_its_golden_top1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lite0, lite1, lite2"), "{err}");
 }
+
+/// `finetune explain` writes the Grad-CAM heatmap over the photo as a PNG of the network's
+/// input size and prints the grid; a class the model lacks is refused by name.
+#[test]
+fn explain_writes_the_heatmap_png_and_its_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("coffee.png");
+    let out = finetune()
+        .args(["explain", "--backend", "cpu", "--json", "--out"])
+        .arg(&png)
+        .arg(golden_dir().join("coffee_orig.png"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["label"], "espresso");
+    assert_eq!(v["class"], v["predicted"]["index"]);
+    assert_eq!(
+        (
+            v["heatmap"]["width"].as_u64(),
+            v["heatmap"]["height"].as_u64()
+        ),
+        (Some(7), Some(7))
+    );
+    let values = v["heatmap"]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 49);
+    let max = values
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!((max - 1.0).abs() < 1e-6, "scaled to a peak of 1: {max}");
+    let shares: f64 = v["quadrants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-4);
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (224, 224));
+    let out = finetune()
+        .args(["explain", "--class", "giraffe-ish"])
+        .arg(golden_dir().join("coffee_orig.png"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("giraffe-ish") && err.contains("1000 classes"),
+        "{err}"
+    );
+}

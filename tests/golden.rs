@@ -354,3 +354,63 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
         );
     }
 }
+
+/// What each layer sees, with the real weights: the four depths at their TF-SAME sizes (Lite0 at
+/// 224: 112, 56, 14, 7), the most active channels first; and on a photo that is one vertical
+/// edge (black left, white right) the stem's maps are flat on each side and change only at the
+/// edge, and the shown channels do change there (a convolution sees only local change).
+#[test]
+fn layer_views_have_each_depths_size_and_the_stem_sees_the_edge() {
+    use finetune::engine::layers::{self, Depth, GRID_COLUMNS, TILE};
+    let device = Device::flex();
+    let model = weights::load_classifier("lite0", &weights_bytes(), &device).unwrap();
+    let edge = image::RgbImage::from_fn(224, 224, |x, _| {
+        image::Rgb(if x < 112 { [0, 0, 0] } else { [255, 255, 255] })
+    });
+    let views = pollster::block_on(layers::layer_views(&model, &edge, &LITE0, &device)).unwrap();
+    let shapes: Vec<(Depth, usize, usize)> = views
+        .iter()
+        .map(|(v, _)| (v.depth, v.channels, v.width))
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            (Depth::Stem, 32, 112),
+            (Depth::Early, 24, 56),
+            (Depth::Middle, 80, 14),
+            (Depth::Last, 320, 7)
+        ]
+    );
+    for (v, grid) in &views {
+        assert_eq!(v.shown.len(), 8);
+        assert!(
+            v.shown.windows(2).all(|w| w[0].1 >= w[1].1),
+            "{:?}",
+            v.depth
+        );
+        assert_eq!(grid.width(), GRID_COLUMNS * (TILE + 2) - 2);
+    }
+    let (_, stem) = &views[0];
+    let mut lit = 0;
+    for tile in 0..8u32 {
+        let (ox, oy) = (
+            (tile % GRID_COLUMNS) * (TILE + 2),
+            (tile / GRID_COLUMNS) * (TILE + 2),
+        );
+        let px = |x: u32, y: u32| stem.get_pixel(ox + x, oy + y).0[0];
+        // Rows away from the top and bottom padding; columns away from the edge (tile column
+        // 28 is map column 56, the edge) and the sides.
+        for y in 4..TILE - 4 {
+            for (from, to) in [(3, 25), (31, TILE - 3)] {
+                assert!(
+                    (from..to).all(|x| px(x, y) == px(from, 28)),
+                    "stem tile {tile} is not flat on one side of the edge (row {y})"
+                );
+            }
+        }
+        let (left, right, at) = (px(10, 28), px(45, 28), [px(27, 28), px(28, 28)]);
+        lit += usize::from(left != right || at.iter().any(|&v| v != left && v != right));
+    }
+    println!("stem channels that change across the edge (and only there): {lit} of 8");
+    assert!(lit >= 4, "{lit}");
+}

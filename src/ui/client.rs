@@ -21,6 +21,7 @@ use super::model_file::ModelFile;
 use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
 use crate::engine::inference::ClassScore;
+use crate::engine::layers::LayerView;
 use crate::engine::training::{Progress, TrainConfig, TrainReport};
 use crate::protocol::{
     self, Answer, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
@@ -281,6 +282,24 @@ impl WorkerClient {
                 .map(|(h, b)| (h, b.to_vec()))
                 .collect()),
             (Answer::Explained(Err(e)), _) => Err(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// What each layer of the pretrained network sees in a photo file, each with its PNG grid.
+    pub async fn layers(
+        self: &Rc<Self>,
+        file: &str,
+        data: &[u8],
+    ) -> Result<Vec<(LayerView, Vec<u8>)>, String> {
+        let request = ToWorker::Layers { file: file.into() };
+        match self.request(request, vec![bytes(data)]).await? {
+            (Answer::Layers(Ok(views)), buffers) if buffers.len() == views.len() => Ok(views
+                .into_iter()
+                .zip(buffers)
+                .map(|(v, b)| (v, b.to_vec()))
+                .collect()),
+            (Answer::Layers(Err(e)), _) => Err(e),
             _ => Err(unexpected()),
         }
     }

@@ -15,6 +15,7 @@ mod folders;
 mod gather;
 mod helpers;
 mod js;
+mod layer_views;
 mod mistakes;
 mod model_file;
 mod predict;

@@ -10,6 +10,7 @@ use web_sys::HtmlSelectElement;
 
 use super::augment_grid::AugmentGrid;
 use super::diagram::LayerDiagram;
+use super::layer_views::LayerViews;
 use super::workspace::ClassCard;
 use crate::engine::advisor::{self, Advice, ClassCount, Warning};
 use crate::engine::config::{
@@ -417,6 +418,7 @@ pub fn SettingsPanel(
             </li>
         </ul>
         <LayerDiagram spec stages lr_mult />
+        <LayerViews stages />
         <Show when=augment_on>
             <fieldset class="augment-options">
                 <legend>"Augmentation"</legend>

@@ -19,6 +19,7 @@ use crate::device::DeviceKind;
 use crate::engine::bench::{self, DeviceSpeed};
 use crate::engine::data::{self, Dataset, Sample};
 use crate::engine::inference::{ClassScore, Predictor, top_k};
+use crate::engine::layers::{self, LayerView};
 use crate::engine::model::{BackboneKind, Classifier};
 use crate::engine::share::Helpers;
 use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
@@ -228,6 +229,15 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             ),
             Err(e) => (Answer::Explained(Err(e)), Vec::new()),
         },
+        ToWorker::Layers { file } => match layer_views(state, &file, first()).await {
+            Ok((views, pngs)) => (
+                Answer::Layers(Ok(views)),
+                pngs.iter()
+                    .map(|p| js_sys::Uint8Array::from(p.as_slice()))
+                    .collect(),
+            ),
+            Err(e) => (Answer::Layers(Err(e)), Vec::new()),
+        },
         ToWorker::Cancel => {
             state.cancel.set(true);
             (Answer::Done, Vec::new())
@@ -389,6 +399,33 @@ async fn explain(
             quadrants: heat.quadrant_shares(),
             heat,
         });
+    }
+    Ok((out, pngs))
+}
+
+/// The pretrained network's layer views of a photo file, each grid as a PNG.
+async fn layer_views(
+    state: &Held,
+    file: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<(Vec<LayerView>, Vec<Vec<u8>>), String> {
+    let predictor = state.imagenet().await?;
+    let bytes = bytes.ok_or("no photo was sent")?;
+    let input = preprocess::eval_transform(
+        &preprocess::decode(file, &bytes).map_err(|e| e.to_string())?,
+        &predictor.spec,
+    );
+    let views = layers::layer_views(&predictor.model, &input, &predictor.spec, &predictor.device)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pngs = Vec::with_capacity(views.len());
+    let mut out = Vec::with_capacity(views.len());
+    for (view, grid) in views {
+        let mut png = std::io::Cursor::new(Vec::new());
+        grid.write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| format!("cannot encode a layer view ({e})"))?;
+        pngs.push(png.into_inner());
+        out.push(view);
     }
     Ok((out, pngs))
 }
