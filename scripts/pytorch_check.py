@@ -1,9 +1,9 @@
 """Checks that PyTorch reads a model exported by Finetune Studio and predicts what the app does.
 
-Loads MODEL.safetensors into ../shared/reference/effnet_lite0_reference.py's EfficientNetLite0
-with the class count from the file's metadata (strict: every key and shape must match), runs
-the reference preprocessing (PIL bilinear resize of the shorter side to 256, centre crop 224,
-(x - 127) / 128), and compares the softmax with `finetune predict --model MODEL --json` on the
+Loads MODEL.safetensors into ../shared/reference/effnet_lite_reference.py's EfficientNetLite
+of the backbone its metadata names (lite0, lite1 or lite2) with the file's class count (strict:
+every key and shape must match), runs the reference preprocessing (PIL bilinear resize of the
+shorter side to input + 32, centre crop input: 224, 240 or 260; (x - 127) / 128), and compares the softmax with `finetune predict --model MODEL --json` on the
 same photos. Needs torch and Pillow (not installed by the project: see the README).
 
     python3 scripts/pytorch_check.py MODEL.safetensors PHOTO...
@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "..", "shared", "reference"))
-from effnet_lite0_reference import EfficientNetLite0  # noqa: E402
+from effnet_lite_reference import VARIANTS, EfficientNetLite  # noqa: E402
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "I64": torch.int64}
 TOLERANCE = 0.01  # probabilities; the two resizers differ by ~0.2/255 per pixel
@@ -40,16 +40,17 @@ def read_safetensors(path):
     return tensors, meta
 
 
-def preprocess(path):
+def preprocess(path, crop):
     img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
     w, h = img.size
-    # torchvision's Resize(256): the shorter side to 256, the longer truncated.
-    size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+    # torchvision's Resize(crop + 32): the shorter side to it, the longer truncated.
+    short = crop + 32
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
     img = img.resize(size, Image.BILINEAR)
     w, h = img.size
-    left, top = round((w - 224) / 2), round((h - 224) / 2)
-    img = img.crop((left, top, left + 224, top + 224))
-    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(224, 224, 3)
+    left, top = round((w - crop) / 2), round((h - crop) / 2)
+    img = img.crop((left, top, left + crop, top + crop))
+    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(crop, crop, 3)
     return (x.permute(2, 0, 1).float() - 127.0) / 128.0
 
 
@@ -57,11 +58,13 @@ def main():
     model_path, photos = sys.argv[1], sys.argv[2:]
     tensors, meta = read_safetensors(model_path)
     classes = json.loads(meta["classes"])
-    model = EfficientNetLite0(num_classes=len(classes))
+    variant = meta.get("backbone", "efficientnet-lite0").removeprefix("efficientnet-")
+    crop = VARIANTS[variant][2]
+    model = EfficientNetLite(variant, num_classes=len(classes))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=True)
     model.eval()
     with torch.no_grad():
-        probs = model(torch.stack([preprocess(p) for p in photos])).softmax(1)
+        probs = model(torch.stack([preprocess(p, crop) for p in photos])).softmax(1)
 
     cmd = ["cargo", "run", "-q", "--bin", "finetune", "--", "predict", "--backend", "cpu",
            "--model", model_path, "--top", str(len(classes)), "--json", *photos]

@@ -264,6 +264,7 @@ mod tests {
             val_predicted: vec![0, 1],
             seconds_total: 1.5,
             stopped: None,
+            feature_space: None,
         }
     }
 

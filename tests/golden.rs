@@ -414,3 +414,37 @@ fn layer_views_have_each_depths_size_and_the_stem_sees_the_edge() {
     println!("stem channels that change across the edge (and only there): {lit} of 8");
     assert!(lit >= 4, "{lit}");
 }
+
+/// The feature map's features are the model's pooled features: for each golden photo, decoded
+/// and prepared as the app does, they point the same way as PyTorch's (cosine over 0.999; the
+/// resize differs from PIL's by a fraction of a grey level).
+#[test]
+fn feature_map_features_are_the_pooled_features_of_pytorch() {
+    let device = Device::flex();
+    let model = weights::load_classifier("lite0", &weights_bytes(), &device).unwrap();
+    let golden = golden_json();
+    let names = golden_names();
+    let samples: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let orig = golden["images"][n]["original_file"].as_str().unwrap();
+            let bytes = std::fs::read(golden_dir().join(orig)).unwrap();
+            finetune::engine::data::load_sample(orig, &bytes, 0, &LITE0).unwrap()
+        })
+        .collect();
+    let features = pollster::block_on(finetune::engine::pca::pooled_features(
+        &model.backbone,
+        &samples,
+        &LITE0,
+        &device,
+    ))
+    .unwrap();
+    for (name, ours) in names.iter().zip(&features) {
+        let want = read_npy_f32(&golden_dir().join(format!("{name}_feature1280.npy")));
+        let dot: f32 = ours.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cosine = dot / (norm(ours) * norm(&want));
+        println!("{name}: cosine {cosine:.5}");
+        assert!(cosine > 0.999, "{name}: {cosine}");
+    }
+}

@@ -3,7 +3,13 @@
 //! on the centred data (never the 1280 x 1280 covariance), deterministic, on the host: a few
 //! hundred photos take milliseconds.
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
+
+use super::data::{Dataset, Sample};
+use super::model::{Backbone, BackboneSpec};
+use super::training::eval_images;
+use super::{EngineError, preprocess, read_f32};
 
 /// Iterations of the power method per component (converges long before for real features).
 const ITERATIONS: usize = 200;
@@ -95,6 +101,96 @@ pub fn project_2d(rows: &[Vec<f32>]) -> Projection {
         .map(|r| [dot(r, &axes[0]), dot(r, &axes[1])])
         .collect();
     Projection { points, explained }
+}
+
+/// Most photos placed on the map (the first ones of the run's order): each costs a forward pass.
+pub const MAX_MAP_PHOTOS: usize = 400;
+
+/// One photo on the map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapPhoto {
+    pub file: String,
+    pub label: usize,
+    /// A validation photo (the others were learned from).
+    pub val: bool,
+    /// The trained model's class for a validation photo.
+    pub predicted: Option<usize>,
+}
+
+/// The user's photos in the pretrained network's feature space and, when training changed the
+/// backbone, in the trained one's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpace {
+    pub photos: Vec<MapPhoto>,
+    pub before: Projection,
+    /// `None` when the run trained the head alone: the features did not change.
+    pub after: Option<Projection>,
+}
+
+/// Pooled features (`[n][1280]`) of working-size samples, in eval mode, a batch at a time.
+pub async fn pooled_features(
+    backbone: &Backbone,
+    samples: &[Sample],
+    spec: &BackboneSpec,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(16) {
+        let x = preprocess::batch_tensor(&eval_images(chunk, spec), spec, device);
+        let features = backbone.forward(x);
+        let [n, d] = features.dims();
+        let values = read_f32(features).await?;
+        out.extend((0..n).map(|i| values[i * d..(i + 1) * d].to_vec()));
+    }
+    Ok(out)
+}
+
+/// The feature space of a finished run: `data`'s photos (train then val, at most
+/// [`MAX_MAP_PHOTOS`]) under `pretrained` and, when `backbone_trained`, under `trained`.
+pub async fn feature_space(
+    pretrained: &Backbone,
+    trained: &Backbone,
+    backbone_trained: bool,
+    data: &Dataset,
+    val_predicted: &[usize],
+    spec: &BackboneSpec,
+    device: &Device,
+) -> Result<FeatureSpace, EngineError> {
+    let samples: Vec<Sample> = data
+        .train
+        .iter()
+        .chain(&data.val)
+        .take(MAX_MAP_PHOTOS)
+        .cloned()
+        .collect();
+    let photos = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let val = i >= data.train.len();
+            MapPhoto {
+                file: s.file.clone(),
+                label: s.label,
+                val,
+                predicted: val
+                    .then(|| val_predicted.get(i - data.train.len()).copied())
+                    .flatten(),
+            }
+        })
+        .collect();
+    let before = project_2d(&pooled_features(pretrained, &samples, spec, device).await?);
+    let after = if backbone_trained {
+        Some(project_2d(
+            &pooled_features(trained, &samples, spec, device).await?,
+        ))
+    } else {
+        None
+    };
+    Ok(FeatureSpace {
+        photos,
+        before,
+        after,
+    })
 }
 
 #[cfg(test)]

@@ -96,12 +96,15 @@ pub struct TrainReport {
     pub seconds_total: f64,
     /// Why the run ended early (cancelled, early stopping, NaN loss), if it did.
     pub stopped: Option<String>,
+    /// The photos in the feature space, before and after training (filled in by the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_space: Option<super::pca::FeatureSpace>,
 }
 
 /// The evaluation transform of working-size samples. A sample prepared for another backbone
 /// (the page switched backbones while photos were decoding) is resized first, so its crop is
 /// still square and of `spec`'s size.
-fn eval_images(samples: &[Sample], spec: &BackboneSpec) -> Vec<RgbImage> {
+pub(crate) fn eval_images(samples: &[Sample], spec: &BackboneSpec) -> Vec<RgbImage> {
     samples
         .iter()
         .map(|s| {
@@ -818,6 +821,7 @@ pub async fn train_with(
             val_predicted: best_report.val_predicted,
             seconds_total: start.elapsed().as_secs_f64(),
             stopped,
+            feature_space: None,
         },
     ))
 }

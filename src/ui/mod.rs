@@ -11,6 +11,7 @@ mod client;
 mod diagram;
 mod drop_target;
 mod explain;
+mod feature_map;
 mod folders;
 mod gather;
 mod helpers;

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 
 use super::charts::TrainCharts;
 use super::client::{self, Event, WorkerContext, WorkerStatus, use_worker};
+use super::feature_map::FeatureMap;
 use super::gather::Gather;
 use super::js;
 use super::mistakes::Mistakes;
@@ -55,6 +56,8 @@ pub fn TeachPanel() -> impl IntoView {
     let report_classes = RwSignal::new(Vec::<String>::new());
     // The run's validation images in the order sent to the worker (`val_predicted`'s order).
     let run_val = StoredValue::new(Vec::<Sample>::new());
+    // Its training images, in the same way (the feature map's order: train, then val).
+    let run_train = StoredValue::new(Vec::<Sample>::new());
 
     // What the charts and the table draw: memos, so a step's progress redraws only what moved.
     let rows = Memo::new(move |_| run.with(|r| r.rows.clone()));
@@ -177,9 +180,11 @@ pub fn TeachPanel() -> impl IntoView {
                     });
                 }
                 run.update(|r| r.planned(RunPlan::new(&cfg, train.len()), names.clone()));
-                let train = client::pixels(&train).await;
+                let train_pixels = client::pixels(&train).await;
                 let val_pixels = client::pixels(&val).await;
                 run_val.set_value(val);
+                run_train.set_value(train);
+                let train = train_pixels;
                 let result = worker.train(names, cfg, train, val_pixels).await;
                 // The worker still holds a model it finished; a kept one went with a dead worker.
                 let in_worker = result.is_ok();
@@ -247,6 +252,12 @@ pub fn TeachPanel() -> impl IntoView {
                 (run_val.with_value(Vec::len) == predicted.len() && !predicted.is_empty()).then(|| {
                     view! { <Mistakes predicted val=run_val classes=report_classes.get() /> }
                 })
+            }}
+            {move || {
+                let space = report.with(|r| r.as_ref().and_then(|r| r.feature_space.clone()))?;
+                let samples: Vec<Sample> = run_train
+                    .with_value(|t| run_val.with_value(|v| t.iter().chain(v).cloned().collect()));
+                Some(view! { <FeatureMap space classes=report_classes.get() samples /> })
             }}
 
             <TrainedModelPanel />

@@ -24,7 +24,7 @@ use crate::engine::model::{BackboneKind, Classifier};
 use crate::engine::share::Helpers;
 use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
 use crate::engine::weights;
-use crate::engine::{explain, preprocess};
+use crate::engine::{explain, pca, preprocess};
 use crate::protocol::{
     Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
     ToWorker, Which,
@@ -472,6 +472,7 @@ fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) ->
         val_predicted: at_best.map(|e| e.val_predicted.clone()).unwrap_or_default(),
         seconds_total: epochs.iter().map(|e| e.seconds).sum(),
         stopped: Some(format!("the run had finished {} epochs", epochs.len())),
+        feature_space: None,
     }
 }
 
@@ -549,6 +550,25 @@ async fn run(
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };
+    // The photos in the feature space, before and (when the backbone learned) after.
+    let mut report = report;
+    let backbone_trained = crate::engine::plan::stages(config)
+        .iter()
+        .any(|s| s.epochs > 0 && s.unfreeze != training::Unfreeze::Blocks(0));
+    match pca::feature_space(
+        &backbone,
+        &model.backbone,
+        backbone_trained,
+        &dataset,
+        &report.val_predicted,
+        &spec,
+        &device,
+    )
+    .await
+    {
+        Ok(space) => report.feature_space = Some(space),
+        Err(e) => leptos::logging::warn!("no feature map for this run: {e}"),
+    }
     let meta = training::export_metadata(&dataset.classes, config, &report);
     *state.trained.borrow_mut() = Some(Rc::new(Predictor::new(
         model.clone(),

@@ -1,7 +1,9 @@
 // "Where did it look?" in the built app (dist/), in headless Chromium on the CPU backend: a
 // photo whose only espresso sits in the bottom-right quadrant (made in the page from the golden
 // coffee photo) gets a Grad-CAM heatmap, computed in the worker, with its heat in that quadrant;
-// a model trained here explains its own prediction; no main-thread task over 50 ms meanwhile.
+// a model trained here explains its own prediction; no main-thread task over 50 ms meanwhile;
+// the run's photos appear in the feature map, and the photo under the pointer shows; a photo
+// seen by each layer (stem to last block) at its size, and which of them the strategy trains.
 // Nothing may leave localhost.
 //
 // Run: `node --test tests/browser/explain.test.mjs` after `make dist`.
@@ -105,6 +107,27 @@ describe('where the model looks (Chromium, CPU backend)', { timeout: 20 * 60_000
       assert.deepEqual(await page.evaluate(() => window.longTasks), [], 'main-thread tasks over 50 ms');
     });
 
+    await step('what each layer sees', async () => {
+      await page.setInputFiles('[data-testid="layers-input"]', path.join(sharedDir, 'golden/coffee_orig.png'));
+      await waitFor('[data-testid="layer-view"]', WORK_TIMEOUT);
+      const views = await page.locator('[data-testid="layer-view"]').evaluateAll((els) =>
+        els.map((e) => [e.dataset.depth, e.dataset.size, Number(e.dataset.channels), e.dataset.trains]));
+      console.log(`layer views: ${JSON.stringify(views)}`);
+      assert.deepEqual(views, [
+        ['Stem', '112×112', 32, 'false'],
+        ['Early block', '56×56', 24, 'false'],
+        ['Middle block', '14×14', 80, 'false'],
+        ['Last block', '7×7', 320, 'false'],
+      ]);
+      const widths = await page.locator('[data-testid="layer-view"] img').evaluateAll((imgs) =>
+        Promise.all(imgs.map((img) => img.decode().then(() => img.naturalWidth))));
+      assert.deepEqual(widths, [230, 230, 230, 230]);
+      // The strategy decides which of them learn.
+      await page.locator('[data-testid="strategy-select"]').selectOption('last-block');
+      await page.locator('[data-testid="layer-view"][data-depth="Last block"][data-trains="true"]').waitFor({ timeout: 10_000 });
+      assert.equal(await page.locator('[data-testid="layer-view"][data-trains="true"]').count(), 1);
+    });
+
     await step('explain a trained model', async () => {
       const cards = page.locator(`${teach} [data-testid="class-card"]`);
       await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
@@ -125,6 +148,18 @@ describe('where the model looks (Chromium, CPU backend)', { timeout: 20 * 60_000
         waitFor('[data-testid="train-status"][data-state="failed"]', WORK_TIMEOUT),
       ]);
       assert.equal(await status.getAttribute('data-state'), 'done', await status.textContent());
+      // The feature map: every photo of the run, one panel (only the head learned), and the
+      // photo under the pointer.
+      const map = await waitFor('[data-testid="feature-map"]', WORK_TIMEOUT);
+      assert.equal(await map.getAttribute('data-points'), String(2 * PER_CLASS));
+      assert.equal(await page.locator('[data-testid="feature-point"]').count(), 2 * PER_CLASS);
+      assert.equal(await page.locator('[data-testid="feature-panel"]').count(), 1);
+      assert.equal(await page.locator('[data-testid="feature-point"][data-val="true"]').count() > 0, true);
+      const classesShown = new Set(await page.locator('[data-testid="feature-point"]').evaluateAll((els) => els.map((e) => e.dataset.class)));
+      assert.deepEqual([...classesShown].sort(), ['0', '1']);
+      await page.locator('[data-testid="feature-point"]').first().hover();
+      const shown = await waitFor('[data-testid="feature-photo"] img', 10_000);
+      assert.ok(await shown.evaluate((img) => img.decode().then(() => img.naturalWidth > 0)));
       const bee = firstFiles(path.join(hymenoptera, 'val/bees'), 1)[0];
       await page.setInputFiles(`${teach} [data-testid="trained-predict-input"]`, bee);
       const top1 = await waitFor(`${teach} [data-testid="trained-top1"][data-file="${path.basename(bee)}"]`, WORK_TIMEOUT);
