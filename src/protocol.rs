@@ -16,6 +16,7 @@ use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
 use crate::engine::config::TrainConfig;
 use crate::engine::inference::ClassScore;
+use crate::engine::model::BackboneKind;
 use crate::engine::training::{Progress, TrainReport, Unfreeze};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
@@ -41,9 +42,12 @@ pub enum ToWorker {
     /// `device`. On the CPU, `helpers` helper workers share the frozen layers' pass (see
     /// [`ToHelper`]). Answer: `Initialized`.
     Init { device: DeviceKind, helpers: usize },
-    /// Decode the photo file in the first buffer to the working size. Answer: `Decoded`, with
-    /// the RGB pixels as its buffer.
-    Decode { file: String },
+    /// Decode the photo file in the first buffer to `backbone`'s working size. Answer:
+    /// `Decoded`, with the RGB pixels as its buffer.
+    Decode {
+        file: String,
+        backbone: BackboneKind,
+    },
     /// The ImageNet classes of the photo file in the first buffer. Answer: `Classified`.
     Classify { file: String, top_k: usize },
     /// Buffers: the train images' pixels, then the val images'. Answer: `RunEnded`.
@@ -75,6 +79,8 @@ pub enum ToWorker {
     /// What each layer of the pretrained network sees in the photo file in the first buffer.
     /// Answer: `Layers`, with one PNG (the layer's grid of channels) per view as its buffers.
     Layers { file: String },
+    /// The last finished run's photos in the feature space. Answer: `FeatureSpace`.
+    FeatureSpace,
 }
 
 /// Which of the worker's models a request means.
@@ -152,6 +158,7 @@ pub enum Answer {
     Benched(Result<DeviceSpeed, String>),
     Explained(Result<Vec<Explained>, String>),
     Layers(Result<Vec<crate::engine::layers::LayerView>, String>),
+    FeatureSpace(Result<crate::engine::pca::FeatureSpace, String>),
 }
 
 impl Answer {
@@ -168,6 +175,7 @@ impl Answer {
             Answer::Benched(_) => Answer::Benched(Err(reason)),
             Answer::Explained(_) => Answer::Explained(Err(reason)),
             Answer::Layers(_) => Answer::Layers(Err(reason)),
+            Answer::FeatureSpace(_) => Answer::FeatureSpace(Err(reason)),
         }
     }
 }
@@ -264,7 +272,6 @@ mod tests {
             val_predicted: vec![0, 1],
             seconds_total: 1.5,
             stopped: None,
-            feature_space: None,
         }
     }
 
@@ -277,6 +284,7 @@ mod tests {
             },
             ToWorker::Decode {
                 file: "a.jpg".into(),
+                backbone: BackboneKind::Lite2,
             },
             ToWorker::Classify {
                 file: "coffee.png".into(),

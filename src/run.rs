@@ -255,7 +255,6 @@ mod tests {
             val_predicted: vec![0; 10],
             seconds_total: 4.0,
             stopped: None,
-            feature_space: None,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct BenchReport {
     /// Host syncs (reads from the device) per optimiser step of a real run: see
     /// [`host_syncs`].
     pub host_syncs_per_step: f64,
+    /// Photos a second that augmentation (the lesson's full set, from the working size) makes
+    /// on one CPU thread: the work a run with augmentation does beside the device.
+    pub augment_ips: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -112,6 +115,27 @@ async fn inference_seconds(
         }
     }
     Ok(median(times))
+}
+
+/// Augmented photos a second on this thread: 16 pattern photos at the working size through
+/// the lesson's full augmentation, twice (the first warms up).
+pub fn augment_ips(spec: &BackboneSpec) -> f64 {
+    use rand::SeedableRng;
+    let photos: Vec<RgbImage> = pattern_images(spec, 16)
+        .iter()
+        .map(|p| preprocess::resize_shorter(p, spec.resize))
+        .collect();
+    let cfg = super::augment::AugmentConfig::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut run = || {
+        let t = Instant::now();
+        for p in &photos {
+            std::hint::black_box(super::augment::augment(p, spec.input_size, &cfg, &mut rng));
+        }
+        t.elapsed().as_secs_f64()
+    };
+    run();
+    photos.len() as f64 / run().max(1e-9)
 }
 
 /// `n` fixed, non-trivial pictures (a pattern shifted per image, as different photos): speed
@@ -416,6 +440,7 @@ pub async fn run(
     let host_syncs_per_step = host_syncs(&model.backbone, spec, device).await?.per_step();
     let ips = |s: f64| batch as f64 / s;
     Ok(BenchReport {
+        augment_ips: augment_ips(spec),
         host_syncs_per_step,
         batch,
         inference_ips: ips(inference),

@@ -96,9 +96,6 @@ pub struct TrainReport {
     pub seconds_total: f64,
     /// Why the run ended early (cancelled, early stopping, NaN loss), if it did.
     pub stopped: Option<String>,
-    /// The photos in the feature space, before and after training (filled in by the app).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feature_space: Option<super::pca::FeatureSpace>,
 }
 
 /// The evaluation transform of working-size samples. A sample prepared for another backbone
@@ -451,6 +448,20 @@ enum EpochInput {
     Cached(Box<Tensor<4>>),
     /// Images to run through the frozen part this epoch.
     Images(Vec<RgbImage>),
+    /// Augmented images, made a batch at a time while the device runs the step before.
+    Augmented,
+}
+
+/// The random generator of image `image`'s augmentation in pass `pass` of a run: its own, so a
+/// batch can be made ahead of the device, in any order, with the same result.
+fn augment_rng(seed: u64, pass: u64, image: usize) -> StdRng {
+    let mut z = seed
+        ^ pass.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (image as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // splitmix64's finaliser: nearby inputs give unrelated seeds.
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
 /// Floats per image at the freeze boundary (what the cache would hold).
@@ -550,6 +561,8 @@ pub async fn train_with(
     let mut stopped = None;
     let mut step_global = 0usize;
     let mut epoch = 0usize;
+    // Passes over the training set so far (each augments afresh).
+    let mut pass_id = 0u64;
     // Inference batches for the frozen part's pass (no gradients: the batch asked for).
     let infer_batch = cfg.batch_size.max(1);
 
@@ -629,21 +642,35 @@ pub async fn train_with(
             let (mut last_read, mut seen_at_read) = (Instant::now(), 0usize);
             // A tiny dataset is gone over several times per epoch (see `plan`).
             for _ in 0..stage.passes {
+                pass_id += 1;
                 let input = match &cache {
                     Some(features) => EpochInput::Cached(Box::new(features.clone())),
-                    None if cfg.augment => EpochInput::Images(
-                        data.train
-                            .iter()
-                            .map(|s| {
-                                augment::augment(&s.image, spec.input_size, &aug_cfg, &mut rng)
-                            })
-                            .collect(),
-                    ),
+                    None if cfg.augment => EpochInput::Augmented,
                     None => EpochInput::Images(train_eval_images.clone()),
                 };
                 let mut order: Vec<usize> = (0..data.train.len()).collect();
                 order.shuffle(&mut rng);
-                for idx in order.chunks(batch) {
+                let batches: Vec<&[usize]> = order.chunks(batch).collect();
+                let augmented = |idx: &[usize]| -> Vec<RgbImage> {
+                    idx.iter()
+                        .map(|&i| {
+                            let mut r = augment_rng(cfg.seed, pass_id, i);
+                            augment::augment(
+                                &data.train[i].image,
+                                spec.input_size,
+                                &aug_cfg,
+                                &mut r,
+                            )
+                        })
+                        .collect()
+                };
+                // Only the first batch is made before the first step; each next one while the
+                // device runs the step before it.
+                let mut next = match input {
+                    EpochInput::Augmented => batches.first().map(|b| augmented(b)),
+                    _ => None,
+                };
+                for (k, &idx) in batches.iter().enumerate() {
                     step += 1;
                     let labels: Vec<usize> = idx.iter().map(|&i| data.train[i].label).collect();
                     let (x, mix) = match &input {
@@ -660,6 +687,12 @@ pub async fn train_with(
                         EpochInput::Images(images) => {
                             let imgs: Vec<RgbImage> =
                                 idx.iter().map(|&i| images[i].clone()).collect();
+                            let x = preprocess::batch_tensor(&imgs, spec, device);
+                            let (x, mix) = mix_batch(x, cfg, &mut rng);
+                            (frozen.forward(x), mix)
+                        }
+                        EpochInput::Augmented => {
+                            let imgs = next.take().unwrap_or_else(|| augmented(idx));
                             let x = preprocess::batch_tensor(&imgs, spec, device);
                             let (x, mix) = mix_batch(x, cfg, &mut rng);
                             (frozen.forward(x), mix)
@@ -701,6 +734,12 @@ pub async fn train_with(
                     let grads = GradientsParams::from_grads(loss.backward(), &trainable);
                     trainable = optim.step(lrs, trainable, grads);
                     step_global += 1;
+                    if let (EpochInput::Augmented, Some(following)) = (&input, batches.get(k + 1)) {
+                        // Hand the step to the device, then make the next batch meanwhile (a
+                        // flush does not wait; on the CPU backend the step has already run).
+                        device.flush().ok();
+                        next = Some(augmented(following));
+                    }
                     if !read_now {
                         continue;
                     }
@@ -821,7 +860,6 @@ pub async fn train_with(
             val_predicted: best_report.val_predicted,
             seconds_total: start.elapsed().as_secs_f64(),
             stopped,
-            feature_space: None,
         },
     ))
 }
@@ -869,6 +907,26 @@ pub fn export_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_image_and_pass_has_its_own_augmentation_stream() {
+        use rand::RngCore;
+        let draw = |seed, pass, image| augment_rng(seed, pass, image).next_u64();
+        assert_eq!(draw(7, 1, 3), draw(7, 1, 3), "made again, the same");
+        let all = [
+            draw(7, 1, 3),
+            draw(7, 1, 4),
+            draw(7, 2, 3),
+            draw(8, 1, 3),
+            draw(0, 0, 0),
+            draw(0, 0, 1),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
 
     #[test]
     fn metrics_count_confusion_and_loss() {

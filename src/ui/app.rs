@@ -30,6 +30,7 @@ pub fn App() -> impl IntoView {
         loop {
             let kind = pretrained.chosen.get_untracked();
             pretrained.loaded.set(None);
+            worker.backbone.set(kind);
             choice = weights::load(&worker, weights_state, choice, kind).await;
             backend_state.set(BackendState::Ready(choice.clone()));
             let ok = matches!(weights_state.get_untracked(), WeightsState::Ready { .. });

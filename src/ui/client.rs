@@ -22,6 +22,8 @@ use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
 use crate::engine::inference::ClassScore;
 use crate::engine::layers::LayerView;
+use crate::engine::model::BackboneKind;
+use crate::engine::pca::FeatureSpace;
 use crate::engine::training::{Progress, TrainConfig, TrainReport};
 use crate::protocol::{
     self, Answer, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
@@ -160,6 +162,8 @@ pub struct WorkerClient {
     pub device: RwSignal<Option<DeviceKind>>,
     /// Helper workers asked for on the CPU (sharing the frozen layers' pass).
     pub helpers: RwSignal<usize>,
+    /// The backbone photos are decoded for (the one chosen, even while it loads).
+    pub backbone: Cell<BackboneKind>,
 }
 
 impl WorkerClient {
@@ -175,6 +179,7 @@ impl WorkerClient {
             status: RwSignal::new(WorkerStatus::Waiting),
             device: RwSignal::new(None),
             helpers: RwSignal::new(0),
+            backbone: Cell::new(BackboneKind::default()),
         });
         client.spawn();
         client
@@ -217,7 +222,10 @@ impl WorkerClient {
 
     /// A photo file decoded to the working size, off the page.
     pub async fn decode(self: &Rc<Self>, file: &str, data: &[u8]) -> Result<RgbImage, String> {
-        let request = ToWorker::Decode { file: file.into() };
+        let request = ToWorker::Decode {
+            file: file.into(),
+            backbone: self.backbone.get(),
+        };
         match self.request(request, vec![bytes(data)]).await? {
             (Answer::Decoded(Ok(size)), buffers) => buffers
                 .first()
@@ -282,6 +290,14 @@ impl WorkerClient {
                 .map(|(h, b)| (h, b.to_vec()))
                 .collect()),
             (Answer::Explained(Err(e)), _) => Err(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The last finished run's photos in the feature space.
+    pub async fn feature_space(self: &Rc<Self>) -> Result<FeatureSpace, String> {
+        match self.request(ToWorker::FeatureSpace, Vec::new()).await? {
+            (Answer::FeatureSpace(result), _) => result,
             _ => Err(unexpected()),
         }
     }

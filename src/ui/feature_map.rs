@@ -1,11 +1,12 @@
 //! The feature space: every photo of the run as a point on the first two principal axes of the
 //! pooled 1280-d features (PCA in the engine), coloured by class, before training and after it
 //! (when the backbone learned), validation mistakes ringed. Hovering or tapping a point shows
-//! its photo.
+//! its photo. Computed in the worker when asked for (a forward pass over every photo).
 
 use leptos::prelude::*;
 
 use super::augment_grid::{png_url, revoke};
+use super::client::use_worker;
 use crate::engine::data::Sample;
 use crate::engine::pca::{FeatureSpace, Projection};
 use crate::engine::preprocess::{center_crop, resize_shorter};
@@ -194,5 +195,60 @@ pub fn FeatureMap(
             </div>
             {photo}
         </section>
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Asked {
+    No,
+    Working,
+    Done(FeatureSpace),
+    Failed(String),
+}
+
+/// The button that asks the worker for the last run's feature map, then the map.
+#[component]
+pub fn FeatureSpaceView(classes: Vec<String>, samples: Vec<Sample>) -> impl IntoView {
+    let worker = use_worker();
+    let asked = RwSignal::new(Asked::No);
+    let ask = move |_| {
+        if matches!(asked.get_untracked(), Asked::Working | Asked::Done(_)) {
+            return;
+        }
+        asked.set(Asked::Working);
+        let worker = worker.clone();
+        leptos::task::spawn_local(async move {
+            let result = worker.feature_space().await;
+            asked.try_set(match result {
+                Ok(space) => Asked::Done(space),
+                Err(e) => Asked::Failed(e),
+            });
+        });
+    };
+    let body = move || match asked.get() {
+        Asked::No => ().into_any(),
+        Asked::Working => view! {
+            <p class="muted small">"Running every photo through the network, before and after…"</p>
+        }
+        .into_any(),
+        Asked::Failed(e) => view! { <p class="file-error" role="alert">{e}</p> }.into_any(),
+        Asked::Done(space) => view! {
+            <FeatureMap space classes=classes.clone() samples=samples.clone() />
+        }
+        .into_any(),
+    };
+    view! {
+        <div class="feature-space">
+            <button
+                type="button"
+                class="button secondary"
+                data-testid="feature-map-button"
+                prop:disabled=move || matches!(asked.get(), Asked::Working | Asked::Done(_))
+                on:click=ask
+            >
+                "Show the photos in the feature space"
+            </button>
+            {body}
+        </div>
     }
 }

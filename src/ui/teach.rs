@@ -7,7 +7,7 @@ use leptos::prelude::*;
 
 use super::charts::TrainCharts;
 use super::client::{self, Event, WorkerContext, WorkerStatus, use_worker};
-use super::feature_map::FeatureMap;
+use super::feature_map::FeatureSpaceView;
 use super::gather::Gather;
 use super::js;
 use super::mistakes::Mistakes;
@@ -254,10 +254,14 @@ pub fn TeachPanel() -> impl IntoView {
                 })
             }}
             {move || {
-                let space = report.with(|r| r.as_ref().and_then(|r| r.feature_space.clone()))?;
-                let samples: Vec<Sample> = run_train
-                    .with_value(|t| run_val.with_value(|v| t.iter().chain(v).cloned().collect()));
-                Some(view! { <FeatureMap space classes=report_classes.get() samples /> })
+                // This session's run only (the worker keeps its photos).
+                let predicted = report.with(|r| r.as_ref().map(|r| r.val_predicted.len()))?;
+                (run_val.with_value(Vec::len) == predicted && predicted > 0).then(|| {
+                    let samples: Vec<Sample> = run_train.with_value(|t| {
+                        run_val.with_value(|v| t.iter().chain(v).cloned().collect())
+                    });
+                    view! { <FeatureSpaceView classes=report_classes.get() samples /> }
+                })
             }}
 
             <TrainedModelPanel />

@@ -100,8 +100,18 @@ struct Held {
     trained: RefCell<Option<Rc<Predictor>>>,
     cancel: Cell<bool>,
     busy: Cell<bool>,
-    /// The backbone of the last `Init`: photos decode to its working size.
-    backbone: Cell<BackboneKind>,
+    /// The last finished run's photos and models, for its feature map.
+    last_run: RefCell<Option<Rc<LastRun>>>,
+}
+
+/// What the feature map of a finished run needs.
+struct LastRun {
+    dataset: Dataset,
+    val_predicted: Vec<usize>,
+    pretrained: crate::engine::model::Backbone,
+    trained: Rc<Predictor>,
+    /// The run trained part of the backbone (not the head alone).
+    backbone_trained: bool,
 }
 
 impl Held {
@@ -171,9 +181,6 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
                         *state.helpers.borrow_mut() = Some(Rc::new(HelperPool::start(helpers, b)));
                     }
                     *state.weights.borrow_mut() = bytes.map(|b| (b, device));
-                    state
-                        .backbone
-                        .set(BackboneKind::from_name(predictor.spec.id).unwrap_or_default());
                     *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
                     *state.init_failed.borrow_mut() = None;
                     (Answer::Initialized(Ok(())), Vec::new())
@@ -184,7 +191,7 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
                 }
             }
         }
-        ToWorker::Decode { file } => match decode(&file, first(), state.backbone.get()) {
+        ToWorker::Decode { file, backbone } => match decode(&file, first(), backbone) {
             Ok(image) => {
                 let size = Decoded {
                     width: image.width(),
@@ -229,6 +236,7 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             ),
             Err(e) => (Answer::Explained(Err(e)), Vec::new()),
         },
+        ToWorker::FeatureSpace => (Answer::FeatureSpace(feature_space(state).await), Vec::new()),
         ToWorker::Layers { file } => match layer_views(state, &file, first()).await {
             Ok((views, pngs)) => (
                 Answer::Layers(Ok(views)),
@@ -403,6 +411,25 @@ async fn explain(
     Ok((out, pngs))
 }
 
+/// The last run's photos in the feature space, before and (when the backbone learned) after.
+async fn feature_space(state: &Held) -> Result<pca::FeatureSpace, String> {
+    // A clone of the `Rc`: no borrow is held while the device works (a run may start meanwhile).
+    let run = state.last_run.borrow().clone();
+    let run = run.ok_or("no run has finished in this session yet")?;
+    let p = &run.trained;
+    pca::feature_space(
+        &run.pretrained,
+        &p.model.backbone,
+        run.backbone_trained,
+        &run.dataset,
+        &run.val_predicted,
+        &p.spec,
+        &p.device,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// The pretrained network's layer views of a photo file, each grid as a PNG.
 async fn layer_views(
     state: &Held,
@@ -472,7 +499,6 @@ fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) ->
         val_predicted: at_best.map(|e| e.val_predicted.clone()).unwrap_or_default(),
         seconds_total: epochs.iter().map(|e| e.seconds).sum(),
         stopped: Some(format!("the run had finished {} epochs", epochs.len())),
-        feature_space: None,
     }
 }
 
@@ -500,6 +526,8 @@ async fn run(
     buffers: &[js_sys::Uint8Array],
 ) -> Result<(RunOutcome, js_sys::Uint8Array), RunError> {
     let failed = |e: String| RunError::Failed(e);
+    // A run that ends without a model leaves no feature map (not the previous run's).
+    *state.last_run.borrow_mut() = None;
     let imagenet = state.imagenet().await.map_err(failed)?;
     let (backbone, device) = (imagenet.model.backbone.clone(), imagenet.device.clone());
     let spec = imagenet.spec.clone();
@@ -550,32 +578,24 @@ async fn run(
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };
-    // The photos in the feature space, before and (when the backbone learned) after.
-    let mut report = report;
-    let backbone_trained = crate::engine::plan::stages(config)
-        .iter()
-        .any(|s| s.epochs > 0 && s.unfreeze != training::Unfreeze::Blocks(0));
-    match pca::feature_space(
-        &backbone,
-        &model.backbone,
-        backbone_trained,
-        &dataset,
-        &report.val_predicted,
-        &spec,
-        &device,
-    )
-    .await
-    {
-        Ok(space) => report.feature_space = Some(space),
-        Err(e) => leptos::logging::warn!("no feature map for this run: {e}"),
-    }
     let meta = training::export_metadata(&dataset.classes, config, &report);
-    *state.trained.borrow_mut() = Some(Rc::new(Predictor::new(
+    let trained = Rc::new(Predictor::new(
         model.clone(),
         dataset.classes.clone(),
         spec,
         device.clone(),
-    )));
+    ));
+    *state.trained.borrow_mut() = Some(Rc::clone(&trained));
+    // Kept for the feature map, which is drawn only when asked for.
+    *state.last_run.borrow_mut() = Some(Rc::new(LastRun {
+        backbone_trained: crate::engine::plan::stages(config)
+            .iter()
+            .any(|s| s.epochs > 0 && s.unfreeze != training::Unfreeze::Blocks(0)),
+        val_predicted: report.val_predicted.clone(),
+        pretrained: backbone,
+        trained,
+        dataset: dataset.clone(),
+    }));
     let bytes = weights::export_safetensors(&model, meta)
         .await
         .map_err(|e| failed(format!("the model could not be exported: {e}")))?;

@@ -12,9 +12,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { isLocal, openApp, sharedDir } from './helpers.mjs';
+import { addAntsAndBees, isLocal, openApp, sharedDir, trainHead } from './helpers.mjs';
 
-const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
 const coffeePath = path.join(sharedDir, 'golden/coffee_orig.png');
 const golden = (dir) => JSON.parse(fs.readFileSync(path.join(sharedDir, 'golden', dir, 'golden.json'), 'utf8'));
 const lite0Coffee = golden('').images.coffee.top5[0];
@@ -25,15 +24,6 @@ const EPOCHS = 2;
 
 const READY_TIMEOUT = 5 * 60_000;
 const WORK_TIMEOUT = 5 * 60_000;
-
-function firstFiles(dir, n) {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png)$/i.test(f))
-    .sort()
-    .slice(0, n)
-    .map((f) => path.join(dir, f));
-}
 
 /** The JSON metadata in a safetensors file's header. */
 function safetensorsMetadata(file) {
@@ -56,8 +46,6 @@ describe('choosing the pretrained model (Chromium, CPU backend)', { timeout: 25 
 
   const step = (name, fn) => app.step(name, fn);
   const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
-  const teach = '[data-testid="teach-section"]';
-  const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
 
   /** The ImageNet panel's top-1 for the coffee photo (the `n`th result shown). */
   async function classifyCoffee(n) {
@@ -84,17 +72,7 @@ describe('choosing the pretrained model (Chromium, CPU backend)', { timeout: 25 
       assert.ok(Math.abs(lite0.prob - lite0Coffee.prob) <= PROB_TOLERANCE);
     });
 
-    await step('photos before the switch', async () => {
-      const cards = page.locator(`${teach} [data-testid="class-card"]`);
-      await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
-      await cards.nth(1).locator('[data-testid="class-name-input"]').fill('bees');
-      await page.setInputFiles(`${card('ants')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/ants'), PER_CLASS));
-      await page.setInputFiles(`${card('bees')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/bees'), PER_CLASS));
-      for (const name of ['ants', 'bees']) {
-        const count = page.locator(`${card(name)} [data-testid="class-count"]`);
-        await count.filter({ hasText: new RegExp(`^${PER_CLASS}$`) }).waitFor({ timeout: WORK_TIMEOUT });
-      }
-    });
+    await step('photos before the switch', () => addAntsAndBees(page, PER_CLASS, WORK_TIMEOUT));
 
     await step('switch to Lite1', async () => {
       const before = requests.length;
@@ -116,15 +94,7 @@ describe('choosing the pretrained model (Chromium, CPU backend)', { timeout: 25 
     });
 
     await step('train with Lite1 and export', async () => {
-      await page.locator('[data-testid="strategy-select"]').selectOption('head');
-      await page.locator('[data-testid="epochs-input"]').fill(String(EPOCHS));
-      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
-      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
-      await page.locator('[data-testid="train-button"]').click();
-      const status = await Promise.race([
-        waitFor('[data-testid="train-status"][data-state="done"]', WORK_TIMEOUT),
-        waitFor('[data-testid="train-status"][data-state="failed"]', WORK_TIMEOUT),
-      ]);
+      const status = await trainHead(app, EPOCHS, WORK_TIMEOUT);
       assert.equal(await status.getAttribute('data-state'), 'done', await status.textContent());
       assert.equal((await page.$$('[data-testid="epoch-row"]')).length, EPOCHS);
       const [download] = await Promise.all([

@@ -14,22 +14,12 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { isLocal, openApp, sharedDir } from './helpers.mjs';
+import { addAntsAndBees, firstFiles, hymenoptera, isLocal, openApp, sharedDir, trainHead } from './helpers.mjs';
 
-const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
 const coffee224 = path.join(sharedDir, 'golden/coffee_224.png');
 const PER_CLASS = 4;
 const READY_TIMEOUT = 5 * 60_000;
 const WORK_TIMEOUT = 5 * 60_000;
-
-function firstFiles(dir, n) {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png)$/i.test(f))
-    .sort()
-    .slice(0, n)
-    .map((f) => path.join(dir, f));
-}
 
 describe('where the model looks (Chromium, CPU backend)', { timeout: 20 * 60_000 }, () => {
   let app, baseUrl, page, tmpDir, requests;
@@ -46,7 +36,6 @@ describe('where the model looks (Chromium, CPU backend)', { timeout: 20 * 60_000
   const step = (name, fn) => app.step(name, fn);
   const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
   const teach = '[data-testid="teach-section"]';
-  const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
 
   /** Starts recording main-thread tasks over 50 ms. */
   const watchLongTasks = () =>
@@ -129,27 +118,12 @@ describe('where the model looks (Chromium, CPU backend)', { timeout: 20 * 60_000
     });
 
     await step('explain a trained model', async () => {
-      const cards = page.locator(`${teach} [data-testid="class-card"]`);
-      await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
-      await cards.nth(1).locator('[data-testid="class-name-input"]').fill('bees');
-      await page.setInputFiles(`${card('ants')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/ants'), PER_CLASS));
-      await page.setInputFiles(`${card('bees')} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, 'train/bees'), PER_CLASS));
-      for (const name of ['ants', 'bees']) {
-        const count = page.locator(`${card(name)} [data-testid="class-count"]`);
-        await count.filter({ hasText: new RegExp(`^${PER_CLASS}$`) }).waitFor({ timeout: WORK_TIMEOUT });
-      }
-      await page.locator('[data-testid="strategy-select"]').selectOption('head');
-      await page.locator('[data-testid="epochs-input"]').fill('2');
-      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
-      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
-      await page.locator('[data-testid="train-button"]').click();
-      const status = await Promise.race([
-        waitFor('[data-testid="train-status"][data-state="done"]', WORK_TIMEOUT),
-        waitFor('[data-testid="train-status"][data-state="failed"]', WORK_TIMEOUT),
-      ]);
+      await addAntsAndBees(page, PER_CLASS, WORK_TIMEOUT);
+      const status = await trainHead(app, 2, WORK_TIMEOUT);
       assert.equal(await status.getAttribute('data-state'), 'done', await status.textContent());
       // The feature map: every photo of the run, one panel (only the head learned), and the
       // photo under the pointer.
+      await page.locator('[data-testid="feature-map-button"]').click();
       const map = await waitFor('[data-testid="feature-map"]', WORK_TIMEOUT);
       assert.equal(await map.getAttribute('data-points'), String(2 * PER_CLASS));
       assert.equal(await page.locator('[data-testid="feature-point"]').count(), 2 * PER_CLASS);

@@ -135,3 +135,48 @@ export async function openApp(tmpPrefix, { acceptDownloads = false, device = 'we
   };
   return app;
 }
+
+export const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
+
+/** The first `n` photos of a folder, by name. */
+export function firstFiles(dir, n) {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .slice(0, n)
+    .map((f) => path.join(dir, f));
+}
+
+const teach = '[data-testid="teach-section"]';
+const classCard = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
+
+/** Names the page's two classes ants and bees and adds the first `perClass` training photos of
+ * each from hymenoptera; returns once both are decoded. */
+export async function addAntsAndBees(page, perClass, timeout) {
+  const cards = page.locator(`${teach} [data-testid="class-card"]`);
+  await cards.nth(0).locator('[data-testid="class-name-input"]').fill('ants');
+  await cards.nth(1).locator('[data-testid="class-name-input"]').fill('bees');
+  for (const name of ['ants', 'bees']) {
+    await page.setInputFiles(`${classCard(name)} [data-testid="class-file-input"]`, firstFiles(path.join(hymenoptera, `train/${name}`), perClass));
+  }
+  for (const name of ['ants', 'bees']) {
+    const count = page.locator(`${classCard(name)} [data-testid="class-count"]`);
+    await count.filter({ hasText: new RegExp(`^${perClass}$`) }).waitFor({ timeout });
+  }
+}
+
+/** Trains the head alone for `epochs` epochs without augmentation; returns the run's final
+ * status element (`data-state` done or failed). */
+export async function trainHead(app, epochs, timeout) {
+  const { page } = app;
+  await page.locator('[data-testid="strategy-select"]').selectOption('head');
+  await page.locator('[data-testid="epochs-input"]').fill(String(epochs));
+  await page.locator('[data-testid="augment-toggle"]').setChecked(false);
+  await app.waitFor('[data-testid="worker-status"][data-state="ready"]', timeout);
+  await page.locator('[data-testid="train-button"]').click();
+  return Promise.race([
+    app.waitFor('[data-testid="train-status"][data-state="done"]', timeout),
+    app.waitFor('[data-testid="train-status"][data-state="failed"]', timeout),
+  ]);
+}

@@ -17,9 +17,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { isLocal, openApp, sharedDir } from './helpers.mjs';
+import { firstFiles, hymenoptera, isLocal, openApp } from './helpers.mjs';
 
-const hymenoptera = path.join(sharedDir, 'datasets/hymenoptera');
 // PER_CLASS=20 gives the time per epoch at 20 images per class (a figure, not a check).
 const PER_CLASS = Number(process.env.PER_CLASS ?? 6);
 const BAD_FILE = 'not-an-ant.jpg';
@@ -31,15 +30,6 @@ const LOAD_TIMEOUT = 3 * 60_000;
 const TRAIN_TIMEOUT = 15 * 60_000;
 const PREDICT_TIMEOUT = 5 * 60_000;
 const TEST_TIMEOUT = 30 * 60_000;
-
-function firstFiles(dir, n) {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => /\.(jpe?g|png)$/i.test(f))
-    .sort()
-    .slice(0, n)
-    .map((f) => path.join(dir, f));
-}
 
 describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST_TIMEOUT }, () => {
   let app, baseUrl, page, tmpDir, requests;
