@@ -30,11 +30,13 @@ pub fn App() -> impl IntoView {
         loop {
             let kind = pretrained.chosen.get_untracked();
             pretrained.loaded.set(None);
+            pretrained.loading.set(true);
             worker.backbone.set(kind);
             choice = weights::load(&worker, weights_state, choice, kind).await;
             backend_state.set(BackendState::Ready(choice.clone()));
             let ok = matches!(weights_state.get_untracked(), WeightsState::Ready { .. });
             pretrained.loaded.set(ok.then_some(kind));
+            pretrained.loading.set(false);
             while pretrained.chosen.try_get_untracked() == Some(kind) {
                 gloo_timers::future::sleep(std::time::Duration::from_millis(200)).await;
             }

@@ -21,8 +21,10 @@ const FAST_IPS: f64 = 8.0;
 pub struct Pretrained {
     /// What the user picked.
     pub chosen: RwSignal<BackboneKind>,
-    /// What the worker holds now (`None` while none is loaded).
+    /// What the worker holds now (`None` while none is loaded, or when loading failed).
     pub loaded: RwSignal<Option<BackboneKind>>,
+    /// Weights are being downloaded or built: the picker waits.
+    pub loading: RwSignal<bool>,
     /// A run is going: the worker's network must not change under it.
     pub locked: RwSignal<bool>,
     /// Inference photos/s measured by the device check, with the backbone it timed.
@@ -39,6 +41,7 @@ impl Pretrained {
         let this = Self {
             chosen: RwSignal::new(asked.or(saved).unwrap_or_default()),
             loaded: RwSignal::new(None),
+            loading: RwSignal::new(true),
             locked: RwSignal::new(false),
             measured: RwSignal::new(None),
         };
@@ -87,8 +90,8 @@ fn facts(kind: BackboneKind) -> String {
 #[component]
 pub fn BackbonePicker() -> impl IntoView {
     let pretrained = Pretrained::get();
-    let busy =
-        move || pretrained.locked.get() || pretrained.loaded.get() != Some(pretrained.chosen.get());
+    // Not while a run goes or weights load; after a failed load another pick is allowed.
+    let busy = move || pretrained.locked.get() || pretrained.loading.get();
     let options = BackboneKind::ALL
         .into_iter()
         .map(|kind| {

@@ -2,7 +2,8 @@
 // backend: the picker compares Lite0/1/2; picking Lite1 downloads only Lite1's weights, the
 // ImageNet panel then classifies the coffee photo as PyTorch's Lite1 does (not as Lite0), the
 // layer diagram has Lite1's 21 blocks, photos added before the switch train with Lite1 and the
-// exported model names Lite1; a reload remembers the choice and reads Lite1 from the cache.
+// exported model names Lite1; a reload remembers the choice and reads Lite1 from the cache; a
+// backbone whose download fails says why and leaves the picker usable.
 // Nothing may leave localhost.
 //
 // Run: `node --test tests/browser/backbone.test.mjs` after `make dist`.
@@ -117,6 +118,20 @@ describe('choosing the pretrained model (Chromium, CPU backend)', { timeout: 25 
       assert.deepEqual(requests.slice(before).filter((url) => url.includes('/weights/')), []);
       assert.deepEqual(requests.filter((url) => !isLocal(url)), []);
       assert.equal(app.crashed, null);
+    });
+
+    await step('a backbone whose weights cannot be downloaded leaves the choice open', async () => {
+      await page.route('**/efficientnet-lite2.*', (route) => route.fulfill({ status: 404, body: 'not here' }));
+      await page.locator('[data-backbone="lite2"] input').check();
+      const status = page.locator('[data-testid="weights-status"]');
+      await status.filter({ hasText: /HTTP 404/ }).waitFor({ timeout: READY_TIMEOUT });
+      console.log(`lite2 missing: ${(await status.textContent()).trim()}`);
+      // The picker is usable again: back to Lite0.
+      const lite0 = page.locator('[data-backbone="lite0"] input');
+      await page.waitForFunction(() => !document.querySelector('[data-backbone="lite0"] input').disabled, null, { timeout: 10_000 });
+      await lite0.check();
+      await waitFor('[data-testid="backbone-picker"][data-loaded="lite0"]', READY_TIMEOUT);
+      await page.unroute('**/efficientnet-lite2.*');
     });
   });
 });
