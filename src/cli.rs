@@ -393,6 +393,28 @@ enum Command {
         json: bool,
         image: PathBuf,
     },
+    /// Where a feature pass, a last-block step and a full step spend their time: per
+    /// operation (any backend) and per GPU kernel (wgpu); the top operations as tables.
+    Profile {
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        /// lite0, lite1 or lite2.
+        #[arg(long, value_parser = parse_backbone, default_value = "lite0")]
+        backbone: BackboneKind,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed passes (after one warm-up) for the pass as the engine runs it.
+        #[arg(long, default_value_t = 2)]
+        iters: usize,
+        /// Rows per table.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Print the whole profile as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure inference and training-step speed (at the backbone's input size), print JSON.
     Bench {
         #[arg(long, value_enum, default_value = "cpu")]
@@ -449,6 +471,15 @@ pub fn main() -> i32 {
             json: _,
             image,
         } => explain(backend, backbone, model, class, out, &image),
+        Command::Profile {
+            backend,
+            backbone,
+            weights,
+            batch,
+            iters,
+            top,
+            json,
+        } => profile(backend, backbone, weights, batch, iters, top, json),
         Command::Bench {
             backend,
             backbone,
@@ -621,6 +652,47 @@ fn explain(
             "png": out.display().to_string(),
         })
     );
+    Ok(0)
+}
+
+fn profile(
+    backend: Backend,
+    backbone: BackboneKind,
+    weights: Option<PathBuf>,
+    batch: usize,
+    iters: usize,
+    top: usize,
+    json: bool,
+) -> Result<i32, EngineError> {
+    let device = backend.device()?;
+    let (file, bytes) = read_weights(weights, backbone)?;
+    let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
+    let spec = map.backbone()?;
+    let model = map.classifier(&device)?;
+    let profiles = pollster::block_on(crate::engine::profile::run(
+        &model,
+        spec,
+        batch,
+        iters.max(1),
+        &device,
+    ))?;
+    if json {
+        println!(
+            "{}",
+            json!({"backend": backend.name(), "backbone": spec.id, "passes": profiles})
+        );
+        return Ok(0);
+    }
+    println!("# {} on {}\n", spec.name, backend.name());
+    for p in &profiles {
+        if let Some(phases) = &p.phases {
+            println!("Phases of one step:\n{}", phases.table(top));
+        }
+        println!("{}", p.ops.table(top));
+        if let Some(k) = &p.kernels {
+            println!("GPU kernels, each timed alone:\n{}", k.table(top));
+        }
+    }
     Ok(0)
 }
 

@@ -8,6 +8,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use serde::Serialize;
+use std::sync::Arc;
 use web_time::Instant;
 
 use super::EngineError;
@@ -16,6 +17,7 @@ use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier};
 use super::plan::RunPlan;
 use super::preprocess;
+use super::profile::Kernels;
 use super::share::{self, Helpers};
 use super::training::{self, Progress, Unfreeze, split};
 
@@ -35,6 +37,11 @@ pub struct BenchReport {
     /// Host syncs (reads from the device) per optimiser step of a real run: see
     /// [`host_syncs`].
     pub host_syncs_per_step: f64,
+    /// GPU kernels launched by one last-block step (the frozen part's pass, forward,
+    /// backward, optimiser update, the read that ends it), and by one full step. `None` where
+    /// the backend launches no kernels to count (burn's CPU backend).
+    pub kernels_per_step: Option<usize>,
+    pub kernels_per_full_step: Option<usize>,
     /// Photos a second that augmentation (the lesson's full set, from the working size) makes
     /// on one CPU thread: the work a run with augmentation does beside the device.
     pub augment_ips: f64,
@@ -53,13 +60,28 @@ async fn sync(t: Tensor<1>) -> Result<(), EngineError> {
 }
 
 /// Seconds of one training step with `unfreeze` trainable (frozen part as inference).
-async fn step_seconds(
+pub(crate) async fn step_seconds(
     model: &Classifier,
     unfreeze: Unfreeze,
     x: &Tensor<4>,
     iters: usize,
     device: &Device,
 ) -> Result<f64, EngineError> {
+    Ok(observed_steps(model, unfreeze, x, iters, device, None)
+        .await?
+        .0)
+}
+
+/// [`step_seconds`], and the kernels of one more step (after the timed ones) when `kernels` is
+/// given: `Some(timed)` (see [`Kernels`]).
+pub(crate) async fn observed_steps(
+    model: &Classifier,
+    unfreeze: Unfreeze,
+    x: &Tensor<4>,
+    iters: usize,
+    device: &Device,
+    kernels: Option<bool>,
+) -> Result<(f64, Option<Arc<Kernels>>), EngineError> {
     let ad = device.clone().autodiff();
     let (frozen, trainable) = split(model.clone(), unfreeze);
     let mut trainable = trainable.fork(&ad).train();
@@ -71,7 +93,17 @@ async fn step_seconds(
         &ad,
     );
     let mut times = Vec::new();
-    for i in 0..=iters {
+    let mut watched = None;
+    for i in 0..=iters + usize::from(kernels.is_some()) {
+        // The last step, when kernels are watched; its time is not one of the medians'.
+        let guard = (i > iters)
+            .then_some(kernels)
+            .flatten()
+            .map(Kernels::watch)
+            .map(|(k, guard)| {
+                watched = Some(k);
+                guard
+            });
         let t = Instant::now();
         let boundary = frozen.forward(x.clone());
         let loss = loss_fn.forward(trainable.forward(boundary.autodiff()), y.clone());
@@ -88,33 +120,55 @@ async fn step_seconds(
                 .unwrap_or_else(|| loss.clone()),
         )
         .await?;
-        if i > 0 {
+        drop(guard);
+        if i > 0 && i <= iters {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    Ok(median(times))
+    Ok((median(times), watched))
 }
 
 /// Seconds of one inference pass over `x`, as predictions run it (BatchNorm folded).
-async fn inference_seconds(
+pub(crate) async fn inference_seconds(
     model: &Classifier,
     x: &Tensor<4>,
     iters: usize,
 ) -> Result<f64, EngineError> {
+    Ok(observed_inference(model, x, iters, None).await?.0)
+}
+
+/// [`inference_seconds`], and the kernels of one more pass when `kernels` is given (see
+/// [`observed_steps`]).
+pub(crate) async fn observed_inference(
+    model: &Classifier,
+    x: &Tensor<4>,
+    iters: usize,
+    kernels: Option<bool>,
+) -> Result<(f64, Option<Arc<Kernels>>), EngineError> {
     let (frozen, trainable) = split(model.clone(), Unfreeze::Blocks(0));
     let mut times = Vec::new();
-    for i in 0..=iters {
+    let mut watched = None;
+    for i in 0..=iters + usize::from(kernels.is_some()) {
+        let guard = (i > iters)
+            .then_some(kernels)
+            .flatten()
+            .map(Kernels::watch)
+            .map(|(k, guard)| {
+                watched = Some(k);
+                guard
+            });
         let t = Instant::now();
         let features = frozen.forward(x.clone());
         let [n, c, _, _] = features.dims();
         let logits = trainable.head.forward(features.reshape([n, c]));
         let [n, c] = logits.dims();
         sync(logits.reshape([n * c])).await?;
-        if i > 0 {
+        drop(guard);
+        if i > 0 && i <= iters {
             times.push(t.elapsed().as_secs_f64());
         }
     }
-    Ok(median(times))
+    Ok((median(times), watched))
 }
 
 /// Augmented photos a second on this thread: 16 pattern photos at the working size through
@@ -155,7 +209,7 @@ fn pattern_images(spec: &BackboneSpec, n: usize) -> Vec<RgbImage> {
         .collect()
 }
 
-fn pattern_batch(spec: &BackboneSpec, batch: usize, device: &Device) -> Tensor<4> {
+pub(crate) fn pattern_batch(spec: &BackboneSpec, batch: usize, device: &Device) -> Tensor<4> {
     preprocess::batch_tensor(&pattern_images(spec, batch), spec, device)
 }
 
@@ -390,8 +444,12 @@ pub async fn run(
 
     let inference = inference_seconds(model, &x, iters).await?;
     let head_step = step_seconds(model, Unfreeze::Blocks(0), &x, iters, device).await?;
-    let last_block = step_seconds(model, Unfreeze::Blocks(1), &x, iters, device).await?;
-    let full = step_seconds(model, Unfreeze::All, &x, iters, device).await?;
+    let launches = |k: Option<Arc<Kernels>>| k.map(|k| k.launches()).filter(|&n| n > 0);
+    let (last_block, k) =
+        observed_steps(model, Unfreeze::Blocks(1), &x, iters, device, Some(false)).await?;
+    let kernels_per_step = launches(k);
+    let (full, k) = observed_steps(model, Unfreeze::All, &x, iters, device, Some(false)).await?;
+    let kernels_per_full_step = launches(k);
 
     // Cached head, as training does it: one feature pass over 4 batches kept on the device,
     // then 20 epochs of head steps on batches `select`ed from it (loss read every step).
@@ -442,6 +500,8 @@ pub async fn run(
     Ok(BenchReport {
         augment_ips: augment_ips(spec),
         host_syncs_per_step,
+        kernels_per_step,
+        kernels_per_full_step,
         batch,
         inference_ips: ips(inference),
         head_step_ips: ips(head_step),

@@ -15,6 +15,7 @@ pub mod model;
 pub mod pca;
 pub mod plan;
 pub mod preprocess;
+pub mod profile;
 pub mod project;
 pub mod quant;
 pub mod schedule;
