@@ -606,10 +606,8 @@ fn explain(
         &preprocess::decode(&name, &read_file(image)?)?,
         &predictor.spec,
     );
-    let logits = pollster::block_on(predictor.logits(std::slice::from_ref(&input)))?.remove(0);
-    let scores = top_k(&logits, logits.len(), &predictor.labels);
     let class = match class {
-        None => scores[0].index,
+        None => None,
         Some(c) => predictor
             .labels
             .iter()
@@ -620,21 +618,25 @@ fn explain(
                     "--class {c}: not a class name or index of this model ({} classes)",
                     predictor.labels.len()
                 ))
-            })?,
+            })
+            .map(Some)?,
     };
-    let heat = pollster::block_on(crate::engine::explain::grad_cam(
+    // No class: the predicted one.
+    let mut cam = pollster::block_on(crate::engine::explain::grad_cam(
         &predictor.model,
         &input,
         &predictor.spec,
-        &[class],
+        class.as_slice(),
         &device,
-    ))?
-    .remove(0);
+    ))?;
+    let scores = top_k(&cam.logits, cam.logits.len(), &predictor.labels);
+    let heat = cam.heats.remove(0);
+    let class = heat.class;
     let out = out.unwrap_or_else(|| {
         let stem = image.file_stem().unwrap_or_default().to_string_lossy();
         PathBuf::from(format!("{stem}.gradcam.png"))
     });
-    let png = crate::engine::explain::png(&crate::engine::explain::overlay(&input, &heat))?;
+    let png = preprocess::png(&crate::engine::explain::overlay(&input, &heat))?;
     convert::write_atomic(&out, &png)?;
     let score = scores.iter().find(|s| s.index == class);
     println!(

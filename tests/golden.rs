@@ -302,15 +302,27 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
     let coffee = image::open(golden_dir().join("coffee_224.png"))
         .unwrap()
         .to_rgb8();
-    let heat = pollster::block_on(explain::grad_cam(
+    let mut cam = pollster::block_on(explain::grad_cam(
         &model,
         &coffee,
         &LITE0,
         &[ESPRESSO],
         &device,
     ))
-    .unwrap()
-    .remove(0);
+    .unwrap();
+    // The logits come from the maps' own pass: PyTorch's, and with no class asked for, the
+    // heatmap is of the predicted class (espresso).
+    let reference = read_npy_f32(&golden_dir().join("coffee_logits.npy"));
+    let diff = max_abs_diff(&cam.logits, &reference);
+    assert!(
+        diff < 1e-3,
+        "Grad-CAM's logits differ from PyTorch's by {diff}"
+    );
+    let predicted =
+        pollster::block_on(explain::grad_cam(&model, &coffee, &LITE0, &[], &device)).unwrap();
+    assert_eq!(predicted.heats.len(), 1);
+    assert_eq!(predicted.heats[0].class, ESPRESSO);
+    let heat = cam.heats.remove(0);
     assert_eq!((heat.width, heat.height), (7, 7));
     let closed = pollster::block_on(explain::cam_closed_form(
         &model, &coffee, &LITE0, ESPRESSO, &device,
@@ -336,6 +348,7 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
             &device,
         ))
         .unwrap()
+        .heats
         .remove(0);
         let shares = heat.quadrant_shares();
         let hottest = (0..heat.values.len())

@@ -60,15 +60,23 @@ impl Heatmap {
     }
 }
 
-/// Grad-CAM heatmaps of `classes` for one image (already through the evaluation transform,
-/// `spec.input_size` square). One backward pass per class; one read of each small map.
+/// Grad-CAM of one image: the logits of the same pass, and one heatmap per class asked for.
+#[derive(Debug, Clone)]
+pub struct GradCam {
+    pub logits: Vec<f32>,
+    pub heats: Vec<Heatmap>,
+}
+
+/// Grad-CAM heatmaps of `classes` (none: the predicted class) for one image (already through
+/// the evaluation transform, `spec.input_size` square). One forward pass gives both the
+/// logits and the maps; one backward pass per class; one read of each small map.
 pub async fn grad_cam(
     model: &Classifier,
     image: &RgbImage,
     spec: &BackboneSpec,
     classes: &[usize],
     device: &Device,
-) -> Result<Vec<Heatmap>, EngineError> {
+) -> Result<GradCam, EngineError> {
     let outputs = model.head.classes();
     if let Some(&bad) = classes.iter().find(|&&c| c >= outputs) {
         return Err(EngineError::Unsupported(format!(
@@ -79,6 +87,17 @@ pub async fn grad_cam(
     // Eval mode, no autodiff: the maps are the activations predictions see.
     let maps = model.backbone.feature_maps(x);
     let [_, channels, height, width] = maps.dims();
+    // The logits follow from the maps: pooled, then the linear layer (dropout is identity).
+    let pooled = maps.clone().mean_dim(3).mean_dim(2).reshape([1, channels]);
+    let logits = read_f32(model.head.fc.forward(pooled)).await?;
+    let predicted = [(0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0)];
+    let classes = if classes.is_empty() {
+        &predicted[..]
+    } else {
+        classes
+    };
     let ad = device.clone().autodiff();
     // The linear layer alone: dropout is identity at evaluation.
     let fc = model.head.fc.clone().fork(&ad);
@@ -112,7 +131,7 @@ pub async fn grad_cam(
             peak,
         });
     }
-    Ok(out)
+    Ok(GradCam { logits, heats: out })
 }
 
 /// A colour for heat `t` in 0..1: dark blue through green and yellow to red.
@@ -158,15 +177,6 @@ pub fn overlay(image: &RgbImage, heat: &Heatmap) -> RgbImage {
             (f32::from(p[i]) * 0.5 + c[i] * 255.0 * 0.5).round() as u8
         }))
     })
-}
-
-/// `image` as PNG bytes.
-pub fn png(image: &RgbImage) -> Result<Vec<u8>, EngineError> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image
-        .write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| EngineError::Unsupported(format!("cannot encode the heatmap ({e})")))?;
-    Ok(out.into_inner())
 }
 
 /// Grad-CAM's closed form for this architecture, computed on the host: with global average
@@ -231,7 +241,7 @@ mod tests {
         // Cold is blue, hot is red.
         assert!(left[2] > left[0], "{left:?}");
         assert!(right[0] > right[2], "{right:?}");
-        let png = png(&out).unwrap();
+        let png = preprocess::png(&out).unwrap();
         assert_eq!(&png[1..4], b"PNG");
     }
 }

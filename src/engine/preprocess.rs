@@ -139,6 +139,21 @@ pub fn batch_tensor(images: &[RgbImage], spec: &BackboneSpec, device: &Device) -
     )
 }
 
+/// An 8-bit image (grey or RGB) as PNG bytes, compressed fast: heatmaps, layer grids and
+/// thumbnails are drawn at once, never stored.
+pub fn png<P>(image: &image::ImageBuffer<P, Vec<u8>>) -> Result<Vec<u8>, EngineError>
+where
+    P: image::PixelWithColorType<Subpixel = u8>,
+{
+    use image::ImageEncoder;
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut bytes = Vec::new();
+    PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Sub)
+        .write_image(image.as_raw(), image.width(), image.height(), P::COLOR_TYPE)
+        .map_err(|e| EngineError::Unsupported(format!("cannot encode a PNG ({e})")))?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,7 +191,13 @@ impl Kernels {
 }
 
 /// Waits until `t` is computed by reading one of its values.
+/// Natively the device waits for everything queued; a browser cannot block, so there it is
+/// the read, which waits for everything queued before it.
 async fn settle<const D: usize>(t: &Tensor<D>) -> Result<(), EngineError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(()) = t.device().sync() {
+        return Ok(());
+    }
     t.clone()
         .flatten::<1>(0, D - 1)
         .narrow(0, 0, 1)
@@ -231,6 +237,8 @@ async fn forward_op(
     x: Tensor<4>,
     f: impl FnOnce(Tensor<4>) -> Tensor<4>,
 ) -> Result<Tensor<4>, EngineError> {
+    // Whatever was queued before (folding, a previous operation) is not this one's time.
+    settle(&x).await?;
     let start = Instant::now();
     let y = f(x);
     settle(&y).await?;
@@ -248,6 +256,7 @@ async fn trained_op(
 ) -> Result<Tensor<4>, EngineError> {
     let op = format!("{op}, forward + backward");
     let x = x.autodiff().require_grad();
+    settle(&x).await?;
     let start = Instant::now();
     let y = f(x.clone());
     let grads = y.clone().sum().backward();

@@ -15,17 +15,7 @@ const VIEWS: usize = 8;
 
 /// `img` as a PNG object URL (revoke it with [`revoke`]); `None` if encoding fails.
 pub fn png_url(img: &RgbImage) -> Option<String> {
-    use image::ImageEncoder;
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    let mut bytes = Vec::new();
-    PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Sub)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .ok()?;
+    let bytes = crate::engine::preprocess::png(img).ok()?;
     super::js::object_url(&bytes).ok()
 }
 

@@ -382,24 +382,15 @@ async fn explain(
             spec,
         ),
     };
-    let logits = predictor
-        .logits(std::slice::from_ref(&input))
-        .await
-        .map_err(|e| e.to_string())?
-        .remove(0);
-    let scores = top_k(&logits, logits.len(), &predictor.labels);
-    let classes = if classes.is_empty() {
-        vec![scores[0].index]
-    } else {
-        classes
-    };
-    let heats = explain::grad_cam(&predictor.model, &input, spec, &classes, &predictor.device)
+    let cam = explain::grad_cam(&predictor.model, &input, spec, &classes, &predictor.device)
         .await
         .map_err(|e| e.to_string())?;
+    let scores = top_k(&cam.logits, cam.logits.len(), &predictor.labels);
+    let heats = cam.heats;
     let mut pngs = Vec::with_capacity(heats.len());
     let mut out = Vec::with_capacity(heats.len());
     for heat in heats {
-        pngs.push(explain::png(&explain::overlay(&input, &heat)).map_err(|e| e.to_string())?);
+        pngs.push(preprocess::png(&explain::overlay(&input, &heat)).map_err(|e| e.to_string())?);
         let score = scores.iter().find(|s| s.index == heat.class);
         out.push(Explained {
             label: score.map_or_else(|| format!("class {}", heat.class), |s| s.label.clone()),
@@ -448,10 +439,7 @@ async fn layer_views(
     let mut pngs = Vec::with_capacity(views.len());
     let mut out = Vec::with_capacity(views.len());
     for (view, grid) in views {
-        let mut png = std::io::Cursor::new(Vec::new());
-        grid.write_to(&mut png, image::ImageFormat::Png)
-            .map_err(|e| format!("cannot encode a layer view ({e})"))?;
-        pngs.push(png.into_inner());
+        pngs.push(preprocess::png(&grid).map_err(|e| e.to_string())?);
         out.push(view);
     }
     Ok((out, pngs))
@@ -594,7 +582,8 @@ async fn run(
         val_predicted: report.val_predicted.clone(),
         pretrained: backbone,
         trained,
-        dataset: dataset.clone(),
+        // Moved: the run is over and needs its photos no more.
+        dataset,
     }));
     let bytes = weights::export_safetensors(&model, meta)
         .await
