@@ -676,6 +676,7 @@ fn profile(
         spec,
         batch,
         iters.max(1),
+        &crate::engine::profile::Pass::ALL,
         &device,
     ))?;
     if json {

@@ -81,6 +81,12 @@ pub enum ToWorker {
     Layers { file: String },
     /// The last finished run's photos in the feature space. Answer: `FeatureSpace`.
     FeatureSpace,
+    /// Where the time goes on the device in use: `passes` of the pretrained network on a
+    /// batch of `batch` images, per operation (see `engine::profile`). Answer: `Profiled`.
+    Profile {
+        batch: usize,
+        passes: Vec<crate::engine::profile::Pass>,
+    },
 }
 
 /// Which of the worker's models a request means.
@@ -159,6 +165,7 @@ pub enum Answer {
     Explained(Result<Vec<Explained>, String>),
     Layers(Result<Vec<crate::engine::layers::LayerView>, String>),
     FeatureSpace(Result<crate::engine::pca::FeatureSpace, String>),
+    Profiled(Result<Vec<crate::engine::profile::Profiles>, String>),
 }
 
 impl Answer {
@@ -176,6 +183,7 @@ impl Answer {
             Answer::Explained(_) => Answer::Explained(Err(reason)),
             Answer::Layers(_) => Answer::Layers(Err(reason)),
             Answer::FeatureSpace(_) => Answer::FeatureSpace(Err(reason)),
+            Answer::Profiled(_) => Answer::Profiled(Err(reason)),
         }
     }
 }

@@ -19,7 +19,7 @@ use cubecl_runtime::config::{TypeNameFormatLevel, type_name_format};
 use cubecl_runtime::logging::{
     Duration, LaunchObservation, LaunchObserver, TimingMethod, TimingRequest,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use super::EngineError;
@@ -28,7 +28,7 @@ use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d}
 use super::training::{Unfreeze, split};
 
 /// One kind of operation in a pass.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpRow {
     pub op: String,
     /// How many times the pass runs it.
@@ -39,7 +39,7 @@ pub struct OpRow {
 }
 
 /// The operations of one pass, slowest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PassProfile {
     pub pass: String,
     pub batch: usize,
@@ -476,25 +476,43 @@ async fn step_phases(
     Ok(ops)
 }
 
-/// The three profiles of the issue: feature pass, last-block step, full step, each after one
+/// A pass to profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pass {
+    /// Inference as predictions and frozen layers run it.
+    Features,
+    LastBlockStep,
+    FullStep,
+}
+
+impl Pass {
+    pub const ALL: [Pass; 3] = [Pass::Features, Pass::LastBlockStep, Pass::FullStep];
+
+    fn case(self) -> (&'static str, Unfreeze, bool) {
+        match self {
+            Pass::Features => ("feature pass", Unfreeze::Blocks(0), false),
+            Pass::LastBlockStep => ("last-block step", Unfreeze::Blocks(1), true),
+            Pass::FullStep => ("full step", Unfreeze::All, true),
+        }
+    }
+}
+
+/// The profiles of `passes`: feature pass, last-block step, full step, each after one
 /// untimed warm-up of the same pass (shader compilation, allocation).
 pub async fn run(
     model: &Classifier,
     spec: &BackboneSpec,
     batch: usize,
     iters: usize,
+    passes: &[Pass],
     device: &Device,
 ) -> Result<Vec<Profiles>, EngineError> {
     let batch = batch.max(1);
     let x = bench::pattern_batch(spec, batch, device);
     let read = read_cost(device).await?;
-    let cases = [
-        ("feature pass", Unfreeze::Blocks(0), false),
-        ("last-block step", Unfreeze::Blocks(1), true),
-        ("full step", Unfreeze::All, true),
-    ];
     let mut out = Vec::new();
-    for (name, unfreeze, train) in cases {
+    for &p in passes {
+        let (name, unfreeze, train) = p.case();
         pass(model, unfreeze, train, &x, read, device).await?;
         let ops = pass(model, unfreeze, train, &x, read, device).await?;
         // The pass as the engine runs it, then once more with each kernel timed (GPU only).
@@ -524,7 +542,7 @@ pub async fn run(
 }
 
 /// A pass by operation, and by GPU kernel where the backend launches kernels.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profiles {
     /// A training step's phases (see [`step_phases`]).
     pub phases: Option<PassProfile>,

@@ -11,6 +11,7 @@ use super::bench::DeviceCheck;
 use super::client::{WorkerClient, WorkerContext};
 use super::predict::PredictPanel;
 use super::pretrained::{BackbonePicker, Pretrained};
+use super::profile::DeviceProfile;
 use super::teach::TeachPanel;
 use super::weights::{self, WeightsState, WeightsStatus};
 
@@ -75,6 +76,7 @@ pub fn App() -> impl IntoView {
             <PredictPanel />
             <TeachPanel />
             <DeviceCheck backend=backend_state />
+            <DeviceProfile />
         </main>
     }
 }

@@ -384,6 +384,21 @@ impl WorkerClient {
         }
     }
 
+    /// Where the time goes on the device in use (see `engine::profile`).
+    pub async fn profile(
+        self: &Rc<Self>,
+        batch: usize,
+        passes: Vec<crate::engine::profile::Pass>,
+    ) -> Result<Vec<crate::engine::profile::Profiles>, String> {
+        match self
+            .request(ToWorker::Profile { batch, passes }, Vec::new())
+            .await?
+        {
+            (Answer::Profiled(result), _) => result,
+            _ => Err(unexpected()),
+        }
+    }
+
     /// Asks the run to stop after its current step (its `train` answer keeps the best epoch).
     pub fn cancel(self: &Rc<Self>) {
         let this = Rc::clone(self);

@@ -21,6 +21,7 @@ mod mistakes;
 mod model_file;
 mod predict;
 mod pretrained;
+mod profile;
 mod project;
 mod project_state;
 mod results;

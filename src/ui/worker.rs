@@ -237,6 +237,10 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             Err(e) => (Answer::Explained(Err(e)), Vec::new()),
         },
         ToWorker::FeatureSpace => (Answer::FeatureSpace(feature_space(state).await), Vec::new()),
+        ToWorker::Profile { batch, passes } => (
+            Answer::Profiled(profile(state, batch, &passes).await),
+            Vec::new(),
+        ),
         ToWorker::Layers { file } => match layer_views(state, &file, first()).await {
             Ok((views, pngs)) => (
                 Answer::Layers(Ok(views)),
@@ -400,6 +404,18 @@ async fn explain(
         });
     }
     Ok((out, pngs))
+}
+
+/// Where the time goes on the device in use (the pretrained network, pattern images).
+async fn profile(
+    state: &Held,
+    batch: usize,
+    passes: &[crate::engine::profile::Pass],
+) -> Result<Vec<crate::engine::profile::Profiles>, String> {
+    let p = state.imagenet().await?;
+    crate::engine::profile::run(&p.model, &p.spec, batch, 1, passes, &p.device)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The last run's photos in the feature space, before and (when the backbone learned) after.

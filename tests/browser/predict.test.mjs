@@ -307,6 +307,42 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
     await context.close();
   });
 
+  it('?profile times each operation of a prediction and of a last-block step, with the step\'s phases', async () => {
+    const { context, page } = await open('?device=cpu&profile');
+    const result = page.locator('[data-testid="profile-result"]');
+    await result.waitFor({ timeout: 5 * 60_000 });
+    const passes = JSON.parse(await result.getAttribute('data-json'));
+    assert.deepEqual(passes.map((p) => p.ops.pass), ['feature pass', 'last-block step']);
+    const calls = (profile, op) => profile.rows.find((r) => r.op === op)?.calls;
+    for (const p of passes) {
+      const rows = p.ops.rows;
+      console.log(`profile (CPU in the browser), ${p.ops.pass}: ${rows.slice(0, 5).map((r) => `${r.op} ${(r.share * 100).toFixed(0)}%`).join(', ')}; ` +
+        `as run ${(p.ops.measured_seconds * 1e3).toFixed(0)} ms, ops ${(p.ops.ops_seconds * 1e3).toFixed(0)} ms`);
+      assert.ok(Math.abs(rows.reduce((a, r) => a + r.share, 0) - 1) < 1e-6);
+      assert.ok(rows.every((r) => r.seconds >= 0) && p.ops.measured_seconds > 0);
+      // The browser's CPU backend launches no GPU kernels to count.
+      assert.equal(p.kernels, null);
+    }
+    // Lite0's layout: 16 blocks, 15 with an expansion, 7 depthwise 3x3 and 9 depthwise 5x5.
+    const [features, step] = passes;
+    assert.equal(calls(features.ops, 'conv 1x1 (expand) + bias'), 15);
+    assert.equal(calls(features.ops, 'depthwise conv 3x3 + bias'), 7);
+    assert.equal(calls(features.ops, 'depthwise conv 5x5 + bias'), 9);
+    assert.equal(features.phases, null);
+    // The last block (3x3) trains, with the head's convolution; the 15 others are folded.
+    assert.equal(calls(step.ops, 'depthwise conv 3x3, forward + backward'), 1);
+    assert.equal(calls(step.ops, 'depthwise conv 3x3 + bias'), 6);
+    assert.equal(calls(step.ops, 'conv 1x1 (head), forward + backward'), 1);
+    assert.equal(calls(step.ops, 'batch norm (batch statistics), forward + backward'), 4);
+    assert.deepEqual(step.phases.rows.map((r) => r.op).sort(), [
+      'frozen part (folded, no autodiff)', 'optimiser update (AdamW)',
+      'trainable part: backward', 'trainable part: forward and loss',
+    ]);
+    // Tables on the page: the operations of each pass and the step's phases.
+    assert.equal(await page.locator('.profile-table').count(), 3);
+    await context.close();
+  });
+
   it('WebGPU without an adapter (Chromium without its WebGPU flags) runs on the CPU', async () => {
     const plain = await chromium.launch({
       executablePath: CHROMIUM_PATH,
