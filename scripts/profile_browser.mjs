@@ -1,6 +1,6 @@
 // Where the time goes in Chromium: opens the built app (dist/) with WebGPU on SwiftShader (or
-// `--device cpu`), runs "Profile this device" with the full step, and prints each pass's
-// slowest operations. A measurement for notes, not a test: node scripts/profile_browser.mjs
+// `--device cpu`), runs "Profile this device" (with the full step if `--full`), and prints each
+// pass's slowest operations. A measurement for notes, not a test: node scripts/profile_browser.mjs
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, serveDist } from '../tests/browser/helpers.mjs';
 
@@ -10,7 +10,8 @@ const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless:
 try {
   const page = await browser.newPage();
   const started = Date.now();
-  await page.goto(`http://127.0.0.1:${server.address().port}/?device=${device}&profile=full`);
+  const full = process.argv.includes('--full') ? 'full' : '';
+  await page.goto(`http://127.0.0.1:${server.address().port}/?device=${device}&profile=${full}`);
   const result = page.locator('[data-testid="profile-result"]');
   await result.waitFor({ timeout: 30 * 60_000 });
   console.log(`# Chromium, ${device} (${((Date.now() - started) / 1000).toFixed(0)} s from page open)\n`);

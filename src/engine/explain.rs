@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::model::{BackboneSpec, Classifier};
+use super::model::{BackboneSpec, Classifier, linear};
 use super::{EngineError, preprocess, read_f32};
 
 /// One class's heatmap over the network's input, on the last convolution's grid.
@@ -89,7 +89,7 @@ pub async fn grad_cam(
     let [_, channels, height, width] = maps.dims();
     // The logits follow from the maps: pooled, then the linear layer (dropout is identity).
     let pooled = maps.clone().mean_dim(3).mean_dim(2).reshape([1, channels]);
-    let logits = read_f32(model.head.fc.forward(pooled)).await?;
+    let logits = read_f32(linear(&model.head.fc, pooled)).await?;
     let predicted = [(0..logits.len())
         .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
         .unwrap_or(0)];
@@ -105,7 +105,7 @@ pub async fn grad_cam(
     for &class in classes {
         let a = maps.clone().autodiff().require_grad();
         let pooled = a.clone().mean_dim(3).mean_dim(2).reshape([1, channels]);
-        let score = fc.forward(pooled).slice([0..1, class..class + 1]).sum();
+        let score = linear(&fc, pooled).slice([0..1, class..class + 1]).sum();
         let grads = score.backward();
         let grad = a
             .grad(&grads)

@@ -241,13 +241,19 @@ impl BlockSpec {
     }
 }
 
+/// Natively a 1x1 convolution runs as a matrix product: on burn's CPU backend its backward is
+/// faster (last-block step 1.3x, full step 1.35x), on wgpu (lavapipe) burn's direct
+/// convolution kernel was the slowest kernel. In the browser the convolution stays: there the
+/// matmul made SwiftShader's first feature pass of 40 photos 2.6x slower (`finetune profile`,
+/// `scripts/feature_pass_browser.mjs`; figures in the README).
+pub const POINTWISE_AS_MATMUL: bool = cfg!(not(target_arch = "wasm32"));
+
 /// A convolution; a 1x1 one (stride 1, one group: the expansions, projections and the head's)
-/// as one batched matrix product `W[out, in] x X[n, in, h*w]`, the same sums. burn's direct
-/// convolution kernel was several times slower for it on wgpu than its matmul, forward and
-/// backward (`finetune profile`).
+/// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
+/// the same sums.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [out, inp, kh, kw] = conv.weight.dims();
-    if (kh, kw, conv.groups, conv.stride) != (1, 1, 1, [1, 1]) {
+    if !POINTWISE_AS_MATMUL || (kh, kw, conv.groups, conv.stride) != (1, 1, 1, [1, 1]) {
         return conv.forward(x);
     }
     let [n, c, h, w] = x.dims();
@@ -261,6 +267,32 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         None => y,
     };
     y.reshape([n, out, h, w])
+}
+
+/// The classifier layer: natively burn's matmul; in the browser a 1x1 convolution over the
+/// pooled features (the same sums). On SwiftShader burn's matmul kernel took 2 s for
+/// ImageNet's 1280 x 1000 layer at batch 2, 15% of a prediction (`?profile`).
+pub fn linear(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
+    if POINTWISE_AS_MATMUL {
+        fc.forward(x)
+    } else {
+        linear_as_conv(fc, x)
+    }
+}
+
+/// `fc` on `x` as a 1x1 convolution (see [`linear`]).
+pub fn linear_as_conv(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
+    let [n, c] = x.dims();
+    // burn keeps the weight as `[in, out]`; a convolution wants `[out, in, 1, 1]`.
+    let w = fc.weight.val().transpose();
+    let k = w.dims()[0];
+    let y = burn::tensor::module::conv2d(
+        x.reshape([n, c, 1, 1]),
+        w.reshape([k, c, 1, 1]),
+        fc.bias.as_ref().map(|b| b.val()),
+        burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+    );
+    y.reshape([n, k])
 }
 
 /// Convolution (no bias) + BatchNorm, optionally followed by ReLU6.
@@ -481,7 +513,7 @@ impl Head {
     }
 
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        self.fc.forward(self.dropout.forward(features))
+        linear(&self.fc, self.dropout.forward(features))
     }
 
     /// Number of classes this head predicts.
@@ -520,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn a_1x1_convolution_as_a_matrix_product_is_the_convolution_forward_and_backward() {
+    fn pointwise_layers_in_either_form_are_the_same_forward_and_backward() {
         let device = Device::flex();
         // Closed form: out = 1*a + 2*b + 0.5 at every pixel.
         let conv = Conv2d {
@@ -568,6 +600,29 @@ mod tests {
         close(&y, &y_ref);
         close(&gx, &gx_ref);
         close(&gw, &gw_ref);
+
+        // The browser's classifier layer as a 1x1 convolution against burn's Linear.
+        let fc = burn::nn::LinearConfig::new(12, 5).init(&ad);
+        let x = Tensor::<2>::random([3, 12], Distribution::Normal(0.0, 1.0), &ad);
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let y = if ours {
+                linear_as_conv(&fc, x.clone())
+            } else {
+                fc.forward(x.clone())
+            };
+            let grads = (y.clone() * y.clone()).sum().backward();
+            let gx = x.grad(&grads).unwrap();
+            let gw = fc.weight.val().grad(&grads).unwrap();
+            let gb = fc.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+            (values(y.inner()), values(gx), values(gw), values(gb))
+        };
+        let (y, gx, gw, gb) = run(true);
+        let (y_ref, gx_ref, gw_ref, gb_ref) = run(false);
+        close(&y, &y_ref);
+        close(&gx, &gx_ref);
+        close(&gw, &gw_ref);
+        close(&gb, &gb_ref);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use web_time::Instant;
 
 use super::EngineError;
 use super::bench;
-use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d};
+use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear};
 use super::training::{Unfreeze, split};
 
 /// One kind of operation in a pass.
@@ -352,7 +352,7 @@ async fn head(
     };
     let [n, c, _, _] = pooled.dims();
     let fc = |fc: &burn::nn::Linear, p: Tensor<4>| {
-        let y = fc.forward(p.reshape([n, c]));
+        let y = linear(fc, p.reshape([n, c]));
         let k = y.dims()[1];
         y.reshape([n, k, 1, 1])
     };
