@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::engine::augment::AugmentConfig;
 use crate::engine::inference::{Predictor, top_k};
-use crate::engine::model::BackboneKind;
+use crate::engine::model::{BackboneKind, BackboneSpec, Classifier};
 use crate::engine::plan::RunPlan;
 use crate::engine::schedule::Schedule;
 use crate::engine::training::{self, Progress, Strategy, TrainConfig};
@@ -657,6 +657,20 @@ fn explain(
     Ok(0)
 }
 
+/// The device and the pretrained classifier `bench` and `profile` time, with its backbone.
+fn pretrained(
+    backend: Backend,
+    backbone: BackboneKind,
+    weights: Option<PathBuf>,
+) -> Result<(Device, Classifier, &'static BackboneSpec), EngineError> {
+    let device = backend.device()?;
+    let (file, bytes) = read_weights(weights, backbone)?;
+    let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
+    let spec = map.backbone()?;
+    let model = map.classifier(&device)?;
+    Ok((device, model, spec))
+}
+
 fn profile(
     backend: Backend,
     backbone: BackboneKind,
@@ -666,11 +680,7 @@ fn profile(
     top: usize,
     json: bool,
 ) -> Result<i32, EngineError> {
-    let device = backend.device()?;
-    let (file, bytes) = read_weights(weights, backbone)?;
-    let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
-    let spec = map.backbone()?;
-    let model = map.classifier(&device)?;
+    let (device, model, spec) = pretrained(backend, backbone, weights)?;
     let profiles = pollster::block_on(crate::engine::profile::run(
         &model,
         spec,
@@ -706,11 +716,7 @@ fn bench(
     batch: usize,
     iters: usize,
 ) -> Result<i32, EngineError> {
-    let device = backend.device()?;
-    let (file, bytes) = read_weights(weights, backbone)?;
-    let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
-    let spec = map.backbone()?;
-    let model = map.classifier(&device)?;
+    let (device, model, spec) = pretrained(backend, backbone, weights)?;
     let report = pollster::block_on(crate::engine::bench::run(
         &model, spec, batch, iters, &device,
     ))?;

@@ -59,6 +59,20 @@ async fn sync(t: Tensor<1>) -> Result<(), EngineError> {
         .map_err(|e| EngineError::Device(format!("{e:?}")))
 }
 
+/// The kernel watch of pass `i`: only the extra pass after the `iters` timed ones, and only
+/// when `kernels` asks (`Some(timed)`); its time is not one of the medians'.
+fn watch_extra_pass(
+    i: usize,
+    iters: usize,
+    kernels: Option<bool>,
+    watched: &mut Option<Arc<Kernels>>,
+) -> Option<cubecl_runtime::logging::LaunchObservation> {
+    let timed = kernels.filter(|_| i > iters)?;
+    let (k, guard) = Kernels::watch(timed);
+    *watched = Some(k);
+    Some(guard)
+}
+
 /// Seconds of one training step with `unfreeze` trainable (frozen part as inference).
 pub(crate) async fn step_seconds(
     model: &Classifier,
@@ -95,15 +109,7 @@ pub(crate) async fn observed_steps(
     let mut times = Vec::new();
     let mut watched = None;
     for i in 0..=iters + usize::from(kernels.is_some()) {
-        // The last step, when kernels are watched; its time is not one of the medians'.
-        let guard = (i > iters)
-            .then_some(kernels)
-            .flatten()
-            .map(Kernels::watch)
-            .map(|(k, guard)| {
-                watched = Some(k);
-                guard
-            });
+        let guard = watch_extra_pass(i, iters, kernels, &mut watched);
         let t = Instant::now();
         let boundary = frozen.forward(x.clone());
         let loss = loss_fn.forward(trainable.forward(boundary.autodiff()), y.clone());
@@ -149,14 +155,7 @@ pub(crate) async fn observed_inference(
     let mut times = Vec::new();
     let mut watched = None;
     for i in 0..=iters + usize::from(kernels.is_some()) {
-        let guard = (i > iters)
-            .then_some(kernels)
-            .flatten()
-            .map(Kernels::watch)
-            .map(|(k, guard)| {
-                watched = Some(k);
-                guard
-            });
+        let guard = watch_extra_pass(i, iters, kernels, &mut watched);
         let t = Instant::now();
         let features = frozen.forward(x.clone());
         let [n, c, _, _] = features.dims();
