@@ -8,6 +8,7 @@ use common::*;
 use std::path::Path;
 
 use finetune::engine::model::{BACKBONES, BackboneKind, BackboneSpec, LITE0, LITE1, LITE2};
+use finetune::engine::training::Unfreeze;
 use finetune::engine::{preprocess, weights};
 
 /// Tolerance of the issue: max abs error of logits and of the pooled feature.
@@ -46,6 +47,15 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
         finetune::engine::inference::Predictor::from_safetensors(&bytes, device).unwrap();
     assert_eq!(&predictor.spec, spec);
     let folded = pollster::block_on(predictor.logits(&images)).unwrap();
+    // The frozen pass cut into parts run side by side (natively on the CPU backend, one part
+    // per core): three parts here whatever the machine's cores, so uneven parts and their
+    // order are checked against PyTorch too.
+    let (frozen, _) = finetune::engine::training::split(model.clone(), Unfreeze::Blocks(0));
+    let in_parts = frozen
+        .forward_in_parts(preprocess::batch_tensor(&images, spec, device), 3)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let features = features.into_data().try_to_vec::<f32>().unwrap();
     let backend = format!("{backend} {}", spec.name);
     for (i, name) in names.iter().enumerate() {
@@ -56,6 +66,7 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
         let dl = max_abs_diff(got_logits, &want_logits);
         let df = max_abs_diff(got_feat, &want_feat);
         let dfold = max_abs_diff(&folded[i], &want_logits);
+        let dparts = max_abs_diff(&in_parts[i * 1280..(i + 1) * 1280], &want_feat);
         println!(
             "{backend} {name}: logits max abs err {dl:.2e} ({dfold:.2e} folded), feature max abs err {df:.2e}"
         );
@@ -65,6 +76,10 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
             "{backend} {name}: folded logits differ by {dfold}"
         );
         assert!(df <= TOL, "{backend} {name}: feature differs by {df}");
+        assert!(
+            dparts <= TOL,
+            "{backend} {name}: feature of the pass in parts differs by {dparts}"
+        );
         let want_top5: Vec<u64> = golden["images"][name]["top5"]
             .as_array()
             .unwrap()

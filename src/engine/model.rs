@@ -9,7 +9,7 @@
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, PaddingConfig2d};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 /// BatchNorm epsilon of the TF-trained checkpoint (PyTorch's default 1e-5 is wrong here).
 pub const BN_EPS: f64 = 1e-3;
@@ -269,6 +269,23 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     y.reshape([n, out, h, w])
 }
 
+/// ReLU6, `min(max(x, 0), 6)`. On burn's CPU backend as `relu` then `clamp_max`: its `clamp`
+/// is a scalar loop that took about twice as long, forward and backward, on Lite0's activations
+/// (batch 16, release: 10.2 ms against 4.2 ms forward on `[16, 240, 28, 28]`, 54 ms against
+/// 25 ms with the backward). On a GPU one clamp is one kernel instead of two.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_cpu_backend(&x.device()) {
+        burn::tensor::activation::relu(x).clamp_max(6.0)
+    } else {
+        x.clamp(0.0, 6.0)
+    }
+}
+
+/// Whether `device` is burn's CPU backend (with or without autodiff).
+pub fn on_cpu_backend(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 /// The classifier layer: natively burn's matmul; in the browser a 1x1 convolution over the
 /// pooled features (the same sums). On SwiftShader burn's matmul kernel took 2 s for
 /// ImageNet's 1280 x 1000 layer at batch 2, 15% of a prediction (`?profile`).
@@ -342,7 +359,7 @@ impl ConvBn {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.bn.forward(conv2d(&self.conv, x));
-        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+        if self.relu6 { relu6(x) } else { x }
     }
 }
 
@@ -385,7 +402,7 @@ impl ConvBn {
 impl FoldedConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = conv2d(&self.conv, x);
-        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+        if self.relu6 { relu6(x) } else { x }
     }
 }
 
@@ -549,6 +566,24 @@ mod tests {
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn relu6_on_the_cpu_backend_is_the_clamp_forward_and_backward() {
+        // Closed form: min(max(x, 0), 6), gradient 1 strictly between 0 and 6, else 0.
+        let x = Tensor::<1>::from_data(
+            TensorData::new(vec![-3.0f32, -0.5, 0.25, 3.0, 5.5, 6.5, 9.0], [7]),
+            &Device::flex().autodiff(),
+        )
+        .require_grad();
+        assert!(on_cpu_backend(&x.device()));
+        let y = relu6(x.clone());
+        let grads = (y.clone() * 1.0).sum().backward();
+        assert_eq!(values(y), [0.0, 0.0, 0.25, 3.0, 5.5, 6.0, 6.0]);
+        assert_eq!(
+            values(x.grad(&grads).unwrap()),
+            [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use web_time::Instant;
 
 use super::EngineError;
 use super::bench;
-use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear};
+use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear, relu6};
 use super::training::{Unfreeze, split};
 
 /// One kind of operation in a pass.
@@ -277,7 +277,7 @@ async fn forward_folded(
     let name = format!("{} + bias", conv_name(&layer.conv, role));
     let y = forward_op(ops, &name, x, |x| conv2d(&layer.conv, x)).await?;
     if layer.relu6 {
-        forward_op(ops, "relu6", y, |y| y.clamp(0.0, 6.0)).await
+        forward_op(ops, "relu6", y, relu6).await
     } else {
         Ok(y)
     }
@@ -295,7 +295,7 @@ async fn train_conv_bn(
     let y = trained_op(ops, &conv_name(&layer.conv, role), x, |x| conv2d(&conv, x)).await?;
     let y = trained_op(ops, "batch norm (batch statistics)", y, |y| bn.forward(y)).await?;
     if layer.relu6 {
-        trained_op(ops, "relu6", y, |y| y.clamp(0.0, 6.0)).await
+        trained_op(ops, "relu6", y, relu6).await
     } else {
         Ok(y)
     }

@@ -33,7 +33,12 @@ pub const MIN_SHARE: usize = 2;
 /// Contiguous shares of `n` images for the caller (first) and up to `helpers` helpers, sizes
 /// differing by at most one; fewer parts when a share would fall below [`MIN_SHARE`].
 pub fn shares(n: usize, helpers: usize) -> Vec<Range<usize>> {
-    let parts = (helpers + 1).min((n / MIN_SHARE).max(1));
+    even_ranges(n, (helpers + 1).min((n / MIN_SHARE).max(1)))
+}
+
+/// `0..n` cut into `parts` contiguous ranges (at least one) whose lengths differ by at most one.
+pub fn even_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
+    let parts = parts.max(1);
     let (size, extra) = (n / parts, n % parts);
     let mut start = 0;
     (0..parts)

@@ -214,7 +214,46 @@ impl Frozen {
     }
 
     /// The tensor at the freeze boundary (`[n, 1280, 1, 1]` when only the head trains).
-    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+    ///
+    /// Natively on burn's CPU backend the batch is cut into one part per core, run side by
+    /// side: that backend runs its element-wise operations (ReLU6, bias, residual adds) on one
+    /// thread, so one pass left the second core mostly idle. Each photo's result is the same
+    /// (a frozen pass has no batch statistics).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let parts = cpu_parts(&x);
+        self.forward_in_parts(x, parts)
+    }
+
+    /// [`Frozen::forward`] with the batch cut into `parts` parts, each on a thread of its own
+    /// (the first on this one), joined back in order. Natively only (one part in the browser).
+    pub fn forward_in_parts(&self, x: Tensor<4>, parts: usize) -> Tensor<4> {
+        let parts = parts.min(x.dims()[0]);
+        if parts < 2 || cfg!(target_arch = "wasm32") {
+            return self.forward_part(x);
+        }
+        // Not `Tensor::chunk`: burn 0.22.1's panics on 4 photos in 3 parts (an empty last part).
+        let n = x.dims()[0];
+        let chunks = super::share::even_ranges(n, parts)
+            .into_iter()
+            .map(|r| x.clone().slice([r]));
+        let outputs: Vec<Tensor<4>> = std::thread::scope(|scope| {
+            let mut chunks = chunks;
+            let first = chunks.next();
+            let handles: Vec<_> = chunks
+                .map(|c| scope.spawn(move || self.forward_part(c)))
+                .collect();
+            let mut outputs: Vec<Tensor<4>> =
+                first.map(|c| self.forward_part(c)).into_iter().collect();
+            for h in handles {
+                // A panic in a part is the same panic as in a one-thread pass: pass it on.
+                outputs.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            outputs
+        });
+        Tensor::cat(outputs, 0)
+    }
+
+    fn forward_part(&self, mut x: Tensor<4>) -> Tensor<4> {
         if let Some(stem) = &self.folded_stem {
             x = stem.forward(x);
         }
@@ -226,6 +265,17 @@ impl Frozen {
             None => x,
         }
     }
+}
+
+/// How many side-by-side parts a frozen pass over `x` runs in (see [`Frozen::forward`]): one
+/// per core natively on burn's CPU backend; one elsewhere (a GPU runs
+/// the batch as one, and a browser's worker has one thread: there helper workers share passes).
+fn cpu_parts(x: &Tensor<4>) -> usize {
+    if cfg!(target_arch = "wasm32") || !super::model::on_cpu_backend(&x.device()) {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.min(x.dims()[0]).max(1)
 }
 
 /// The trainable back of the network, on the autodiff device.
