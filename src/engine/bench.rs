@@ -3,8 +3,8 @@
 //! allocation). Reported by `finetune bench`; benches report numbers, tests assert behaviour.
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use super::plan::RunPlan;
 use super::preprocess;
 use super::profile::Kernels;
 use super::share::{self, Helpers};
-use super::training::{self, Progress, Unfreeze, split};
+use super::training::{self, Frozen, Progress, Trainable, Unfreeze, split};
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +73,55 @@ fn watch_extra_pass(
     Some(guard)
 }
 
+/// The training step that `finetune bench` times and `finetune profile` cuts into phases: the
+/// model split at `unfreeze` (its trainable part on the autodiff device, in training mode),
+/// AdamW at a learning rate of 1e-4, and cross-entropy against the labels `i % 2`.
+pub(crate) struct StepSetup {
+    pub frozen: Frozen,
+    pub trainable: Trainable,
+    optim: ModuleOptimizer,
+    loss_fn: CrossEntropyLoss,
+    labels: Tensor<1, Int>,
+}
+
+impl StepSetup {
+    pub fn new(model: &Classifier, unfreeze: Unfreeze, batch: usize, device: &Device) -> Self {
+        let ad = device.clone().autodiff();
+        let (frozen, trainable) = split(model.clone(), unfreeze);
+        let labels = (0..batch as i64).map(|i| i % 2).collect::<Vec<_>>();
+        Self {
+            frozen,
+            trainable: trainable.fork(&ad).train(),
+            optim: AdamWConfig::new().init(),
+            loss_fn: CrossEntropyLossConfig::new().init(&ad),
+            labels: Tensor::from_data(TensorData::new(labels, [batch]), &ad),
+        }
+    }
+
+    /// The loss of the trainable part on the frozen part's output.
+    pub fn loss(&self, boundary: Tensor<4>) -> Tensor<1> {
+        let logits = self.trainable.forward(boundary.autodiff());
+        self.loss_fn.forward(logits, self.labels.clone())
+    }
+
+    /// The gradients of `loss` for the trainable part.
+    pub fn gradients(&self, loss: Tensor<1>) -> GradientsParams {
+        GradientsParams::from_grads(loss.backward(), &self.trainable)
+    }
+
+    /// One AdamW update with `grads`.
+    pub fn apply(mut self, grads: GradientsParams) -> Self {
+        self.trainable = self.optim.step(1e-4, self.trainable, grads);
+        self
+    }
+
+    /// Backward and update.
+    pub fn update(self, loss: Tensor<1>) -> Self {
+        let grads = self.gradients(loss);
+        self.apply(grads)
+    }
+}
+
 /// Seconds of one training step with `unfreeze` trainable (frozen part as inference).
 pub(crate) async fn step_seconds(
     model: &Classifier,
@@ -96,28 +145,18 @@ pub(crate) async fn observed_steps(
     device: &Device,
     kernels: Option<bool>,
 ) -> Result<(f64, Option<Arc<Kernels>>), EngineError> {
-    let ad = device.clone().autodiff();
-    let (frozen, trainable) = split(model.clone(), unfreeze);
-    let mut trainable = trainable.fork(&ad).train();
-    let mut optim = AdamWConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    let n = x.dims()[0];
-    let y = Tensor::<1, Int>::from_data(
-        TensorData::new((0..n as i64).map(|i| i % 2).collect::<Vec<_>>(), [n]),
-        &ad,
-    );
+    let mut step = StepSetup::new(model, unfreeze, x.dims()[0], device);
     let mut times = Vec::new();
     let mut watched = None;
     for i in 0..=iters + usize::from(kernels.is_some()) {
         let guard = watch_extra_pass(i, iters, kernels, &mut watched);
         let t = Instant::now();
-        let boundary = frozen.forward(x.clone());
-        let loss = loss_fn.forward(trainable.forward(boundary.autodiff()), y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &trainable);
-        trainable = optim.step(1e-4, trainable, grads);
+        let boundary = step.frozen.forward(x.clone());
+        let loss = step.loss(boundary);
+        step = step.update(loss.clone());
         // Reading a parameter waits for the whole step, optimizer update included.
         sync(
-            trainable
+            step.trainable
                 .head
                 .fc
                 .bias

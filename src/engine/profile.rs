@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use cubecl_runtime::config::{TypeNameFormatLevel, type_name_format};
 use cubecl_runtime::logging::{
     Duration, LaunchObservation, LaunchObserver, TimingMethod, TimingRequest,
@@ -25,7 +23,7 @@ use web_time::Instant;
 use super::EngineError;
 use super::bench;
 use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear, relu6};
-use super::training::{Unfreeze, split};
+use super::training::Unfreeze;
 
 /// One kind of operation in a pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,16 +426,8 @@ async fn step_phases(
     read_seconds: f64,
     device: &Device,
 ) -> Result<Ops, EngineError> {
-    let ad = device.clone().autodiff();
-    let (frozen, trainable) = split(model.clone(), unfreeze);
-    let mut trainable = trainable.fork(&ad).train();
-    let mut optim = AdamWConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    let n = x.dims()[0];
-    let y = Tensor::<1, Int>::from_data(
-        TensorData::new((0..n as i64).map(|i| i % 2).collect::<Vec<_>>(), [n]),
-        &ad,
-    );
+    // The very step `finetune bench` times.
+    let mut step = bench::StepSetup::new(model, unfreeze, x.dims()[0], device);
     let mut ops = Ops::default();
     for _ in 0..2 {
         ops = Ops {
@@ -445,30 +435,29 @@ async fn step_phases(
             ..Ops::default()
         };
         let t = Instant::now();
-        let boundary = frozen.forward(x.clone());
+        let boundary = step.frozen.forward(x.clone());
         settle(&boundary).await?;
         ops.add(
             "frozen part (folded, no autodiff)",
             t.elapsed().as_secs_f64(),
         );
         let t = Instant::now();
-        let logits = trainable.forward(boundary.autodiff());
-        let loss = loss_fn.forward(logits, y.clone());
+        let loss = step.loss(boundary);
         settle(&loss).await?;
         ops.add(
             "trainable part: forward and loss",
             t.elapsed().as_secs_f64(),
         );
         let t = Instant::now();
-        let grads = GradientsParams::from_grads(loss.backward(), &trainable);
-        let bias = trainable.head.fc.bias.as_ref();
+        let grads = step.gradients(loss);
+        let bias = step.trainable.head.fc.bias.as_ref();
         if let Some(g) = bias.and_then(|b| grads.get::<1>(b.id)) {
             settle(&g).await?;
         }
         ops.add("trainable part: backward", t.elapsed().as_secs_f64());
         let t = Instant::now();
-        trainable = optim.step(1e-4, trainable, grads);
-        if let Some(b) = &trainable.head.fc.bias {
+        step = step.apply(grads);
+        if let Some(b) = &step.trainable.head.fc.bias {
             settle(&b.val()).await?;
         }
         ops.add("optimiser update (AdamW)", t.elapsed().as_secs_f64());

@@ -165,13 +165,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
 
     // `?bench`: once, when the network is ready.
     if wants_bench() {
-        Effect::new(move |done: Option<bool>| {
-            if done == Some(true) || !ready() {
-                return done.unwrap_or(false);
-            }
-            run();
-            true
-        });
+        super::client::run_once_when(ready, run);
     }
 
     view! {

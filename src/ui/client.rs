@@ -144,6 +144,18 @@ impl WorkerContext {
     }
 }
 
+/// Runs `run` once, the first time `ready()` holds: the page's `?bench` and `?profile`, which
+/// start when the network is ready.
+pub fn run_once_when(ready: impl Fn() -> bool + 'static, run: impl Fn() + 'static) {
+    Effect::new(move |done: Option<bool>| {
+        if done == Some(true) || !ready() {
+            return done.unwrap_or(false);
+        }
+        run();
+        true
+    });
+}
+
 /// The page's worker client (from [`WorkerContext::provide`]).
 pub fn use_worker() -> Rc<WorkerClient> {
     expect_context::<WorkerContext>().0.get_value()

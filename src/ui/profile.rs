@@ -51,13 +51,7 @@ pub fn DeviceProfile() -> impl IntoView {
     };
 
     if super::js::url_param("profile").is_some() {
-        Effect::new(move |done: Option<bool>| {
-            if done == Some(true) || !ready() {
-                return done.unwrap_or(false);
-            }
-            run();
-            true
-        });
+        super::client::run_once_when(ready, run);
     }
 
     view! {
