@@ -248,7 +248,9 @@ pub fn PredictPanel() -> impl IntoView {
                 <p
                     class="muted small"
                     data-testid="first-prediction-ms"
-                    data-ms=move || first_ms.get().map(|ms| format!("{ms:.0}"))
+                    // `round`, as the page's `__firstPredictionMs` is read (JS `Math.round`):
+                    // `{:.0}` rounds half to even, so x.5 ms came out one lower.
+                    data-ms=move || first_ms.get().map(|ms| format!("{}", ms.round()))
                 >
                     {move || {
                         first_ms
