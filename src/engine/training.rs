@@ -230,13 +230,14 @@ impl Frozen {
     /// (one part in the browser).
     pub fn forward_in_parts(&self, x: Tensor<4>, parts: usize) -> Tensor<4> {
         let n = x.dims()[0];
-        if parts.min(n) < 2 {
+        let parts = parts.min(n);
+        if parts < 2 {
             return self.forward_part(x);
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            let outputs: Vec<Tensor<4>> = super::share::even_ranges(n, parts.min(n))
+            let outputs: Vec<Tensor<4>> = super::share::even_ranges(n, parts)
                 .into_par_iter()
                 .map(|r| self.forward_part(x.clone().slice([r])))
                 .collect();
@@ -264,14 +265,13 @@ impl Frozen {
 /// per core natively on burn's CPU backend; one elsewhere (a GPU runs
 /// the batch as one, and a browser's worker has one thread: there helper workers share passes).
 fn cpu_parts(x: &Tensor<4>) -> usize {
-    if cfg!(target_arch = "wasm32") || !super::model::on_cpu_backend(&x.device()) {
-        return 1;
-    }
     #[cfg(not(target_arch = "wasm32"))]
-    let cores = rayon::current_num_threads();
+    if super::model::on_cpu_backend(&x.device()) {
+        return rayon::current_num_threads();
+    }
     #[cfg(target_arch = "wasm32")]
-    let cores = 1;
-    cores.min(x.dims()[0]).max(1)
+    let _ = x; // one thread per browser worker: one part
+    1
 }
 
 /// The trainable back of the network, on the autodiff device.
