@@ -3,9 +3,11 @@
 
 pub mod advisor;
 pub mod augment;
+pub mod batchnorm;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod depthwise;
 pub mod error;
 pub mod explain;
 pub mod inference;

@@ -252,6 +252,9 @@ pub const POINTWISE_AS_MATMUL: bool = cfg!(not(target_arch = "wasm32"));
 /// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
 /// the same sums.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if let Some(y) = super::depthwise::forward(conv, &x) {
+        return y;
+    }
     let [out, inp, kh, kw] = conv.weight.dims();
     if !POINTWISE_AS_MATMUL || (kh, kw, conv.groups, conv.stride) != (1, 1, 1, [1, 1]) {
         return conv.forward(x);
@@ -358,8 +361,7 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(conv2d(&self.conv, x));
-        if self.relu6 { relu6(x) } else { x }
+        super::batchnorm::forward(&self.bn, conv2d(&self.conv, x), self.relu6)
     }
 }
 
