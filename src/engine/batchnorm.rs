@@ -18,9 +18,10 @@ use burn::backend::{
     AutodiffBackend, Backend, Dispatch, ExtensionType, Flex, TensorMetadata, backend_extension,
 };
 use burn::nn::BatchNorm;
-use burn::tensor::{Bytes, DType, Tensor};
-use burn_flex::{FlexTensor, Layout};
+use burn::tensor::{DType, Tensor};
+use burn_flex::FlexTensor;
 
+use super::cpu_ops::{tensor, values};
 use super::model::{on_cpu_backend, relu6};
 
 /// `bn` on `x` (`[batch, channels, h, w]`), then ReLU6 when `relu6`: the layer's own forward
@@ -99,16 +100,15 @@ impl FusedBatchNorm for Flex {
             };
         }
         let shape = x.shape();
-        let x = contiguous_f32(&x);
-        let (gamma, beta) = (contiguous_f32(&gamma), contiguous_f32(&beta));
+        let x = values(&x);
         let planes = Planes::of(&shape.dims::<4>());
         let (mean, variance) = kernels::statistics(&x, planes);
-        let (scale, shift) = kernels::scale_shift(&mean, &variance, &gamma, &beta, epsilon);
-        let output = kernels::normalise(&x, planes, &scale, &shift, relu6);
+        let affine = Affine::new(&mean, &variance, &values(&gamma), &values(&beta), epsilon);
+        let output = kernels::normalise(&x, planes, &affine, relu6);
         FusedBatchNormOutput {
-            output: flex(output, shape),
-            mean: flex(mean, [planes.channels].into()),
-            variance: flex(variance, [planes.channels].into()),
+            output: tensor(output, shape),
+            mean: tensor(mean, [planes.channels].into()),
+            variance: tensor(variance, [planes.channels].into()),
         }
     }
 }
@@ -211,23 +211,53 @@ fn backward(
 ) -> FusedGrads {
     let shape = x.shape();
     let planes = Planes::of(&shape.dims::<4>());
-    let (x, grad) = (contiguous_f32(x), contiguous_f32(grad));
-    let (gamma, beta) = (contiguous_f32(gamma), contiguous_f32(beta));
-    let (mean, variance) = (contiguous_f32(mean), contiguous_f32(variance));
-    let (scale, shift) = kernels::scale_shift(&mean, &variance, &gamma, &beta, epsilon);
-    let inv_std: Vec<f32> = variance
-        .iter()
-        .map(|v| (1.0 / (f64::from(*v) + epsilon).sqrt()) as f32)
-        .collect();
-    let sums = kernels::grad_sums(&x, &grad, planes, &mean, &inv_std, &scale, &shift, relu6);
-    let x_grad = kernels::input_grad(
-        &x, &grad, planes, &mean, &inv_std, &scale, &shift, &gamma, &sums, relu6,
+    let (x, grad, gamma) = (values(x), values(grad), values(gamma));
+    let affine = Affine::new(
+        &values(mean),
+        &values(variance),
+        &gamma,
+        &values(beta),
+        epsilon,
     );
+    let sums = kernels::grad_sums(&x, &grad, planes, &affine, relu6);
+    let x_grad = kernels::input_grad(&x, &grad, planes, &affine, &gamma, &sums, relu6);
     let c = planes.channels;
     FusedGrads {
-        x: flex(x_grad, shape),
-        gamma: flex(sums.iter().map(|s| s.1 as f32).collect(), [c].into()),
-        beta: flex(sums.iter().map(|s| s.0 as f32).collect(), [c].into()),
+        x: tensor(x_grad, shape),
+        gamma: tensor(sums.iter().map(|s| s.1 as f32).collect(), [c].into()),
+        beta: tensor(sums.iter().map(|s| s.0 as f32).collect(), [c].into()),
+    }
+}
+
+/// Per channel: the batch mean, `1 / sqrt(var + eps)`, and the output's `y = x * scale +
+/// shift` (`scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`).
+struct Affine {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl Affine {
+    fn new(mean: &[f32], variance: &[f32], gamma: &[f32], beta: &[f32], epsilon: f64) -> Self {
+        let inv_std: Vec<f64> = variance
+            .iter()
+            .map(|v| 1.0 / (f64::from(*v) + epsilon).sqrt())
+            .collect();
+        let scale: Vec<f64> = inv_std
+            .iter()
+            .zip(gamma)
+            .map(|(i, g)| i * f64::from(*g))
+            .collect();
+        let shift = (0..mean.len())
+            .map(|c| (f64::from(beta[c]) - f64::from(mean[c]) * scale[c]) as f32)
+            .collect();
+        Self {
+            mean: mean.to_vec(),
+            inv_std: inv_std.into_iter().map(|v| v as f32).collect(),
+            scale: scale.into_iter().map(|v| v as f32).collect(),
+            shift,
+        }
     }
 }
 
@@ -249,54 +279,10 @@ impl Planes {
     }
 }
 
-/// The values of an f32 tensor in row-major order (a copy only when it is strided).
-fn contiguous_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => {
-            std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap_or(&[]).to_vec())
-        }
-    }
-}
-
-fn flex(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
-}
-
-/// The loops, on plain slices: per channel in parallel for sums, per plane for outputs.
+/// The loops, on plain slices: per channel for sums, per plane for outputs.
 mod kernels {
-    use super::Planes;
-
-    /// Runs `f` for every index in `0..n`, in rayon's pool natively, collecting in order.
-    fn map_indices<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            use rayon::prelude::*;
-            (0..n).into_par_iter().map(f).collect()
-        }
-        #[cfg(target_arch = "wasm32")]
-        (0..n).map(f).collect()
-    }
-
-    /// Fills `out` plane by plane with `f(plane index, plane)`, in rayon's pool natively.
-    fn fill_planes(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-        if plane == 0 {
-            return;
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(p, o)| f(p, o));
-        }
-        #[cfg(target_arch = "wasm32")]
-        out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
-    }
+    use super::{Affine, Planes};
+    use crate::engine::cpu_ops::{for_each_plane, map_indices};
 
     /// The planes of channel `c`.
     fn channel(x: &[f32], planes: Planes, c: usize) -> impl Iterator<Item = &[f32]> {
@@ -346,36 +332,12 @@ mod kernels {
         stats.into_iter().unzip()
     }
 
-    /// Per channel `gamma / sqrt(var + eps)` and `beta - mean * scale`: `y = x * scale + shift`.
-    pub fn scale_shift(
-        mean: &[f32],
-        variance: &[f32],
-        gamma: &[f32],
-        beta: &[f32],
-        epsilon: f64,
-    ) -> (Vec<f32>, Vec<f32>) {
-        (0..mean.len())
-            .map(|c| {
-                let inv_std = 1.0 / (f64::from(variance[c]) + epsilon).sqrt();
-                let scale = f64::from(gamma[c]) * inv_std;
-                let shift = f64::from(beta[c]) - f64::from(mean[c]) * scale;
-                (scale as f32, shift as f32)
-            })
-            .unzip()
-    }
-
     /// `x * scale + shift` per channel, clamped to `[0, 6]` when `relu6`.
-    pub fn normalise(
-        x: &[f32],
-        planes: Planes,
-        scale: &[f32],
-        shift: &[f32],
-        relu6: bool,
-    ) -> Vec<f32> {
+    pub fn normalise(x: &[f32], planes: Planes, a: &Affine, relu6: bool) -> Vec<f32> {
         let mut out = vec![0.0f32; x.len()];
-        fill_planes(&mut out, planes.plane, |p, o| {
+        for_each_plane(&mut out, planes.plane, |p, o| {
             let c = p % planes.channels;
-            let (s, t) = (scale[c], shift[c]);
+            let (s, t) = (a.scale[c], a.shift[c]);
             let xs = &x[p * planes.plane..(p + 1) * planes.plane];
             if relu6 {
                 for (o, v) in o.iter_mut().zip(xs) {
@@ -390,32 +352,28 @@ mod kernels {
         out
     }
 
-    /// The gradient reaching the BatchNorm's output: `grad`, zero where ReLU6 clamped
-    /// (`y <= 0` or `y >= 6`, as burn's `relu` then `clamp_max` pass it).
+    /// The gradient reaching the BatchNorm's output `y = v * s + t`: `g`, zero where ReLU6
+    /// clamped (`y <= 0` or `y > 6`, as burn's `relu` then `clamp_max` pass it).
     #[inline]
-    fn through_relu6(g: f32, v: f32, scale: f32, shift: f32, relu6: bool) -> f32 {
+    fn through_relu6(g: f32, v: f32, s: f32, t: f32, relu6: bool) -> f32 {
         if !relu6 {
             return g;
         }
-        let y = v * scale + shift;
+        let y = v * s + t;
         if y > 0.0 && y <= 6.0 { g } else { 0.0 }
     }
 
     /// Per channel: the sum of the output gradient (beta's gradient) and of the output gradient
     /// times the normalised input (gamma's gradient).
-    #[allow(clippy::too_many_arguments)]
     pub fn grad_sums(
         x: &[f32],
         grad: &[f32],
         planes: Planes,
-        mean: &[f32],
-        inv_std: &[f32],
-        scale: &[f32],
-        shift: &[f32],
+        a: &Affine,
         relu6: bool,
     ) -> Vec<(f64, f64)> {
         map_indices(planes.channels, |c| {
-            let (m, is, s, t) = (mean[c], inv_std[c], scale[c], shift[c]);
+            let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
             channel(x, planes, c)
                 .zip(channel(grad, planes, c))
                 .map(|(xp, gp)| {
@@ -424,29 +382,25 @@ mod kernels {
                         (g, g * (v - m) * is)
                     })
                 })
-                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+                .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1))
         })
     }
 
     /// The input's gradient, `gamma * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`.
-    #[allow(clippy::too_many_arguments)]
     pub fn input_grad(
         x: &[f32],
         grad: &[f32],
         planes: Planes,
-        mean: &[f32],
-        inv_std: &[f32],
-        scale: &[f32],
-        shift: &[f32],
+        a: &Affine,
         gamma: &[f32],
         sums: &[(f64, f64)],
         relu6: bool,
     ) -> Vec<f32> {
         let count = (planes.batch * planes.plane).max(1) as f64;
         let mut out = vec![0.0f32; x.len()];
-        fill_planes(&mut out, planes.plane, |p, o| {
+        for_each_plane(&mut out, planes.plane, |p, o| {
             let c = p % planes.channels;
-            let (m, is, s, t) = (mean[c], inv_std[c], scale[c], shift[c]);
+            let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
             let mean_g = (sums[c].0 / count) as f32;
             let mean_gx = (sums[c].1 / count) as f32;
             let k = gamma[c] * is;

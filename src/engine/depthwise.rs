@@ -19,9 +19,10 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Bytes, DType, Tensor};
-use burn_flex::{FlexTensor, Layout};
+use burn::tensor::{DType, Tensor};
+use burn_flex::FlexTensor;
 
+use super::cpu_ops::{tensor, values};
 use super::model::on_cpu_backend;
 
 /// `conv` on `x` through [`FusedDepthwise`] when it applies (a depthwise convolution without a
@@ -109,7 +110,7 @@ impl FusedDepthwise for Flex {
         }
         let g = Geometry::forward(&x, &weight, stride, padding);
         let y = kernels::forward(&values(&x), &values(&weight), g);
-        flex(y, [g.batch, g.channels, g.oh, g.ow].into())
+        tensor(y, [g.batch, g.channels, g.oh, g.ow].into())
     }
 }
 
@@ -139,11 +140,11 @@ impl<C: CheckpointStrategy> FusedDepthwise for Autodiff<Flex, C> {
                 let (xs, ws, gs) = (values(&x), values(&weight), values(&grad));
                 if let Some(node) = node_x {
                     let dx = kernels::input_grad(&ws, &gs, geometry);
-                    grads.register::<Flex>(node.id, flex(dx, x.shape()));
+                    grads.register::<Flex>(node.id, tensor(dx, x.shape()));
                 }
                 if let Some(node) = node_weight {
                     let dw = kernels::weight_grad(&xs, &gs, geometry);
-                    grads.register::<Flex>(node.id, flex(dw, weight.shape()));
+                    grads.register::<Flex>(node.id, tensor(dw, weight.shape()));
                 }
             }
         }
@@ -252,26 +253,9 @@ impl Geometry {
     }
 }
 
-/// The values of an f32 tensor in row-major order (a copy only when it is strided).
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => {
-            std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap_or(&[]).to_vec())
-        }
-    }
-}
-
-fn flex(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
-}
-
 mod kernels {
     use super::Geometry;
+    use crate::engine::cpu_ops::{for_each_plane, map_indices};
 
     /// The convolution itself: per output row, each kernel tap adds a weighted (shifted) input
     /// row, plane by plane (in rayon's pool natively). For Lite0's 16 depthwise layers at batch
@@ -311,22 +295,6 @@ mod kernels {
         };
         for_each_plane(&mut y, out_plane, fill);
         y
-    }
-
-    /// Runs `f(plane index, plane)` over `out` cut in planes, in rayon's pool natively.
-    fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-        if plane == 0 {
-            return;
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(p, o)| f(p, o));
-        }
-        #[cfg(target_arch = "wasm32")]
-        out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
     }
 
     /// The gradient of the input: each output gradient spread back over the pixels its
@@ -407,14 +375,7 @@ mod kernels {
             }
             acc.into_iter().map(|v| v as f32).collect()
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        let per_channel: Vec<Vec<f32>> = {
-            use rayon::prelude::*;
-            (0..g.channels).into_par_iter().map(channel).collect()
-        };
-        #[cfg(target_arch = "wasm32")]
-        let per_channel: Vec<Vec<f32>> = (0..g.channels).map(channel).collect();
-        per_channel.concat()
+        map_indices(g.channels, channel).concat()
     }
 
     /// `a . b` in eight lanes (so the compiler vectorises it).

@@ -6,6 +6,7 @@ pub mod augment;
 pub mod batchnorm;
 pub mod bench;
 pub mod config;
+pub mod cpu_ops;
 pub mod data;
 pub mod depthwise;
 pub mod error;

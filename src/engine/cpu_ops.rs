@@ -1,0 +1,52 @@
+//! What the CPU backend's own operations ([`super::batchnorm`], [`super::depthwise`]) share:
+//! burn-flex tensors as slices and back, and loops in rayon's pool natively (one thread in
+//! the browser's worker).
+
+use std::borrow::Cow;
+
+use burn::tensor::{Bytes, DType, Shape};
+use burn_flex::{FlexTensor, Layout};
+
+/// The values of an f32 tensor in row-major order (a copy only when it is strided).
+pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap_or(&[]).to_vec()),
+    }
+}
+
+/// An f32 tensor of `shape` holding `values`.
+pub fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// `f(i)` for every `i` in `0..n`, in order.
+pub fn map_indices<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    (0..n).map(f).collect()
+}
+
+/// Runs `f(plane index, plane)` over `out` cut into planes of `plane` values.
+pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if plane == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, o)| f(p, o));
+    }
+    #[cfg(target_arch = "wasm32")]
+    out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
+}
