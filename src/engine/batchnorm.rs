@@ -18,7 +18,7 @@ use burn::backend::{
     AutodiffBackend, Backend, Dispatch, ExtensionType, Flex, TensorMetadata, backend_extension,
 };
 use burn::nn::BatchNorm;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
 use super::cpu_ops::{tensor, values};
@@ -28,11 +28,7 @@ use super::model::{on_cpu_backend, relu6};
 /// (batch statistics when training, running statistics otherwise), fused on the CPU backend.
 pub fn forward(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> {
     let device = x.device();
-    let fused = device.is_autodiff()
-        && bn.training.is_enabled()
-        && on_cpu_backend(&device)
-        && x.dtype() == DType::F32;
-    if !fused {
+    if !fuses(bn, &device, x.dtype()) {
         let y = bn.forward(x);
         return if relu6_after { relu6(y) } else { y };
     }
@@ -54,6 +50,15 @@ pub fn forward(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> {
     bn.running_var
         .update((running_var.mul_scalar(1.0 - m) + variance.mul_scalar(m)).detach());
     Tensor::from_dispatch(out.output)
+}
+
+/// Whether [`forward`] runs `bn` as the fused operation on activations of `dtype` on `device`:
+/// a BatchNorm that trains (batch statistics, autodiff) on f32 on the CPU backend.
+pub fn fuses(bn: &BatchNorm, device: &Device, dtype: DType) -> bool {
+    device.is_autodiff()
+        && bn.training.is_enabled()
+        && on_cpu_backend(device)
+        && dtype == DType::F32
 }
 
 /// The output of [`FusedBatchNorm::batch_norm_train_fused`]: the normalised (and clamped)

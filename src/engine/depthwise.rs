@@ -136,7 +136,7 @@ impl<C: CheckpointStrategy> FusedDepthwise for Autodiff<Flex, C> {
                 let [node_x, node_weight] = ops.parents;
                 let grad = grads.consume::<Flex>(&ops.node);
                 let (x, weight, stride, padding) = ops.state;
-                let geometry = Geometry::of(&x, &weight, &grad, stride, padding);
+                let geometry = Geometry::forward(&x, &weight, stride, padding);
                 let (xs, ws, gs) = (values(&x), values(&weight), values(&grad));
                 if let Some(node) = node_x {
                     let dx = kernels::input_grad(&ws, &gs, geometry);
@@ -178,7 +178,8 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// The sizes of a forward pass of `x` by `weight`.
+    /// The sizes of a pass of `x` by `weight` (the backward's too: its gradient has the
+    /// output's shape).
     fn forward(x: &FlexTensor, weight: &FlexTensor, stride: usize, padding: [usize; 4]) -> Self {
         let [batch, channels, h, w] = x.shape().dims::<4>();
         let k = weight.shape().dims::<4>()[2];
@@ -194,30 +195,6 @@ impl Geometry {
             stride,
             top,
             left,
-        }
-    }
-
-    fn of(
-        x: &FlexTensor,
-        weight: &FlexTensor,
-        grad: &FlexTensor,
-        stride: usize,
-        padding: [usize; 4],
-    ) -> Self {
-        let [batch, channels, h, w] = x.shape().dims::<4>();
-        let [_, _, oh, ow] = grad.shape().dims::<4>();
-        let k = weight.shape().dims::<4>()[2];
-        Self {
-            batch,
-            channels,
-            h,
-            w,
-            oh,
-            ow,
-            k,
-            stride,
-            top: padding[0],
-            left: padding[2],
         }
     }
 

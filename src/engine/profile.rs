@@ -23,9 +23,7 @@ use web_time::Instant;
 use super::EngineError;
 use super::batchnorm;
 use super::bench;
-use super::model::{
-    BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear, on_cpu_backend, relu6,
-};
+use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear, relu6};
 use super::training::Unfreeze;
 
 /// One kind of operation in a pass.
@@ -294,8 +292,8 @@ async fn train_conv_bn(
     let conv: Conv2d = layer.conv.clone().fork(ad);
     let bn: BatchNorm = layer.bn.clone().fork(ad).train();
     let y = trained_op(ops, &conv_name(&layer.conv, role), x, |x| conv2d(&conv, x)).await?;
-    if layer.relu6 && on_cpu_backend(ad) {
-        // One operation there, as training runs it (see `batchnorm`).
+    if layer.relu6 && batchnorm::fuses(&bn, ad, y.dtype()) {
+        // One operation there, as training runs it.
         let name = "batch norm (batch statistics) + relu6";
         return trained_op(ops, name, y, |y| batchnorm::forward(&bn, y, true)).await;
     }
