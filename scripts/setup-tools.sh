@@ -37,7 +37,9 @@ if [ "$want_browser" = 1 ]; then
   # A second engine: the app on its CPU backend (and WebGPU on lavapipe with a preference).
   # WebGPU needs Firefox 141 or newer: Debian 12's security updates carry 153 ESR, while an
   # older package list or install has 140, whose release build refuses every adapter.
-  ff_major=$(firefox-esr --version 2>/dev/null | sed -n 's/.* \([0-9]\+\)\..*/\1/p')
+  # `|| true`: on a machine without Firefox the pipeline fails, and `set -e -o pipefail` would end
+  # the script here instead of installing it.
+  ff_major=$(firefox-esr --version 2>/dev/null | sed -n 's/.* \([0-9]\+\)\..*/\1/p' || true)
   [ "${ff_major:-0}" -ge 141 ] || missing+=(firefox-esr)
   # lavapipe: native wgpu tests on the CPU.
   [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
