@@ -12,17 +12,24 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup targe
 # The tools' own release profiles use fat LTO and one codegen unit (trunk: 14 minutes on 2
 # cores). Build tools need no such speed: thin-local LTO and parallel codegen.
 export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+# `make test`'s lints are for this project's code: a tool compiled by clippy's driver would
+# fail on its own warnings.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
 # trunk 0.22 needs a newer rustc than this machine has.
+# Without its default features: no update check and no TLS stack (it fetches no tool here: we
+# install them), and at opt-level 1 (it copies and hashes files; the heavy steps are other
+# programs).
 if ! trunk --version 2>/dev/null | grep -q '0.21.14'; then
-  cargo install trunk --version 0.21.14 --locked
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install trunk --version 0.21.14 --locked --no-default-features
 fi
 
 # wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock, or trunk tries to download one.
 wbg=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $wbg\$"; then
   # Not --locked: the lock pins a webpki-roots the registry no longer serves.
-  cargo install wasm-bindgen-cli --version "$wbg"
+  # No TLS: that is for its test runner's downloads.
+  cargo install wasm-bindgen-cli --version "$wbg" --no-default-features
 fi
 
 # wasm-opt from npm binaryen (Debian's is too old and breaks the app); playwright-core (Chromium)
