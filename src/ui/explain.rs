@@ -28,6 +28,9 @@ pub fn WhereItLooks(
     photo: Rc<Photo>,
     #[prop(default = Vec::new())] classes: Vec<usize>,
     #[prop(default = Vec::new())] captions: Vec<String>,
+    /// Told when the user asks (a live frame's view holds the frame then).
+    #[prop(optional)]
+    on_ask: Option<Callback<()>>,
 ) -> impl IntoView {
     let worker = use_worker();
     let state = RwSignal::new_local(State::Idle);
@@ -43,6 +46,9 @@ pub fn WhereItLooks(
                 return;
             }
             state.set(State::Working);
+            if let Some(on_ask) = on_ask {
+                on_ask.run(());
+            }
             let (worker, file, photo, classes) = (
                 worker.clone(),
                 file.clone(),

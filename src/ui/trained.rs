@@ -30,6 +30,8 @@ enum TrainedResult {
         top: Vec<(String, f32)>,
         /// The photo (or webcam frame), for "Where did it look?".
         bytes: std::sync::Arc<Vec<u8>>,
+        /// A live webcam frame (the next frame replaces it unless it is held).
+        live: bool,
     },
     Failed {
         file: String,
@@ -47,6 +49,8 @@ pub struct TrainedModel {
     /// Where it came from, for the user.
     pub note: RwSignal<String>,
     result: RwSignal<TrainedResult>,
+    /// The live frame on show is being explained: later frames wait until the user resumes.
+    held: RwSignal<bool>,
     pub error: RwSignal<Option<String>>,
     worker: StoredValue<Rc<WorkerClient>, LocalStorage>,
 }
@@ -59,6 +63,7 @@ impl TrainedModel {
             bytes: RwSignal::new_local(None),
             note: RwSignal::new(String::new()),
             result: RwSignal::new(TrainedResult::None),
+            held: RwSignal::new(false),
             error: RwSignal::new(None),
         }
     }
@@ -74,6 +79,7 @@ impl TrainedModel {
                 Ok(classes) => {
                     self.note.set(format!("{note}: {}", classes.join(", ")));
                     self.result.set(TrainedResult::None);
+                    self.held.set(false);
                     self.classes.set(Some(classes));
                     self.bytes.set(Some(bytes));
                 }
@@ -86,6 +92,7 @@ impl TrainedModel {
     pub fn adopt(self, bytes: ModelFile, classes: Vec<String>, note: String) {
         self.note.set(note);
         self.result.set(TrainedResult::None);
+        self.held.set(false);
         self.classes.set(Some(classes));
         self.bytes.set(Some(bytes));
     }
@@ -96,6 +103,7 @@ impl TrainedModel {
         self.bytes.set(None);
         self.note.set(String::new());
         self.result.set(TrainedResult::None);
+        self.held.set(false);
     }
 }
 
@@ -119,12 +127,17 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 let bytes = std::sync::Arc::new(bytes);
                 if webcam {
                     webcam_busy.set(false);
+                    // A frame asked for before the user held the one on show.
+                    if model.held.try_get_untracked() == Some(true) {
+                        return;
+                    }
                 }
                 model.result.set(match result {
                     Ok(top) => TrainedResult::Done {
                         file,
                         top: top.into_iter().map(|c| (c.label, c.prob)).collect(),
                         bytes,
+                        live: webcam,
                     },
                     Err(message) => TrainedResult::Failed { file, message },
                 });
@@ -141,6 +154,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 return;
             };
             let name = file.name();
+            model.held.set(false);
             model.result.set(TrainedResult::Pending(name.clone()));
             leptos::task::spawn_local(async move {
                 match js::read_file(&file, &name, preprocess::MAX_PHOTO_BYTES).await {
@@ -230,17 +244,20 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 webcam_busy.set(true);
                 predict(file, jpeg, true);
             })
-            busy=webcam_busy
+            busy=Signal::derive(move || webcam_busy.get() || model.held.get())
             enabled=Signal::derive(has_model)
+            on_toggle=Callback::new(move |_| model.held.set(false))
         />
         {move || model.error.get().map(|e| view! { <p class="file-error" role="alert">{e}</p> })}
-        <ResultView result=model.result />
+        <div data-testid="trained-result">
+            <ResultView result=model.result held=model.held />
+        </div>
     }
 }
 
 /// The latest prediction of the trained model as bars, or why it failed.
 #[component]
-fn ResultView(result: RwSignal<TrainedResult>) -> impl IntoView {
+fn ResultView(result: RwSignal<TrainedResult>, held: RwSignal<bool>) -> impl IntoView {
     move || match result.get() {
         TrainedResult::None => ().into_any(),
         TrainedResult::Pending(file) => {
@@ -250,7 +267,12 @@ fn ResultView(result: RwSignal<TrainedResult>) -> impl IntoView {
             <p class="file-error" data-testid="file-error" data-file=file role="alert">{message}</p>
         }
         .into_any(),
-        TrainedResult::Done { file, top, bytes } => {
+        TrainedResult::Done {
+            file,
+            top,
+            bytes,
+            live,
+        } => {
             let items = top
                 .into_iter()
                 .enumerate()
@@ -284,7 +306,26 @@ fn ResultView(result: RwSignal<TrainedResult>) -> impl IntoView {
                     model=Which::Trained
                     photo
                     captions=vec!["Evidence for".to_string()]
+                    // A live frame would be replaced by the next one, heatmap and all.
+                    on_ask=Callback::new(move |()| {
+                        if live {
+                            held.set(true);
+                        }
+                    })
                 />
+                <Show when=move || live && held.get()>
+                    <p class="muted small" data-testid="live-held">
+                        "Live predictions wait while you look at this frame. "
+                        <button
+                            type="button"
+                            class="link-button"
+                            data-testid="live-resume"
+                            on:click=move |_| held.set(false)
+                        >
+                            "Resume"
+                        </button>
+                    </p>
+                </Show>
             }
             .into_any()
         }

@@ -557,6 +557,9 @@ pub fn WebcamPredict(
     /// A model is ready to predict.
     #[prop(into)]
     enabled: Signal<bool>,
+    /// Told when the live webcam is turned on or off.
+    #[prop(optional)]
+    on_toggle: Option<Callback<bool>>,
 ) -> impl IntoView {
     let on = RwSignal::new(false);
     let cam = Camera::new();
@@ -607,6 +610,9 @@ pub fn WebcamPredict(
             on.set(true);
             cam.start();
             run(id);
+        }
+        if let Some(on_toggle) = on_toggle {
+            on_toggle.run(on.get_untracked());
         }
     };
     on_cleanup(stop);

@@ -4,9 +4,10 @@
 // that no main-thread task exceeds 50 ms, a prediction with the trained model, export and
 // import with the same prediction, a reload that restores the project (images, model) from the
 // autosave, a broken project file that changes nothing, a saved project opened again, the
-// webcam (Chromium's synthetic camera): frames captured into a class, live predictions; a
-// cancelled run that keeps its best epoch, a worker crash mid-run (its best epoch is kept and a
-// new worker starts with it), and a project without a model that leaves none.
+// webcam (Chromium's synthetic camera): frames captured into a class, live predictions (a frame
+// being explained is held until the user resumes); a cancelled run that keeps its best epoch, a
+// worker crash mid-run (its best epoch is kept and a new worker starts with it), and a project
+// without a model that leaves none.
 // Nothing may leave localhost.
 //
 // Run: `node --test tests/browser/` after `make dist`. SHOTS_DIR=/some/dir saves screenshots.
@@ -302,6 +303,20 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       const label = (await top1.textContent()).trim();
       console.log(`live webcam prediction: ${label} p=${await top1.getAttribute('data-prob')}`);
       assert.equal(label, 'ants');
+    });
+
+    await step('a live frame being explained stays, heatmap and all, until the user resumes', async () => {
+      const result = `${teach} [data-testid="trained-result"]`;
+      const heatmap = `${result} [data-testid="gradcam"]`;
+      await page.locator(`${result} [data-testid="explain-button"]`).click();
+      await waitFor(heatmap, PREDICT_TIMEOUT);
+      // Frames come every 0.3 s: three seconds would have replaced it many times over.
+      await page.waitForTimeout(3000);
+      assert.equal(await page.locator(heatmap).count(), 1, 'the heatmap is still shown');
+      assert.equal(await page.locator(`${result} [data-testid="trained-top1"]`).getAttribute('data-file'), 'webcam');
+      await page.locator(`${result} [data-testid="live-resume"]`).click();
+      // The next frame's answer takes the place of the held one.
+      await page.locator(heatmap).waitFor({ state: 'detached', timeout: PREDICT_TIMEOUT });
       await page.locator('[data-testid="webcam-predict-toggle"]').click();
     });
 
