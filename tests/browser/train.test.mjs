@@ -308,12 +308,16 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
     await step('a live frame being explained stays, heatmap and all, until the user resumes', async () => {
       const result = `${teach} [data-testid="trained-result"]`;
       const heatmap = `${result} [data-testid="gradcam"]`;
+      const top1 = page.locator(`${result} [data-testid="trained-top1"]`);
       await page.locator(`${result} [data-testid="explain-button"]`).click();
       await waitFor(heatmap, PREDICT_TIMEOUT);
+      const held = [(await top1.textContent()).trim(), await top1.getAttribute('data-prob')];
       // Frames come every 0.3 s: three seconds would have replaced it many times over.
       await page.waitForTimeout(3000);
       assert.equal(await page.locator(heatmap).count(), 1, 'the heatmap is still shown');
-      assert.equal(await page.locator(`${result} [data-testid="trained-top1"]`).getAttribute('data-file'), 'webcam');
+      assert.equal(await top1.getAttribute('data-file'), 'webcam');
+      assert.deepEqual([(await top1.textContent()).trim(), await top1.getAttribute('data-prob')], held, 'the same answer');
+      assert.equal(await page.locator(heatmap).getAttribute('data-label'), held[0], 'the heatmap explains that answer');
       await page.locator(`${result} [data-testid="live-resume"]`).click();
       // The next frame's answer takes the place of the held one.
       await page.locator(heatmap).waitFor({ state: 'detached', timeout: PREDICT_TIMEOUT });
