@@ -69,7 +69,7 @@ fn padding_of(conv: &Conv2d, x: &Tensor<4>) -> (usize, [usize; 4]) {
 }
 
 /// TensorFlow's "same" padding of one dimension: `(begin, end)`, the odd pixel at the end.
-fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+pub(crate) fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
     let out = size.div_ceil(stride);
     let total = ((out.max(1) - 1) * stride + kernel).saturating_sub(size);
     (total / 2, total - total / 2)

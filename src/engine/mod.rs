@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod bench;
 pub mod config;
 pub mod cpu_ops;
+pub mod cube_conv;
 pub mod data;
 pub mod depthwise;
 pub mod error;
