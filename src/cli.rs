@@ -289,6 +289,28 @@ pub enum Backend {
     Wgpu,
 }
 
+/// A pass for `finetune profile --pass`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ProfilePass {
+    /// The feature pass (predictions, frozen layers).
+    Features,
+    /// A training step with the last block and the head trained.
+    LastBlock,
+    /// A training step with every layer trained.
+    Full,
+}
+
+impl ProfilePass {
+    fn pass(self) -> crate::engine::profile::Pass {
+        use crate::engine::profile::Pass;
+        match self {
+            ProfilePass::Features => Pass::Features,
+            ProfilePass::LastBlock => Pass::LastBlockStep,
+            ProfilePass::Full => Pass::FullStep,
+        }
+    }
+}
+
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
@@ -411,6 +433,10 @@ enum Command {
         /// Rows per table.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// Only these passes (repeat the flag); all three without it. A full step on an
+        /// emulated GPU takes minutes.
+        #[arg(long = "pass", value_enum)]
+        passes: Vec<ProfilePass>,
         /// Print the whole profile as JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -478,8 +504,9 @@ pub fn main() -> i32 {
             batch,
             iters,
             top,
+            passes,
             json,
-        } => profile(backend, backbone, weights, batch, iters, top, json),
+        } => profile(backend, backbone, weights, batch, iters, top, &passes, json),
         Command::Bench {
             backend,
             backbone,
@@ -671,6 +698,7 @@ fn pretrained(
     Ok((device, model, spec))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn profile(
     backend: Backend,
     backbone: BackboneKind,
@@ -678,15 +706,20 @@ fn profile(
     batch: usize,
     iters: usize,
     top: usize,
+    passes: &[ProfilePass],
     json: bool,
 ) -> Result<i32, EngineError> {
     let (device, model, spec) = pretrained(backend, backbone, weights)?;
+    let passes: Vec<_> = match passes {
+        [] => crate::engine::profile::Pass::ALL.to_vec(),
+        chosen => chosen.iter().map(|p| p.pass()).collect(),
+    };
     let profiles = pollster::block_on(crate::engine::profile::run(
         &model,
         spec,
         batch,
         iters.max(1),
-        &crate::engine::profile::Pass::ALL,
+        &passes,
         &device,
     ))?;
     if json {

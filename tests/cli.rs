@@ -187,3 +187,41 @@ fn explain_writes_the_heatmap_png_and_its_grid() {
         "{err}"
     );
 }
+
+#[test]
+fn profile_runs_only_the_passes_asked_for() {
+    let run = |passes: &[&str]| -> Vec<String> {
+        let mut cmd = finetune();
+        cmd.args([
+            "profile",
+            "--backend",
+            "cpu",
+            "--batch",
+            "1",
+            "--iters",
+            "1",
+            "--json",
+        ]);
+        for p in passes {
+            cmd.args(["--pass", p]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["passes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ops"]["pass"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(run(&["features"]), ["feature pass"]);
+    assert_eq!(
+        run(&["last-block", "features"]),
+        ["last-block step", "feature pass"]
+    );
+}

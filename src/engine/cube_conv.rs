@@ -28,85 +28,81 @@ const POINTWISE_CHANNELS: usize = 4;
 /// Neighbouring output pixels a depthwise unit computes along a row.
 const DEPTHWISE_RUN: usize = 4;
 
+/// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
+/// [`super::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
+/// batch 2 against 755 ms for this kernel. In the browser this kernel replaces burn's direct
+/// convolution (SwiftShader's first feature pass 2.4x faster, README).
+const POINTWISE: bool = !super::model::POINTWISE_AS_MATMUL;
+
 /// `conv` (folded: with a bias) then ReLU6 when `relu6`, on `x`, through these kernels where
 /// they cover it; `None` otherwise (burn's operations run).
 pub fn forward(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
-    let device = x.device();
-    if on_cpu_backend(&device) || device.is_autodiff() || x.dtype() != DType::F32 {
-        return None;
-    }
-    let bias = conv.bias.as_ref()?.val();
-    let [out, per_group, kh, kw] = conv.weight.dims();
-    let [_, channels, h, w] = x.dims();
-    let weight = conv.weight.val();
-    if conv.dilation != [1, 1] || kh != kw || conv.stride[0] != conv.stride[1] {
-        return None;
-    }
-    let y = if kh == 1 && conv.groups == 1 && conv.stride == [1, 1] {
-        if out % POINTWISE_CHANNELS != 0 {
-            return None;
+    forward_with(conv, x, relu6, POINTWISE)
+}
+
+/// Whether [`forward`] runs `conv` on `x` with these kernels.
+pub fn covers(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    plan(conv, x, POINTWISE).is_some()
+}
+
+/// [`forward`], the 1x1 kernel included when `pointwise`.
+fn forward_with(conv: &Conv2d, x: &Tensor<4>, relu6: bool, pointwise: bool) -> Option<Tensor<4>> {
+    let plan = plan(conv, x, pointwise)?;
+    let bias = conv.bias.as_ref()?.val().into_dispatch();
+    let (x, weight) = (x.clone().into_dispatch(), conv.weight.val().into_dispatch());
+    let y = match plan {
+        Plan::Pointwise => <Dispatch as CubeConv>::pointwise_conv(x, weight, bias, relu6),
+        Plan::Depthwise(shape) => {
+            <Dispatch as CubeConv>::depthwise_conv(x, weight, bias, shape, relu6)
         }
-        <Dispatch as CubeConv>::pointwise_conv(
-            x.clone().into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            relu6,
-        )
-    } else if per_group == 1 && conv.groups == channels && out == channels {
-        let stride = conv.stride[0];
-        let (top, left) = match &conv.padding {
-            PaddingConfig2d::Same => (same_padding(kh, stride, h).0, same_padding(kh, stride, w).0),
-            PaddingConfig2d::Valid => (0, 0),
-            _ => return None,
-        };
-        let (oh, ow) = match &conv.padding {
-            PaddingConfig2d::Same => (h.div_ceil(stride), w.div_ceil(stride)),
-            _ => (
-                (h.checked_sub(kh)?) / stride + 1,
-                (w.checked_sub(kw)?) / stride + 1,
-            ),
-        };
-        <Dispatch as CubeConv>::depthwise_conv(
-            x.clone().into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-            DepthwiseShape {
-                kernel: kh,
-                stride,
-                top,
-                left,
-                out: [oh, ow],
-            }
-            .pack(),
-            relu6,
-        )
-    } else {
-        return None;
     };
     Some(Tensor::from_dispatch(y))
 }
 
-/// The geometry of a depthwise layer, as the extension passes it (`[kernel, stride, top, left,
-/// out height, out width]`).
-struct DepthwiseShape {
-    kernel: usize,
-    stride: usize,
-    top: usize,
-    left: usize,
-    out: [usize; 2],
+enum Plan {
+    Pointwise,
+    /// `[kernel, stride, top padding, left padding, out height, out width]`.
+    Depthwise([usize; 6]),
 }
 
-impl DepthwiseShape {
-    fn pack(&self) -> [usize; 6] {
-        [
-            self.kernel,
-            self.stride,
-            self.top,
-            self.left,
-            self.out[0],
-            self.out[1],
-        ]
+/// Which kernel runs `conv` on `x`: a folded layer (with a bias) on a GPU, not training, f32,
+/// a 1x1 convolution with stride 1 over all channels (output channels a multiple of 4) or a
+/// depthwise one with square kernel and stride, TF "same" or no padding.
+fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
+    let device = x.device();
+    if on_cpu_backend(&device) || device.is_autodiff() || x.dtype() != DType::F32 {
+        return None;
     }
+    let [out, per_group, k, kw] = conv.weight.dims();
+    let [_, channels, h, w] = x.dims();
+    let stride = conv.stride[0];
+    let same = match &conv.padding {
+        PaddingConfig2d::Same => true,
+        PaddingConfig2d::Valid => false,
+        _ => return None,
+    };
+    if conv.bias.is_none() || conv.dilation != [1, 1] || k != kw || conv.stride[1] != stride {
+        return None;
+    }
+    if k == 1 && stride == 1 && conv.groups == 1 {
+        return (pointwise && out % POINTWISE_CHANNELS == 0).then_some(Plan::Pointwise);
+    }
+    if !(per_group == 1 && conv.groups == channels && out == channels) {
+        return None;
+    }
+    let (top, left, oh, ow) = if same {
+        let top = same_padding(k, stride, h).0;
+        let left = same_padding(k, stride, w).0;
+        (top, left, h.div_ceil(stride), w.div_ceil(stride))
+    } else {
+        (
+            0,
+            0,
+            h.checked_sub(k)? / stride + 1,
+            w.checked_sub(k)? / stride + 1,
+        )
+    };
+    Some(Plan::Depthwise([k, stride, top, left, oh, ow]))
 }
 
 #[backend_extension(Cube)]
@@ -164,6 +160,7 @@ impl CubeConv for Cube {
                 cout / POINTWISE_CHANNELS,
                 plane / vector,
                 units,
+                POINTWISE_CHANNELS,
                 relu6,
             );
         }
@@ -245,6 +242,7 @@ fn pointwise_kernel<F: Float, N: Size>(
     groups: usize,
     plane: usize,
     units: usize,
+    #[comptime] tile: usize,
     #[comptime] relu6: bool,
 ) {
     if ABSOLUTE_POS >= units {
@@ -254,26 +252,27 @@ fn pointwise_kernel<F: Float, N: Size>(
     let rest = ABSOLUTE_POS / plane;
     let g = rest % groups;
     let image = rest / groups;
-    let co = g * 4;
-    let mut a0 = Vector::<F, N>::new(bias[co]);
-    let mut a1 = Vector::<F, N>::new(bias[co + 1]);
-    let mut a2 = Vector::<F, N>::new(bias[co + 2]);
-    let mut a3 = Vector::<F, N>::new(bias[co + 3]);
+    let co = g * tile;
+    let mut acc = Array::<Vector<F, N>>::new(tile);
+    #[unroll]
+    for j in 0..tile {
+        acc[j] = Vector::<F, N>::new(bias[co + j]);
+    }
     let mut xi = image * cin * plane + p;
     let w0 = co * cin;
     for ci in 0..cin {
         let v = x[xi];
-        a0 += v * Vector::<F, N>::new(weight[w0 + ci]);
-        a1 += v * Vector::<F, N>::new(weight[w0 + cin + ci]);
-        a2 += v * Vector::<F, N>::new(weight[w0 + 2 * cin + ci]);
-        a3 += v * Vector::<F, N>::new(weight[w0 + 3 * cin + ci]);
+        #[unroll]
+        for j in 0..tile {
+            acc[j] += v * Vector::<F, N>::new(weight[w0 + j * cin + ci]);
+        }
         xi += plane;
     }
-    let yi = (image * groups * 4 + co) * plane + p;
-    y[yi] = activation(a0, relu6);
-    y[yi + plane] = activation(a1, relu6);
-    y[yi + 2 * plane] = activation(a2, relu6);
-    y[yi + 3 * plane] = activation(a3, relu6);
+    let yi = (image * groups * tile + co) * plane + p;
+    #[unroll]
+    for j in 0..tile {
+        y[yi + j * plane] = activation(acc[j], relu6);
+    }
 }
 
 /// One unit: 4 neighbouring output pixels of a row of one channel. Each kernel row's inputs
@@ -382,7 +381,8 @@ mod tests {
     /// Ours against burn's convolution (and clamp) on the same device and data.
     fn check(what: &str, conv: &Conv2d, shape: [usize; 4], relu6: bool, device: &Device) {
         let x = Tensor::<4>::random(shape, Distribution::Uniform(-2.0, 2.0), device);
-        let ours = forward(conv, &x, relu6).unwrap_or_else(|| panic!("{what}: not covered"));
+        let ours =
+            forward_with(conv, &x, relu6, true).unwrap_or_else(|| panic!("{what}: not covered"));
         let reference = conv.forward(x);
         let reference = if relu6 {
             reference.clamp(0.0, 6.0)
@@ -449,15 +449,26 @@ mod tests {
         let x = Tensor::<4>::zeros([1, 6, 8, 8], &device);
         // Output channels not a multiple of 4; a 3x3 convolution over all channels.
         let odd = conv(Conv2dConfig::new([6, 6], [1, 1]), &device);
-        assert!(forward(&odd, &x, false).is_none());
+        assert!(forward_with(&odd, &x, false, true).is_none());
         let full = conv(Conv2dConfig::new([6, 8], [3, 3]), &device);
-        assert!(forward(&full, &x, false).is_none());
-        // A layer that trains (autodiff) and burn's CPU backend.
+        assert!(forward_with(&full, &x, false, true).is_none());
+        // A 1x1 layer: here only where the 1x1 kernel is chosen (the browser), never for a
+        // layer that trains (autodiff) or on burn's CPU backend.
         let pointwise = conv(Conv2dConfig::new([6, 8], [1, 1]), &device);
-        assert!(forward(&pointwise, &x, false).is_some());
-        assert!(forward(&pointwise, &x.clone().autodiff(), false).is_none());
+        assert!(forward_with(&pointwise, &x, false, true).is_some());
+        assert_eq!(forward(&pointwise, &x, false).is_some(), POINTWISE);
+        assert!(forward_with(&pointwise, &x.clone().autodiff(), false, true).is_none());
         let cpu = Device::flex();
         let on_cpu = conv(Conv2dConfig::new([6, 8], [1, 1]), &cpu);
-        assert!(forward(&on_cpu, &Tensor::<4>::zeros([1, 6, 8, 8], &cpu), false).is_none());
+        let x_cpu = Tensor::<4>::zeros([1, 6, 8, 8], &cpu);
+        assert!(forward_with(&on_cpu, &x_cpu, false, true).is_none());
+        // A depthwise layer on the GPU runs here on every target.
+        let dw = conv(
+            Conv2dConfig::new([6, 6], [3, 3])
+                .with_groups(6)
+                .with_padding(PaddingConfig2d::Same),
+            &device,
+        );
+        assert!(covers(&dw, &x));
     }
 }

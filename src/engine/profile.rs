@@ -274,6 +274,12 @@ async fn forward_folded(
     x: Tensor<4>,
 ) -> Result<Tensor<4>, EngineError> {
     let name = format!("{} + bias", conv_name(&layer.conv, role));
+    if super::cube_conv::covers(&layer.conv, &x) {
+        // One kernel of ours on a GPU: the convolution, its bias and the ReLU6.
+        let act = if layer.relu6 { " + relu6" } else { "" };
+        let name = format!("{name}{act} (one kernel)");
+        return forward_op(ops, &name, x, |x| layer.forward(x)).await;
+    }
     let y = forward_op(ops, &name, x, |x| conv2d(&layer.conv, x)).await?;
     if layer.relu6 {
         forward_op(ops, "relu6", y, relu6).await
