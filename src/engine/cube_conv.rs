@@ -1,4 +1,4 @@
-//! The folded (frozen, eval-mode) depthwise and 1x1 convolutions on a GPU (burn's cubecl
+//! The folded (frozen, eval-mode) convolutions on a GPU (burn's cubecl
 //! backend: wgpu natively, WebGPU in the browser) as kernels of our own, bias and ReLU6 in the
 //! same kernel.
 //!
@@ -6,7 +6,8 @@
 //! and output between NCHW and NHWC (two copies), then a bias add and a clamp follow as two
 //! more kernels. These kernels read and write NCHW as the model keeps it, one launch per layer.
 //! Each unit of work computes several outputs from the values it loads: 4 output channels of a
-//! run of pixels for a 1x1 convolution, 4 neighbouring pixels of one channel for a depthwise one.
+//! run of pixels for a 1x1 convolution, 4 neighbouring pixels of one channel for the others
+//! (depthwise, and the stem's 3x3 over the 3 colours).
 //! For prediction and frozen layers only (no autodiff); training layers keep burn's operations.
 
 use burn::backend::tensor::FloatTensor;
@@ -25,8 +26,8 @@ use super::model::on_cpu_backend;
 
 /// Output channels a 1x1 unit computes (the output channel count must be a multiple).
 const POINTWISE_CHANNELS: usize = 4;
-/// Neighbouring output pixels a depthwise unit computes along a row.
-const DEPTHWISE_RUN: usize = 4;
+/// Neighbouring output pixels a unit of [`direct_kernel`] computes along a row.
+const RUN: usize = 4;
 
 /// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
 /// [`super::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
@@ -52,22 +53,20 @@ fn forward_with(conv: &Conv2d, x: &Tensor<4>, relu6: bool, pointwise: bool) -> O
     let (x, weight) = (x.clone().into_dispatch(), conv.weight.val().into_dispatch());
     let y = match plan {
         Plan::Pointwise => <Dispatch as CubeConv>::pointwise_conv(x, weight, bias, relu6),
-        Plan::Depthwise(shape) => {
-            <Dispatch as CubeConv>::depthwise_conv(x, weight, bias, shape, relu6)
-        }
+        Plan::Direct(shape) => <Dispatch as CubeConv>::direct_conv(x, weight, bias, shape, relu6),
     };
     Some(Tensor::from_dispatch(y))
 }
 
 enum Plan {
     Pointwise,
-    /// `[kernel, stride, top padding, left padding, out height, out width]`.
-    Depthwise([usize; 6]),
+    /// `[kernel, stride, top padding, left padding, out height, out width, groups]`.
+    Direct([usize; 7]),
 }
 
 /// Which kernel runs `conv` on `x`: a folded layer (with a bias) on a GPU, not training, f32,
-/// a 1x1 convolution with stride 1 over all channels (output channels a multiple of 4) or a
-/// depthwise one with square kernel and stride, TF "same" or no padding.
+/// a 1x1 convolution with stride 1 over all channels (output channels a multiple of 4) or any
+/// other (grouped: depthwise too) with square kernel and stride, TF "same" or no padding.
 fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
     let device = x.device();
     if on_cpu_backend(&device) || device.is_autodiff() || x.dtype() != DType::F32 {
@@ -87,7 +86,8 @@ fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
     if k == 1 && stride == 1 && conv.groups == 1 {
         return (pointwise && out % POINTWISE_CHANNELS == 0).then_some(Plan::Pointwise);
     }
-    if !(per_group == 1 && conv.groups == channels && out == channels) {
+    let groups = conv.groups;
+    if groups == 0 || channels != per_group * groups || out % groups != 0 {
         return None;
     }
     let (top, left, oh, ow) = if same {
@@ -102,7 +102,7 @@ fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
             w.checked_sub(k)? / stride + 1,
         )
     };
-    Some(Plan::Depthwise([k, stride, top, left, oh, ow]))
+    Some(Plan::Direct([k, stride, top, left, oh, ow, groups]))
 }
 
 #[backend_extension(Cube)]
@@ -116,13 +116,14 @@ pub trait CubeConv: Backend {
         relu6: bool,
     ) -> FloatTensor<Self>;
 
-    /// Depthwise convolution of `x` `[n, c, h, w]` by `weight` `[c, 1, k, k]` plus `bias`
-    /// `[c]`, then ReLU6 when `relu6`; `shape` is `[k, stride, top, left, out h, out w]`.
-    fn depthwise_conv(
+    /// Convolution of `x` `[n, in, h, w]` by `weight` `[out, in / groups, k, k]` plus `bias`
+    /// `[out]`, then ReLU6 when `relu6`; `shape` is `[k, stride, top, left, out h, out w,
+    /// groups]`.
+    fn direct_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        shape: [usize; 6],
+        shape: [usize; 7],
         relu6: bool,
     ) -> FloatTensor<Self>;
 }
@@ -167,25 +168,26 @@ impl CubeConv for Cube {
         y
     }
 
-    fn depthwise_conv(
+    fn direct_conv(
         x: CubeTensor,
         weight: CubeTensor,
         bias: CubeTensor,
-        shape: [usize; 6],
+        shape: [usize; 7],
         relu6: bool,
     ) -> CubeTensor {
-        let [kernel, stride, top, left, oh, ow] = shape;
-        let [n, c, h, w] = x.meta.shape().dims();
+        let [kernel, stride, top, left, oh, ow, groups] = shape;
+        let [n, cin, h, w] = x.meta.shape().dims();
+        let cout = weight.meta.shape()[0];
         let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
-        let y = empty_device_dtype(client.clone(), device, [n, c, oh, ow].into(), dtype);
-        let runs = ow.div_ceil(DEPTHWISE_RUN);
-        let units = n * c * oh * runs;
+        let y = empty_device_dtype(client.clone(), device, [n, cout, oh, ow].into(), dtype);
+        let runs = ow.div_ceil(RUN);
+        let units = n * cout * oh * runs;
         let cube_dim = CubeDim::new(&client, units);
         let cube_count = calculate_cube_count_elemwise(&client, units, cube_dim);
         // SAFETY: reads outside the input are masked to its first value and zeroed, writes
         // past the row's end are skipped, `units` bounds the unit.
         unsafe {
-            depthwise_kernel::launch_unchecked::<f32>(
+            direct_kernel::launch_unchecked::<f32>(
                 &client,
                 cube_count,
                 cube_dim,
@@ -193,7 +195,10 @@ impl CubeConv for Cube {
                 into_contiguous(weight).into_buffer_arg(),
                 into_contiguous(bias).into_buffer_arg(),
                 y.clone().into_buffer_arg(),
-                c,
+                cin,
+                cout,
+                cin / groups,
+                cout / groups,
                 h,
                 w,
                 oh,
@@ -275,16 +280,20 @@ fn pointwise_kernel<F: Float, N: Size>(
     }
 }
 
-/// One unit: 4 neighbouring output pixels of a row of one channel. Each kernel row's inputs
-/// are loaded once (zero outside the image: TF "same" padding) and serve all 4.
+/// One unit: 4 neighbouring output pixels of a row of one output channel, over the input
+/// channels of its group (one for a depthwise layer). Each kernel row's inputs are loaded once
+/// (zero outside the image: TF "same" padding) and serve all 4.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn depthwise_kernel<F: Float>(
+fn direct_kernel<F: Float>(
     x: &[F],
     weight: &[F],
     bias: &[F],
     y: &mut [F],
-    channels: usize,
+    cin: usize,
+    cout: usize,
+    in_per_group: usize,
+    out_per_group: usize,
     h: usize,
     w: usize,
     oh: usize,
@@ -304,9 +313,10 @@ fn depthwise_kernel<F: Float>(
     let rest = ABSOLUTE_POS / runs;
     let oy = rest % oh;
     let plane = rest / oh;
-    let c = plane % channels;
+    let co = plane % cout;
+    let image = plane / cout;
     let ox0 = run * 4;
-    let b = bias[c];
+    let b = bias[co];
     let mut acc = Array::<F>::new(4usize);
     #[unroll]
     for t in 0..4usize {
@@ -314,8 +324,44 @@ fn depthwise_kernel<F: Float>(
     }
     let span = comptime![3 * stride + kernel];
     let mut row = Array::<F>::new(span);
-    let x_plane = plane * h * w;
-    let w_base = c * kernel * kernel;
+    let first_in = image * cin + (co / out_per_group) * in_per_group;
+    for ci in 0..in_per_group {
+        let x_plane = (first_in + ci) * h * w;
+        let w_base = (co * in_per_group + ci) * kernel * kernel;
+        accumulate_rows::<F>(
+            x, weight, &mut acc, &mut row, x_plane, w_base, oy, ox0, h, w, top, left, kernel,
+            stride,
+        );
+    }
+    let yi = plane * oh * ow + oy * ow + ox0;
+    #[unroll]
+    for t in 0..4usize {
+        if ox0 + t < ow {
+            y[yi + t] = activation_one::<F>(acc[t], relu6);
+        }
+    }
+}
+
+/// Adds one input plane's contribution to the 4 outputs `acc` (see [`direct_kernel`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulate_rows<F: Float>(
+    x: &[F],
+    weight: &[F],
+    acc: &mut Array<F>,
+    row: &mut Array<F>,
+    x_plane: usize,
+    w_base: usize,
+    oy: usize,
+    ox0: usize,
+    h: usize,
+    w: usize,
+    top: usize,
+    left: usize,
+    #[comptime] kernel: usize,
+    #[comptime] stride: usize,
+) {
+    let span = comptime![3 * stride + kernel];
     #[unroll]
     for ky in 0..kernel {
         // Coordinates in the padded image; below `top`/`left` or past the end is padding.
@@ -336,13 +382,6 @@ fn depthwise_kernel<F: Float>(
             for t in 0..4usize {
                 acc[t] += wv * row[t * stride + kx];
             }
-        }
-    }
-    let yi = plane * oh * ow + oy * ow + ox0;
-    #[unroll]
-    for t in 0..4usize {
-        if ox0 + t < ow {
-            y[yi + t] = activation_one::<F>(acc[t], relu6);
         }
     }
 }
@@ -421,6 +460,24 @@ mod tests {
     }
 
     #[test]
+    fn grouped_and_full_convolutions_match_burns() {
+        let device = wgpu();
+        // The stem's shape (3 colours, 3x3, stride 2), and 2 groups of 2 inputs, 3 outputs.
+        for (n, cin, cout, groups, k, stride, h, w, relu6) in [
+            (2, 3, 8, 1, 3, 2, 17, 16, true),
+            (1, 4, 6, 2, 3, 1, 9, 7, false),
+        ] {
+            let config = Conv2dConfig::new([cin, cout], [k, k])
+                .with_groups(groups)
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Same);
+            let c = conv(config, &device);
+            let what = format!("{k}x{k}/{stride} {cin}->{cout} in {groups} groups on {h}x{w}");
+            check(&what, &c, [n, cin, h, w], relu6, &device);
+        }
+    }
+
+    #[test]
     fn depthwise_matches_burns_convolution_with_same_padding_and_strides() {
         let device = wgpu();
         // Odd and even sizes (TF's odd padding pixel at the end), rows shorter than a run of
@@ -447,11 +504,11 @@ mod tests {
     fn other_layers_devices_and_training_keep_burns_operations() {
         let device = wgpu();
         let x = Tensor::<4>::zeros([1, 6, 8, 8], &device);
-        // Output channels not a multiple of 4; a 3x3 convolution over all channels.
+        // 1x1 output channels not a multiple of 4; a kernel that is not square.
         let odd = conv(Conv2dConfig::new([6, 6], [1, 1]), &device);
         assert!(forward_with(&odd, &x, false, true).is_none());
-        let full = conv(Conv2dConfig::new([6, 8], [3, 3]), &device);
-        assert!(forward_with(&full, &x, false, true).is_none());
+        let tall = conv(Conv2dConfig::new([6, 8], [3, 1]), &device);
+        assert!(forward_with(&tall, &x, false, true).is_none());
         // A 1x1 layer: here only where the 1x1 kernel is chosen (the browser), never for a
         // layer that trains (autodiff) or on burn's CPU backend.
         let pointwise = conv(Conv2dConfig::new([6, 8], [1, 1]), &device);
