@@ -32,7 +32,7 @@ const RUN: usize = 4;
 /// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
 /// [`super::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
 /// batch 2 against 755 ms for this kernel. In the browser this kernel replaces burn's direct
-/// convolution (SwiftShader's first feature pass 2.4x faster, README).
+/// convolution (with the other kernels here SwiftShader's first feature pass about 2.2x faster).
 const POINTWISE: bool = !super::model::POINTWISE_AS_MATMUL;
 
 /// `conv` (folded: with a bias) then ReLU6 when `relu6`, on `x`, through these kernels where
