@@ -143,8 +143,9 @@ impl CubeConv for Cube {
         let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
         let y = empty_device_dtype(client.clone(), device, [n, cout, h, w].into(), dtype);
         let units = n * (cout / POINTWISE_CHANNELS) * (plane / vector);
-        let cube_dim = CubeDim::new(&client, units);
-        let cube_count = calculate_cube_count_elemwise(&client, units, cube_dim);
+        let Some((cube_count, cube_dim)) = grid(&client, units) else {
+            return y;
+        };
         // SAFETY: every index the kernel forms is below the sizes given here: `units` bounds
         // the unit, the tensors are contiguous with these shapes.
         unsafe {
@@ -182,8 +183,9 @@ impl CubeConv for Cube {
         let y = empty_device_dtype(client.clone(), device, [n, cout, oh, ow].into(), dtype);
         let runs = ow.div_ceil(RUN);
         let units = n * cout * oh * runs;
-        let cube_dim = CubeDim::new(&client, units);
-        let cube_count = calculate_cube_count_elemwise(&client, units, cube_dim);
+        let Some((cube_count, cube_dim)) = grid(&client, units) else {
+            return y;
+        };
         // SAFETY: reads outside the input are masked to its first value and zeroed, writes
         // past the row's end are skipped, `units` bounds the unit.
         unsafe {
@@ -214,6 +216,18 @@ impl CubeConv for Cube {
         }
         y
     }
+}
+
+/// The launch grid of `units` units, one each; `None` for an empty output (nothing to launch).
+fn grid(client: &Client, units: usize) -> Option<(CubeCount, CubeDim)> {
+    if units == 0 {
+        return None;
+    }
+    let cube_dim = CubeDim::new(client, units);
+    Some((
+        calculate_cube_count_elemwise(client, units, cube_dim),
+        cube_dim,
+    ))
 }
 
 #[cube]
@@ -500,6 +514,15 @@ mod tests {
         }
     }
 
+    /// A depthwise 3x3 layer with stride 2 over 6 channels.
+    fn depthwise_3x3_stride_2(device: &Device) -> Conv2d {
+        let config = Conv2dConfig::new([6, 6], [3, 3])
+            .with_groups(6)
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Same);
+        conv(config, device)
+    }
+
     #[test]
     fn other_layers_devices_and_training_keep_burns_operations() {
         let device = wgpu();
@@ -513,6 +536,12 @@ mod tests {
         // layer that trains (autodiff) or on burn's CPU backend.
         let pointwise = conv(Conv2dConfig::new([6, 8], [1, 1]), &device);
         assert!(forward_with(&pointwise, &x, false, true).is_some());
+        // An empty batch launches nothing and gives an empty output.
+        let empty = Tensor::<4>::zeros([0, 6, 8, 8], &device);
+        let y = forward_with(&pointwise, &empty, false, true).unwrap();
+        assert_eq!(y.dims(), [0, 8, 8, 8]);
+        let y = forward_with(&depthwise_3x3_stride_2(&device), &empty, true, true).unwrap();
+        assert_eq!(y.dims(), [0, 6, 4, 4]);
         assert_eq!(forward(&pointwise, &x, false).is_some(), POINTWISE);
         assert!(forward_with(&pointwise, &x.clone().autodiff(), false, true).is_none());
         let cpu = Device::flex();
