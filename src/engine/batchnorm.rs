@@ -426,20 +426,7 @@ mod tests {
     use burn::module::{Param, RunningState};
     use burn::tensor::{Device, Distribution, TensorData};
 
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32) {
-        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-            let scale = 1.0f32.max(b.abs());
-            assert!(
-                (a - b).abs() <= tolerance * scale,
-                "{what}[{i}]: {a} against {b}"
-            );
-        }
-    }
+    use crate::engine::test_util::{assert_close, values};
 
     /// A training BatchNorm of `[gamma, beta, running mean, running variance]` (a clone of a
     /// BatchNorm would share its running statistics).

@@ -403,6 +403,7 @@ fn accumulate_rows<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_util::{assert_close, values};
     use burn::module::Param;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
@@ -443,14 +444,8 @@ mod tests {
             reference
         };
         assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
-        let ours = ours.into_data().try_to_vec::<f32>().unwrap();
-        let reference = reference.into_data().try_to_vec::<f32>().unwrap();
-        for (i, (a, b)) in ours.iter().zip(&reference).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * 1.0f32.max(b.abs()),
-                "{what}[{i}]: {a} against {b}"
-            );
-        }
+        let ours = values(ours);
+        assert_close(what, &ours, &values(reference), 1e-4);
         if relu6 {
             // The clamp did something on both sides of the range.
             assert!(ours.contains(&0.0) && ours.iter().all(|v| (0.0..=6.0).contains(v)));

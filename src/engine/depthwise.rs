@@ -381,19 +381,7 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
-    fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
-        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * 1.0f32.max(b.abs()),
-                "{what}[{i}]: {a} against {b}"
-            );
-        }
-    }
+    use crate::engine::test_util::{assert_close, values as vals};
 
     #[test]
     fn same_padding_is_tensorflows() {
@@ -450,9 +438,9 @@ mod tests {
             };
             let (ours, burns) = (run(true), run(false));
             let case = format!("k {k} stride {stride} {h}x{w}");
-            assert_close(&format!("output, {case}"), &ours.0, &burns.0);
-            assert_close(&format!("x grad, {case}"), &ours.1, &burns.1);
-            assert_close(&format!("weight grad, {case}"), &ours.2, &burns.2);
+            assert_close(&format!("output, {case}"), &ours.0, &burns.0, 1e-4);
+            assert_close(&format!("x grad, {case}"), &ours.1, &burns.1, 1e-4);
+            assert_close(&format!("weight grad, {case}"), &ours.2, &burns.2, 1e-4);
         }
     }
 }

@@ -24,6 +24,8 @@ pub mod project;
 pub mod quant;
 pub mod schedule;
 pub mod share;
+#[cfg(test)]
+mod test_util;
 pub mod training;
 pub mod weights;
 
