@@ -78,8 +78,7 @@ impl TrainedModel {
             match worker.load_model(&file, &bytes).await {
                 Ok(classes) => {
                     self.note.set(format!("{note}: {}", classes.join(", ")));
-                    self.result.set(TrainedResult::None);
-                    self.held.set(false);
+                    self.show(TrainedResult::None);
                     self.classes.set(Some(classes));
                     self.bytes.set(Some(bytes));
                 }
@@ -91,8 +90,7 @@ impl TrainedModel {
     /// A model the worker already holds (the run that made it just ended).
     pub fn adopt(self, bytes: ModelFile, classes: Vec<String>, note: String) {
         self.note.set(note);
-        self.result.set(TrainedResult::None);
-        self.held.set(false);
+        self.show(TrainedResult::None);
         self.classes.set(Some(classes));
         self.bytes.set(Some(bytes));
     }
@@ -102,8 +100,13 @@ impl TrainedModel {
         self.classes.set(None);
         self.bytes.set(None);
         self.note.set(String::new());
-        self.result.set(TrainedResult::None);
+        self.show(TrainedResult::None);
+    }
+
+    /// Shows `result` in place of the last one; a held live frame is released.
+    fn show(self, result: TrainedResult) {
         self.held.set(false);
+        self.result.set(result);
     }
 }
 
@@ -132,7 +135,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
                         return;
                     }
                 }
-                model.result.set(match result {
+                model.show(match result {
                     Ok(top) => TrainedResult::Done {
                         file,
                         top: top.into_iter().map(|c| (c.label, c.prob)).collect(),
@@ -154,12 +157,11 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 return;
             };
             let name = file.name();
-            model.held.set(false);
-            model.result.set(TrainedResult::Pending(name.clone()));
+            model.show(TrainedResult::Pending(name.clone()));
             leptos::task::spawn_local(async move {
                 match js::read_file(&file, &name, preprocess::MAX_PHOTO_BYTES).await {
                     Ok(bytes) => predict(name, bytes, false),
-                    Err(message) => model.result.set(TrainedResult::Failed {
+                    Err(message) => model.show(TrainedResult::Failed {
                         file: name,
                         message,
                     }),
