@@ -4,7 +4,8 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export XDG_RUNTIME_DIR ?= /tmp
 # One build folder for every checkout of the project on this machine (a clean clone, CI),
-# so a second checkout rebuilds only this crate, not burn and wgpu (about 15 minutes on 2 cores).
+# so a second checkout rebuilds only this crate, not burn and wgpu (about 25 minutes on 2 cores:
+# 9 native, 14 for the wasm).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/finetune-studio/target
 # The last file `finetune weights` writes for each backbone (f32, f16, then the 8-bit copy).
 BACKBONES := lite0 lite1 lite2
