@@ -10,6 +10,7 @@ pub mod cpu_ops;
 pub mod cube_conv;
 pub mod data;
 pub mod depthwise;
+pub mod epilogue;
 pub mod error;
 pub mod explain;
 pub mod inference;

@@ -255,16 +255,41 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(y) = super::depthwise::forward(conv, &x) {
         return y;
     }
-    let [out, inp, kh, kw] = conv.weight.dims();
+    let [_, _, kh, kw] = conv.weight.dims();
     if !POINTWISE_AS_MATMUL || (kh, kw, conv.groups, conv.stride) != (1, 1, 1, [1, 1]) {
         return conv.forward(x);
     }
+    let [_, _, h, w] = x.dims();
+    let channel_major = x.device().is_autodiff() && h * w <= CHANNEL_MAJOR_MAX_PLANE;
+    pointwise(conv, x, channel_major)
+}
+
+/// The largest plane (`h * w`) whose 1x1 layers train as one matrix product over every
+/// pixel of the batch (see [`pointwise`]): Lite0's last two stages (14x14 and 7x7).
+const CHANNEL_MAJOR_MAX_PLANE: usize = 14 * 14;
+
+/// A 1x1 convolution as matrix products. Batched (`W[out, in] x X[n, in, h*w]`), the weight's
+/// gradient is `n` products with `h*w` terms each, summed: on a 7x7 plane 49 terms, and an
+/// `[n, out, in]` tensor to sum. `channel_major` first lays `x` out as `[in, n*h*w]`: one
+/// product for the output and one for each gradient, over every pixel of the batch, at the
+/// cost of copying the input and output into and out of that layout.
+fn pointwise(conv: &Conv2d, x: Tensor<4>, channel_major: bool) -> Tensor<4> {
+    let [out, inp, _, _] = conv.weight.dims();
     let [n, c, h, w] = x.dims();
-    let y = conv
-        .weight
-        .val()
-        .reshape([1, out, inp])
-        .matmul(x.reshape([n, c, h * w]));
+    let x = x.reshape([n, c, h * w]);
+    if channel_major {
+        let x = x.swap_dims(0, 1).reshape([c, n * h * w]);
+        let y = conv.weight.val().reshape([out, inp]).matmul(x);
+        let y = match &conv.bias {
+            Some(b) => y + b.val().reshape([out, 1]),
+            None => y,
+        };
+        return y
+            .reshape([out, n, h * w])
+            .swap_dims(0, 1)
+            .reshape([n, out, h, w]);
+    }
+    let y = conv.weight.val().reshape([1, out, inp]).matmul(x);
     let y = match &conv.bias {
         Some(b) => y + b.val().reshape([1, out, 1]),
         None => y,
@@ -404,6 +429,11 @@ impl ConvBn {
 impl FoldedConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(y) = super::cube_conv::forward(&self.conv, &x, self.relu6) {
+            return y;
+        }
+        let cpu = super::depthwise::folded(&self.conv, &x, self.relu6)
+            .or_else(|| super::epilogue::pointwise(&self.conv, &x, self.relu6));
+        if let Some(y) = cpu {
             return y;
         }
         let x = conv2d(&self.conv, x);
@@ -617,17 +647,19 @@ mod tests {
         let ad = device.clone().autodiff();
         let conv = Conv2dConfig::new([8, 6], [1, 1]).init(&ad);
         let x = Tensor::<4>::random([2, 8, 5, 3], Distribution::Normal(0.0, 1.0), &ad);
-        let run = |ours: bool| {
+        // Both layouts of the matrix product (`None`: burn's convolution).
+        let run = |ours: Option<bool>| {
             let x = x.clone().require_grad();
-            let y = if ours {
-                conv2d(&conv, x.clone())
-            } else {
-                conv.forward(x.clone())
+            let y = match ours {
+                Some(channel_major) => pointwise(&conv, x.clone(), channel_major),
+                None => conv.forward(x.clone()),
             };
             let grads = (y.clone() * y.clone()).sum().backward();
             let gx = x.grad(&grads).unwrap();
             let gw = conv.weight.val().grad(&grads).unwrap();
-            (values(y.inner()), values(gx), values(gw))
+            let gb = conv.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+            let flat = |t: Tensor<4>| t.flatten::<1>(0, 3);
+            [flat(y.inner()), flat(gx), flat(gw), gb].map(values)
         };
         let close = |a: &[f32], b: &[f32]| {
             assert_eq!(a.len(), b.len());
@@ -635,11 +667,12 @@ mod tests {
                 assert!((u - v).abs() <= 1e-4 * (1.0 + v.abs()), "{u} != {v}");
             }
         };
-        let (y, gx, gw) = run(true);
-        let (y_ref, gx_ref, gw_ref) = run(false);
-        close(&y, &y_ref);
-        close(&gx, &gx_ref);
-        close(&gw, &gw_ref);
+        let reference = run(None);
+        for channel_major in [false, true] {
+            for (ours, theirs) in run(Some(channel_major)).iter().zip(&reference) {
+                close(ours, theirs);
+            }
+        }
 
         // The browser's classifier layer as a 1x1 convolution against burn's Linear.
         let fc = burn::nn::LinearConfig::new(12, 5).init(&ad);
