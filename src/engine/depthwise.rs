@@ -6,8 +6,9 @@
 //! Lite0), and the input's gradient with a general transposed 3-D convolution over a padded
 //! copy. Depthwise convolutions were 39% of a full step's operations on the CPU (`finetune
 //! profile`). Here the forward and both gradients are direct loops over each plane (output,
-//! input gradient) and each channel (weight gradient), in rayon's pool natively. Elsewhere
-//! (frozen layers, wgpu, WebGPU) burn's convolution runs.
+//! input gradient) and each channel (weight gradient), in rayon's pool natively. The same
+//! forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
+//! included ([`folded`]). On wgpu and WebGPU burn's convolution and [`super::cube_conv`] run.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
@@ -44,7 +45,7 @@ pub fn forward(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// A folded depthwise layer (frozen, eval mode: with a bias) on the CPU backend without
 /// autodiff: the convolution, its bias and ReLU6 (when `relu6`) in one pass over each plane
 /// through [`FoldedDepthwise`]. burn's convolution, bias add, `relu` and `clamp_max` each
-/// go over the whole activation (77 MB for Lite0's first depthwise layer at batch 16);
+/// go over the whole activation (up to 77 MB in Lite0 at batch 16);
 /// `None` where it does not apply.
 pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref()?.val();
