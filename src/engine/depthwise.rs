@@ -6,8 +6,8 @@
 //! Lite0), and the input's gradient with a general transposed 3-D convolution over a padded
 //! copy. Depthwise convolutions were 39% of a full step's operations on the CPU (`finetune
 //! profile`). Here the forward and both gradients are direct loops over each plane (output,
-//! input gradient) and each channel (weight gradient), in rayon's pool natively. The same
-//! forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
+//! input gradient) and each channel (weight gradient), in rayon's pool natively. Natively the
+//! same forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
 //! included ([`folded`]). On wgpu and WebGPU burn's convolution and [`super::cube_conv`] run.
 
 use burn::backend::autodiff::Autodiff;
@@ -46,11 +46,11 @@ pub fn forward(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// autodiff: the convolution, its bias and ReLU6 (when `relu6`) in one pass over each plane
 /// through [`FoldedDepthwise`]. burn's convolution, bias add, `relu` and `clamp_max` each
 /// go over the whole activation (up to 77 MB in Lite0 at batch 16);
-/// `None` where it does not apply.
+/// `None` where it does not apply (and in the browser: see [`FOLDED`]).
 pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref()?.val();
     let f32s = conv.weight.val().dtype() == DType::F32 && bias.dtype() == DType::F32;
-    if !(covered(conv, x) && f32s && !x.device().is_autodiff()) {
+    if !(FOLDED && covered(conv, x) && f32s && !x.device().is_autodiff()) {
         return None;
     }
     let (stride, padding) = padding_of(conv, x);
@@ -64,6 +64,12 @@ pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     );
     Some(Tensor::from_dispatch(y))
 }
+
+/// Whether [`folded`] runs. Natively it made Lite0's frozen pass (batch 16) 509 -> 424 ms; in
+/// Chromium's worker (one thread, wasm SIMD) burn's convolution stayed faster: a feature pass
+/// at batch 2 took a median 264 ms against 239, a last-block step 443 against 373 (seven
+/// alternating runs of `scripts/profile_browser.mjs --device cpu`).
+const FOLDED: bool = cfg!(not(target_arch = "wasm32"));
 
 /// Whether `conv` is a depthwise convolution with TF "same" padding that the kernels here
 /// cover (one tap per channel, square kernel and stride, no dilation), over f32 `x` on the
