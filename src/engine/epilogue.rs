@@ -18,24 +18,32 @@ use super::model::{POINTWISE_AS_MATMUL, on_cpu_backend};
 /// `conv` (1x1, stride 1, one group, with a bias) on `x`, then ReLU6 when `relu6`; `None`
 /// where this does not apply.
 pub fn pointwise(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
-    let bias = conv.bias.as_ref()?.val();
-    let weight = conv.weight.val();
-    let [out, inp, kh, kw] = weight.dims();
-    let [n, c, h, w] = x.dims();
-    let applies = POINTWISE_AS_MATMUL
-        && (kh, kw, conv.groups, conv.stride) == (1, 1, 1, [1, 1])
-        && c == inp
-        && !x.device().is_autodiff()
-        && on_cpu_backend(&x.device())
-        && [x.dtype(), weight.dtype(), bias.dtype()] == [DType::F32; 3];
-    if !applies {
+    if !covers(conv, x) {
         return None;
     }
+    let bias = conv.bias.as_ref()?.val();
+    let weight = conv.weight.val();
+    let [out, inp, _, _] = weight.dims();
+    let [n, c, h, w] = x.dims();
     let y = weight
         .reshape([1, out, inp])
         .matmul(x.clone().reshape([n, c, h * w]));
     let y = <Dispatch as BiasRelu6>::bias_relu6(y.into_dispatch(), bias.into_dispatch(), relu6);
     Some(Tensor::<3>::from_dispatch(y).reshape([n, out, h, w]))
+}
+
+/// Whether [`pointwise`] runs `conv` on `x`.
+pub fn covers(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    let Some(bias) = &conv.bias else {
+        return false;
+    };
+    let [_, inp, kh, kw] = conv.weight.dims();
+    POINTWISE_AS_MATMUL
+        && (kh, kw, conv.groups, conv.stride) == (1, 1, 1, [1, 1])
+        && x.dims()[1] == inp
+        && !x.device().is_autodiff()
+        && on_cpu_backend(&x.device())
+        && [x.dtype(), conv.weight.val().dtype(), bias.val().dtype()] == [DType::F32; 3]
 }
 
 #[backend_extension(Flex)]

@@ -274,10 +274,18 @@ async fn forward_folded(
     x: Tensor<4>,
 ) -> Result<Tensor<4>, EngineError> {
     let name = format!("{} + bias", conv_name(&layer.conv, role));
-    if super::cube_conv::covers(&layer.conv, &x) {
-        // One kernel of ours on a GPU: the convolution, its bias and the ReLU6.
+    // The convolution, its bias and the ReLU6 as one operation of ours, as the layer runs
+    // them: one kernel on a GPU, one pass natively on the CPU backend.
+    let one = if super::cube_conv::covers(&layer.conv, &x) {
+        Some("one kernel")
+    } else if super::depthwise::folds(&layer.conv, &x) || super::epilogue::covers(&layer.conv, &x) {
+        Some("one pass")
+    } else {
+        None
+    };
+    if let Some(one) = one {
         let act = if layer.relu6 { " + relu6" } else { "" };
-        let name = format!("{name}{act} (one kernel)");
+        let name = format!("{name}{act} ({one})");
         return forward_op(ops, &name, x, |x| layer.forward(x)).await;
     }
     let y = forward_op(ops, &name, x, |x| conv2d(&layer.conv, x)).await?;
