@@ -93,7 +93,7 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
-    use crate::engine::test_util::{assert_close, values as vals};
+    use crate::engine::test_util::assert_conv_bias_relu6;
 
     #[test]
     fn a_folded_pointwise_layer_is_burns_convolution_bias_and_relu6() {
@@ -104,17 +104,7 @@ mod tests {
         let x = Tensor::<4>::random([2, 5, 3, 4], Distribution::Normal(0.0, 8.0), &device);
         for relu6 in [false, true] {
             let ours = pointwise(&conv, &x, relu6).expect("a folded 1x1 layer on the CPU");
-            let reference = conv.forward(x.clone());
-            let reference = if relu6 {
-                reference.clamp(0.0, 6.0)
-            } else {
-                reference
-            };
-            let (ours, reference) = (vals(ours), vals(reference));
-            if relu6 {
-                assert!(reference.contains(&0.0) && reference.contains(&6.0));
-            }
-            assert_close(&format!("relu6 {relu6}"), &ours, &reference, 1e-5);
+            assert_conv_bias_relu6(&format!("relu6 {relu6}"), ours, &conv, &x, relu6);
         }
         // A layer that trains keeps burn's operations (its gradient).
         let tracked = Tensor::<4>::from_data(x.to_data(), &device.autodiff());
