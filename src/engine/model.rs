@@ -265,7 +265,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// The largest plane (`h * w`) whose 1x1 layers train as one matrix product over every
-/// pixel of the batch (see [`pointwise`]): Lite0's last two stages (14x14 and 7x7).
+/// pixel of the batch (see [`pointwise`]): Lite0's stages 4-7 (14x14 and 7x7).
 const CHANNEL_MAJOR_MAX_PLANE: usize = 14 * 14;
 
 /// A 1x1 convolution as matrix products. Batched (`W[out, in] x X[n, in, h*w]`), the weight's
