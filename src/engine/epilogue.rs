@@ -13,7 +13,7 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 use super::cpu_ops::{for_each_plane, values};
-use super::model::{POINTWISE_AS_MATMUL, on_cpu_backend};
+use super::model::{as_matmul, batched_pointwise, on_cpu_backend};
 
 /// `conv` (1x1, stride 1, one group, with a bias) on `x`, then ReLU6 when `relu6`; `None`
 /// where this does not apply.
@@ -22,12 +22,9 @@ pub fn pointwise(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>>
         return None;
     }
     let bias = conv.bias.as_ref()?.val();
-    let weight = conv.weight.val();
-    let [out, inp, _, _] = weight.dims();
+    let out = conv.weight.dims()[0];
     let [n, c, h, w] = x.dims();
-    let y = weight
-        .reshape([1, out, inp])
-        .matmul(x.clone().reshape([n, c, h * w]));
+    let y = batched_pointwise(conv, x.clone().reshape([n, c, h * w]));
     let y = <Dispatch as BiasRelu6>::bias_relu6(y.into_dispatch(), bias.into_dispatch(), relu6);
     Some(Tensor::<3>::from_dispatch(y).reshape([n, out, h, w]))
 }
@@ -37,10 +34,8 @@ pub fn covers(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let Some(bias) = &conv.bias else {
         return false;
     };
-    let [_, inp, kh, kw] = conv.weight.dims();
-    POINTWISE_AS_MATMUL
-        && (kh, kw, conv.groups, conv.stride) == (1, 1, 1, [1, 1])
-        && x.dims()[1] == inp
+    as_matmul(conv)
+        && x.dims()[1] == conv.weight.dims()[1]
         && !x.device().is_autodiff()
         && on_cpu_backend(&x.device())
         && [x.dtype(), conv.weight.val().dtype(), bias.val().dtype()] == [DType::F32; 3]

@@ -255,13 +255,25 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(y) = super::depthwise::forward(conv, &x) {
         return y;
     }
-    let [_, _, kh, kw] = conv.weight.dims();
-    if !POINTWISE_AS_MATMUL || (kh, kw, conv.groups, conv.stride) != (1, 1, 1, [1, 1]) {
+    if !as_matmul(conv) {
         return conv.forward(x);
     }
     let [_, _, h, w] = x.dims();
     let channel_major = x.device().is_autodiff() && h * w <= CHANNEL_MAJOR_MAX_PLANE;
     pointwise(conv, x, channel_major)
+}
+
+/// Whether `conv` runs as matrix products: a 1x1 convolution (stride 1, one group) where
+/// [`POINTWISE_AS_MATMUL`].
+pub fn as_matmul(conv: &Conv2d) -> bool {
+    let [_, _, kh, kw] = conv.weight.dims();
+    POINTWISE_AS_MATMUL && (kh, kw, conv.groups, conv.stride) == (1, 1, 1, [1, 1])
+}
+
+/// A 1x1 convolution's sums without its bias, batched: `W[out, in] x X[n, in, h*w]`.
+pub fn batched_pointwise(conv: &Conv2d, x: Tensor<3>) -> Tensor<3> {
+    let [out, inp, _, _] = conv.weight.dims();
+    conv.weight.val().reshape([1, out, inp]).matmul(x)
 }
 
 /// The largest plane (`h * w`) whose 1x1 layers train as one matrix product over every
@@ -289,7 +301,7 @@ fn pointwise(conv: &Conv2d, x: Tensor<4>, channel_major: bool) -> Tensor<4> {
             .swap_dims(0, 1)
             .reshape([n, out, h, w]);
     }
-    let y = conv.weight.val().reshape([1, out, inp]).matmul(x);
+    let y = batched_pointwise(conv, x);
     let y = match &conv.bias {
         Some(b) => y + b.val().reshape([1, out, 1]),
         None => y,
