@@ -253,9 +253,13 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
         assert.ok(d.speed[key] > 0 && Number.isFinite(d.speed[key]), `${d.device} ${key} = ${d.speed[key]}`);
       }
       assert.deepEqual(d.estimates.map(([s]) => s), ['head', 'last-block', 'gradual', 'full']);
-      // Each strategy trains more of the network than the one before it.
-      const times = d.estimates.map(([, t]) => t);
-      assert.ok(times.every((t, i) => i === 0 || t > times[i - 1]), `${times}`);
+      // The head (the frozen pass alone) is the shortest run and the whole network the
+      // longest. Gradual spends a third of its epochs on the head, so it passes the last block
+      // only where one timed full step costs over twice a last-block step: the figures of one
+      // batch decide that (in one CI run 0.79 s against 0.39), not the engine.
+      const [head, lastBlock, gradual, full] = d.estimates.map(([, t]) => t);
+      assert.ok(head < lastBlock && head < gradual && head < full, `${[head, lastBlock, gradual, full]}`);
+      assert.ok(lastBlock < full && gradual < full, `${[head, lastBlock, gradual, full]}`);
     }
     return devices;
   }
