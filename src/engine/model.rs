@@ -438,16 +438,44 @@ impl ConvBn {
     }
 }
 
+/// How a [`FoldedConv`] runs on an input: the choice [`FoldedConv::forward`] makes, which
+/// `finetune profile` names in its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldedPath {
+    /// One CubeCL kernel of the project's (a GPU): convolution, bias and ReLU6.
+    Kernel,
+    /// One pass of the project's on burn's CPU backend (natively): the depthwise loop, or
+    /// burn's matrix product then bias and ReLU6 in place.
+    Pass,
+    /// burn's convolution (a 1x1 one as a matrix product), then ReLU6 as its own operation.
+    Burn,
+}
+
 impl FoldedConv {
+    /// The path [`Self::forward`] takes on `x`.
+    pub fn path(&self, x: &Tensor<4>) -> FoldedPath {
+        if super::cube_conv::covers(&self.conv, x) {
+            FoldedPath::Kernel
+        } else if super::depthwise::folds(&self.conv, x) || super::epilogue::covers(&self.conv, x) {
+            FoldedPath::Pass
+        } else {
+            FoldedPath::Burn
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if let Some(y) = super::cube_conv::forward(&self.conv, &x, self.relu6) {
-            return y;
-        }
-        let cpu = super::depthwise::folded(&self.conv, &x, self.relu6)
-            .or_else(|| super::epilogue::pointwise(&self.conv, &x, self.relu6));
-        if let Some(y) = cpu {
-            return y;
-        }
+        let (conv, act) = (&self.conv, self.relu6);
+        let fused = match self.path(&x) {
+            FoldedPath::Kernel => super::cube_conv::forward(conv, &x, act),
+            FoldedPath::Pass => super::depthwise::folded(conv, &x, act)
+                .or_else(|| super::epilogue::pointwise(conv, &x, act)),
+            FoldedPath::Burn => None,
+        };
+        fused.unwrap_or_else(|| self.unfused(x))
+    }
+
+    /// burn's convolution, then ReLU6 (see [`FoldedPath::Burn`]).
+    fn unfused(&self, x: Tensor<4>) -> Tensor<4> {
         let x = conv2d(&self.conv, x);
         if self.relu6 { relu6(x) } else { x }
     }
@@ -708,6 +736,40 @@ mod tests {
         close(&gx, &gx_ref);
         close(&gw, &gw_ref);
         close(&gb, &gb_ref);
+    }
+
+    #[test]
+    fn a_folded_layer_names_its_path_and_each_path_is_burns_convolution_bias_and_relu6() {
+        use crate::engine::test_util::assert_conv_bias_relu6;
+        use burn::nn::PaddingConfig2d;
+        let device = Device::flex();
+        let c = 6;
+        let layer = |conv: Conv2d| FoldedConv { conv, relu6: true };
+        let depthwise = layer(
+            Conv2dConfig::new([c, c], [3, 3])
+                .with_groups(c)
+                .with_padding(PaddingConfig2d::Same)
+                .init(&device),
+        );
+        let pointwise = layer(Conv2dConfig::new([c, 4], [1, 1]).init(&device));
+        let dense = layer(Conv2dConfig::new([c, 4], [3, 3]).init(&device));
+        let x = Tensor::<4>::random([2, c, 7, 9], Distribution::Normal(0.0, 8.0), &device);
+        // Natively on the CPU backend the depthwise and 1x1 layers take one pass of ours; a
+        // dense 3x3 layer (the stem's kind) keeps burn's operations.
+        assert_eq!(depthwise.path(&x), FoldedPath::Pass);
+        assert_eq!(pointwise.path(&x), FoldedPath::Pass);
+        assert_eq!(dense.path(&x), FoldedPath::Burn);
+        // An input that tracks gradients keeps burn's operations.
+        let tracked = Tensor::<4>::from_data(x.to_data(), &device.autodiff());
+        assert_eq!(depthwise.path(&tracked), FoldedPath::Burn);
+        assert_eq!(pointwise.path(&tracked), FoldedPath::Burn);
+        for (what, l) in [
+            ("depthwise", &depthwise),
+            ("1x1", &pointwise),
+            ("dense", &dense),
+        ] {
+            assert_conv_bias_relu6(what, l.forward(x.clone()), &l.conv, &x, true);
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ use web_time::Instant;
 use super::EngineError;
 use super::batchnorm;
 use super::bench;
-use super::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv, conv2d, linear, relu6};
+use super::model::{
+    BackboneSpec, Classifier, ConvBn, FoldedConv, FoldedPath, MbConv, conv2d, linear, relu6,
+};
 use super::training::Unfreeze;
 
 /// One kind of operation in a pass.
@@ -276,12 +278,10 @@ async fn forward_folded(
     let name = format!("{} + bias", conv_name(&layer.conv, role));
     // The convolution, its bias and the ReLU6 as one operation of ours, as the layer runs
     // them: one kernel on a GPU, one pass natively on the CPU backend.
-    let one = if super::cube_conv::covers(&layer.conv, &x) {
-        Some("one kernel")
-    } else if super::depthwise::folds(&layer.conv, &x) || super::epilogue::covers(&layer.conv, &x) {
-        Some("one pass")
-    } else {
-        None
+    let one = match layer.path(&x) {
+        FoldedPath::Kernel => Some("one kernel"),
+        FoldedPath::Pass => Some("one pass"),
+        FoldedPath::Burn => None,
     };
     if let Some(one) = one {
         let act = if layer.relu6 { " + relu6" } else { "" };
