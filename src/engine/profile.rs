@@ -519,6 +519,7 @@ pub async fn run(
 ) -> Result<Vec<Profiles>, EngineError> {
     let batch = batch.max(1);
     let x = bench::pattern_batch(spec, batch, device);
+    let model = &bench::two_classes(model, device);
     let read = read_cost(device).await?;
     let mut out = Vec::new();
     for &p in passes {

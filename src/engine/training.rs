@@ -175,7 +175,8 @@ pub async fn evaluate(
     Ok(metrics(&logits, &labels, classes))
 }
 
-fn new_head(classes: usize, dropout: f64, device: &Device) -> Head {
+/// A new classifier layer for `classes` classes, as a run starts it.
+pub(crate) fn new_head(classes: usize, dropout: f64, device: &Device) -> Head {
     Head {
         dropout: DropoutConfig::new(dropout).init(),
         fc: LinearConfig::new(FEATURE_DIM, classes).init(device),
