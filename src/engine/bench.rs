@@ -125,7 +125,7 @@ impl StepSetup {
 /// `model`'s backbone with a new head for two classes, as a run that teaches two classes
 /// trains it (the labels of [`StepSetup`]). ImageNet's head of 1000 classes would time an
 /// AdamW update over its 1.28 million weights, which no run has: with it 20 cached head epochs
-/// took 1.67-1.87x a feature pass (`finetune bench`, CPU). `finetune profile` times the same.
+/// took 1.5-1.9x a feature pass (`finetune bench`, CPU). `finetune profile` times the same.
 pub(crate) fn two_classes(model: &Classifier, device: &Device) -> Classifier {
     Classifier {
         backbone: model.backbone.clone(),
