@@ -3,36 +3,56 @@
 // are not stored here: the app keeps them in its own Cache API bucket.
 // One cache per build: `scripts/sw-version.sh` (a Trunk post-build hook) writes the build's
 // hash here, so a new build's service worker is a new file, and its activation deletes the
-// files of every older build.
+// files of every older build once its own are all stored.
 const BUILD = 'dev';
 const CACHE = `finetune-app-${BUILD}`;
 
-// The page's own files, read from index.html (Trunk names them with content hashes).
+// The page's own files, read from index.html (Trunk names them with content hashes). All or
+// nothing: a file that does not arrive fails the install, so this build's worker is dropped
+// and the previous build (its worker and its cache) keeps the app working offline.
 async function precache() {
-  const cache = await caches.open(CACHE);
-  const response = await fetch('./', { cache: 'no-cache' });
-  if (!response.ok) return;
-  const html = await response.clone().text();
+  const fetchOk = async (file) => {
+    const response = await fetch(file, { cache: 'no-cache' });
+    if (!response.ok) throw new Error(`${file}: ${response.status}`);
+    return response;
+  };
+  const index = await fetchOk('./');
+  const html = await index.clone().text();
   const files = new Set(html.match(/\.\/[\w.-]+\.(?:js|wasm|css)/g) ?? []);
-  await cache.put('./', response);
   // The JS glue imports wasm-bindgen's snippets (e.g. the IndexedDB helpers): cache those too.
   for (const file of [...files].filter((f) => f.endsWith('.js'))) {
-    const js = await fetch(file).then((r) => (r.ok ? r.text() : '')).catch(() => '');
+    const js = await (await fetchOk(file)).text();
     for (const snippet of js.match(/\.\/snippets\/[\w./-]+\.js/g) ?? []) files.add(snippet);
   }
-  await Promise.all([...files].map((f) => cache.add(f).catch(() => {})));
+  const cache = await caches.open(CACHE);
+  await cache.addAll([...files]);
+  // The page last: a cache that holds it is complete.
+  await cache.put('./', index);
 }
 
 self.addEventListener('install', (event) => {
-  event.waitUntil(precache().then(() => self.skipWaiting()));
+  event.waitUntil(
+    precache()
+      .catch(async (err) => {
+        await caches.delete(CACHE);
+        throw err;
+      })
+      .then(() => self.skipWaiting()),
+  );
 });
 
+// Older builds' caches go only once this build's is complete (an install that failed never
+// gets here, but a cache can also be cleared by the browser in between).
 self.addEventListener('activate', (event) => {
   event.waitUntil(
-    caches
-      .keys()
-      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('finetune-app-') && k !== CACHE).map((k) => caches.delete(k))))
-      .then(() => self.clients.claim()),
+    (async () => {
+      const complete = await (await caches.open(CACHE)).match('./');
+      if (complete) {
+        const keys = await caches.keys();
+        await Promise.all(keys.filter((k) => k.startsWith('finetune-app-') && k !== CACHE).map((k) => caches.delete(k)));
+      }
+      await self.clients.claim();
+    })(),
   );
 });
 

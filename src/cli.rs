@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::engine::augment::AugmentConfig;
 use crate::engine::inference::{Predictor, top_k};
+use crate::engine::limits::{MAX_MODEL_BYTES, MAX_PHOTO_BYTES};
 use crate::engine::model::{BackboneKind, BackboneSpec, Classifier};
 use crate::engine::plan::RunPlan;
 use crate::engine::schedule::Schedule;
@@ -133,11 +134,9 @@ impl TrainArgs {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, EngineError> {
-    std::fs::read(path).map_err(|source| EngineError::Io {
-        file: path.display().to_string(),
-        source,
-    })
+/// A model file's bytes, refused unread when it is larger than any model.
+fn read_model(path: &Path) -> Result<Vec<u8>, EngineError> {
+    data::read_capped(path, MAX_MODEL_BYTES)
 }
 
 fn train(
@@ -222,13 +221,18 @@ fn train(
 fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineError> {
     let device = backend.device()?;
     let name = model_path.display().to_string();
-    let predictor = Predictor::from_model_file(&name, &read_file(model_path)?, &device)?;
+    let predictor = Predictor::from_model_file(&name, &read_model(model_path)?, &device)?;
     let ds = data::load_image_folder(dir, &predictor.spec, 0.2, 0)?;
     // The model's classes decide the labels: map the folder's names onto them.
     let mut samples = Vec::new();
     for mut s in ds.val {
         let folder = &ds.classes[s.label];
-        match predictor.labels.iter().position(|c| c == folder) {
+        let key = data::class_key(folder);
+        match predictor
+            .labels
+            .iter()
+            .position(|c| data::class_key(c) == key)
+        {
             Some(i) => {
                 s.label = i;
                 samples.push(s);
@@ -547,22 +551,16 @@ pub fn read_weights(
     let path = path
         .unwrap_or_else(|| Path::new("weights").join(weights_file(kind.spec(), Precision::F32)));
     let name = path.display().to_string();
-    std::fs::read(&path).map(|bytes| (name, bytes)).map_err(|source| {
-        if default && source.kind() == std::io::ErrorKind::NotFound {
-            EngineError::Weights {
-                file: path.display().to_string(),
-                reason: format!(
-                    "not found; create it with `finetune weights --backbone {}` (or `make weights`)",
-                    kind.name()
-                ),
-            }
-        } else {
-            EngineError::Io {
-                file: path.display().to_string(),
-                source,
-            }
-        }
-    })
+    if default && !path.exists() {
+        return Err(EngineError::Weights {
+            file: name,
+            reason: format!(
+                "not found; create it with `finetune weights --backbone {}` (or `make weights`)",
+                kind.name()
+            ),
+        });
+    }
+    data::read_capped(&path, MAX_MODEL_BYTES).map(|bytes| (name, bytes))
 }
 
 fn predict(
@@ -576,7 +574,7 @@ fn predict(
     let device = backend.device()?;
     let predictor = match model {
         Some(path) => {
-            Predictor::from_model_file(&path.display().to_string(), &read_file(&path)?, &device)?
+            Predictor::from_model_file(&path.display().to_string(), &read_model(&path)?, &device)?
         }
         None => Predictor::from_safetensors(&read_weights(weights, backbone)?.1, &device)?,
     };
@@ -585,8 +583,7 @@ fn predict(
     let mut ready = Vec::new();
     for (i, path) in images.iter().enumerate() {
         let name = path.display().to_string();
-        let decoded = std::fs::read(path)
-            .map_err(|e| EngineError::image(&name, format!("cannot read ({e})")))
+        let decoded = data::read_capped(path, MAX_PHOTO_BYTES)
             .and_then(|bytes| preprocess::decode(&name, &bytes));
         match decoded {
             Ok(img) => {
@@ -624,13 +621,13 @@ fn explain(
     let device = backend.device()?;
     let predictor = match model {
         Some(path) => {
-            Predictor::from_model_file(&path.display().to_string(), &read_file(&path)?, &device)?
+            Predictor::from_model_file(&path.display().to_string(), &read_model(&path)?, &device)?
         }
         None => Predictor::from_safetensors(&read_weights(None, backbone)?.1, &device)?,
     };
     let name = image.display().to_string();
     let input = preprocess::eval_transform(
-        &preprocess::decode(&name, &read_file(image)?)?,
+        &preprocess::decode(&name, &data::read_capped(image, MAX_PHOTO_BYTES)?)?,
         &predictor.spec,
     );
     let class = match class {
@@ -693,8 +690,8 @@ fn pretrained(
     let device = backend.device()?;
     let (file, bytes) = read_weights(weights, backbone)?;
     let map = weights_io::WeightMap::from_safetensors(&file, &bytes)?;
-    let spec = map.backbone()?;
-    let model = map.classifier(&device)?;
+    let spec = map.backbone();
+    let model = map.classifier(&device);
     Ok((device, model, spec))
 }
 

@@ -248,6 +248,57 @@ pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))
 }
 
+/// Worker deaths after which no new one starts (a device that fails at once).
+pub const MAX_RESTARTS: u32 = 3;
+/// A worker that ran this long was healthy: its crash starts the restart budget afresh.
+pub const HEALTHY_MS: f64 = 60_000.0;
+
+/// What the page does about a report that a worker died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCrash {
+    /// Start a new worker.
+    Restart,
+    /// The budget is spent: no new worker.
+    GiveUp,
+    /// A second report of a death already handled (a panic posts `Crashed` and also fires the
+    /// worker's `onerror`), or of an older worker: nothing to do.
+    Ignore,
+}
+
+/// The page's count of worker deaths: each worker has a generation, and one death is counted
+/// once, however many ways it is reported.
+#[derive(Debug, Default)]
+pub struct Lives {
+    generation: u64,
+    alive: bool,
+    restarts: u32,
+}
+
+impl Lives {
+    /// A new worker started: its generation, which its reports carry.
+    pub fn started(&mut self) -> u64 {
+        self.generation += 1;
+        self.alive = true;
+        self.generation
+    }
+
+    /// The worker of `generation`, which had run `alive_ms`, was reported dead.
+    pub fn crashed(&mut self, generation: u64, alive_ms: f64) -> AfterCrash {
+        if generation != self.generation || !self.alive {
+            return AfterCrash::Ignore;
+        }
+        self.alive = false;
+        if alive_ms >= HEALTHY_MS {
+            self.restarts = 0;
+        }
+        if self.restarts >= MAX_RESTARTS {
+            return AfterCrash::GiveUp;
+        }
+        self.restarts += 1;
+        AfterCrash::Restart
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,5 +484,36 @@ mod tests {
         );
         let m = FromWorker::Progress(Progress::Epoch(epoch(f64::INFINITY)));
         assert!(encode(&m).is_err());
+    }
+
+    #[test]
+    fn a_death_reported_twice_uses_one_restart() {
+        let mut lives = Lives::default();
+        let first = lives.started();
+        // The panic's `Crashed` message, then the same worker's `onerror`.
+        assert_eq!(lives.crashed(first, 10.0), AfterCrash::Restart);
+        assert_eq!(lives.crashed(first, 10.0), AfterCrash::Ignore);
+        let second = lives.started();
+        // A late report of the first worker does not touch the second.
+        assert_eq!(lives.crashed(first, 10.0), AfterCrash::Ignore);
+        assert_eq!(lives.crashed(second, 10.0), AfterCrash::Restart);
+        let third = lives.started();
+        assert_eq!(lives.crashed(third, 10.0), AfterCrash::Restart);
+        let fourth = lives.started();
+        assert_eq!(lives.crashed(fourth, 10.0), AfterCrash::GiveUp);
+    }
+
+    #[test]
+    fn a_healthy_period_restores_the_budget() {
+        let mut lives = Lives::default();
+        for _ in 0..MAX_RESTARTS {
+            let g = lives.started();
+            assert_eq!(lives.crashed(g, 5.0), AfterCrash::Restart);
+        }
+        // This one ran a good while before it died: it gets a restart.
+        let g = lives.started();
+        assert_eq!(lives.crashed(g, HEALTHY_MS), AfterCrash::Restart);
+        let g = lives.started();
+        assert_eq!(lives.crashed(g, 5.0), AfterCrash::Restart);
     }
 }

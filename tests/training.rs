@@ -215,32 +215,24 @@ fn a_classroom_sized_set_learns_in_two_epochs() {
 fn a_non_finite_validation_loss_ends_the_run_with_a_reason() {
     // The conv head's BatchNorm with NaN running variance: training (batch statistics) stays
     // finite, validation (running statistics) gives NaN logits.
+    // A model file like that is refused on loading (weights.rs), so the model is poisoned
+    // in memory, as a run could leave it.
     let device = Device::flex();
-    let bytes = weights_bytes();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    for (k, _, _, data) in &mut tensors {
-        if k == "_bn1.running_var" {
-            for chunk in data.chunks_mut(4) {
-                chunk.copy_from_slice(&f32::NAN.to_le_bytes());
-            }
-        }
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(k, dtype, shape, data)| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
-            (k.clone(), view)
-        })
-        .collect();
-    let poisoned = safetensors::serialize(views, None).unwrap();
-    let backbone = weights::load_classifier("poisoned", &poisoned, &device)
-        .unwrap()
-        .backbone;
+    let mut backbone = pretrained(&device);
+    let head = &backbone.conv_head;
+    let var = head.bn.running_var.value();
+    backbone.conv_head = finetune::engine::model::ConvBn::from_parts(
+        head.conv.weight.val(),
+        [
+            head.bn.gamma.val(),
+            head.bn.beta.val(),
+            head.bn.running_mean.value(),
+            Tensor::full(var.dims(), f32::NAN, &device),
+        ],
+        1,
+        1,
+        true,
+    );
     let ds = subset(&hymenoptera(), 4, 2);
     let cfg = TrainConfig::new()
         .with_strategy(Strategy::LastBlock)
@@ -652,7 +644,7 @@ fn frozen_pass_shared_with_helpers_equals_one_pass_in_order() {
             &LITE0,
             8,
             &device,
-            |_| {},
+            |_| true,
         ))
         .unwrap();
         let alone = to_host(Tensor::cat(alone, 0));
@@ -667,7 +659,10 @@ fn frozen_pass_shared_with_helpers_equals_one_pass_in_order() {
                 8,
                 &device,
                 Some(&helpers),
-                |done| progress.push(done),
+                |done| {
+                    progress.push(done);
+                    true
+                },
             ))
             .unwrap();
             // The helpers got their shares (a failed one's images were run here instead).
@@ -751,4 +746,44 @@ fn a_run_syncs_with_the_host_less_than_once_per_step_besides_its_progress_line()
         other < steps,
         "{other} reads besides progress in {steps} steps"
     );
+}
+
+#[test]
+fn cancel_during_the_feature_pass_ends_it_within_one_batch() {
+    // 24 + 8 photos in batches of 4: without a way to stop, the pass reports 8 batches first.
+    let device = Device::flex();
+    let backbone = pretrained(&device);
+    let ds = subset(&hymenoptera(), 12, 4);
+    let cfg = TrainConfig::new()
+        .with_strategy(Strategy::Head)
+        .with_epochs(2)
+        .with_augment(false)
+        .with_batch_size(4);
+    for helpers in [None, Some(local_helpers(&backbone, 1, false))] {
+        let mut reports = Vec::new();
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let result = pollster::block_on(training::train_with(
+            &backbone,
+            &ds,
+            &LITE0,
+            &cfg,
+            &device,
+            helpers.as_ref().map(|h| h as &dyn Helpers),
+            |p| {
+                if let training::Progress::Features { done, .. } = p {
+                    reports.push(*done);
+                }
+                // Cancel at the first batch's report.
+                reports.is_empty()
+            },
+            |_, _| {},
+        ));
+        let with = helpers.is_some();
+        assert!(
+            matches!(result, Err(finetune::engine::EngineError::Cancelled)),
+            "helpers {with}: {:?}",
+            result.map(|r| r.1)
+        );
+        assert_eq!(reports, [4], "helpers {with}");
+    }
 }

@@ -308,11 +308,11 @@ pub async fn shared_pass_speed(
         spec,
         batch,
         device,
-        |_| {},
+        |_| true,
     )
     .await?;
     let t = Instant::now();
-    share::frozen_pass(&frozen, &imgs, spec, batch, device, |_| {}).await?;
+    share::frozen_pass(&frozen, &imgs, spec, batch, device, |_| true).await?;
     let alone = t.elapsed().as_secs_f64();
     let workers = helpers.ready() + 1;
     let t = Instant::now();
@@ -324,7 +324,7 @@ pub async fn shared_pass_speed(
         batch,
         device,
         Some(helpers),
-        |_| {},
+        |_| true,
     )
     .await?;
     sync(out.flatten::<1>(0, 3).narrow(0, 0, 1)).await?;

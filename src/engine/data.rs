@@ -3,8 +3,6 @@
 //! at working size (shorter side = the backbone's resize), never at its original megapixels.
 //! A file that cannot be used is reported with its reason and never stops the others.
 
-use std::path::{Path, PathBuf};
-
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
@@ -12,6 +10,11 @@ use serde::Serialize;
 
 use super::model::BackboneSpec;
 use super::{EngineError, preprocess};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod tree;
+#[cfg(not(target_arch = "wasm32"))]
+pub use tree::{load_image_folder, read_capped};
 
 /// File types used for training: those the decoder reads (GIFs are mostly animations or
 /// placeholders, so they are reported, not learned from; TIFF is not decoded, so not offered).
@@ -97,9 +100,14 @@ pub fn place<S: AsRef<str>>(paths: &[Vec<S>]) -> Vec<Option<(String, bool)>> {
         let name = paths[0][shared - 1].as_ref().to_string();
         return paths.iter().map(|_| Some((name.clone(), false))).collect();
     }
-    let split = paths
-        .iter()
-        .any(|p| matches!(below(p).first().map(String::as_str), Some("train" | "val")));
+    // `train/` and `val/` split the tree only when they hold class folders: a `train` folder
+    // of photos is a class like any other.
+    let in_split = |p: &[S]| matches!(below(p).first().map(String::as_str), Some("train" | "val"));
+    let split = paths.iter().any(|p| in_split(p))
+        && paths
+            .iter()
+            .filter(|p| in_split(p))
+            .all(|p| below(p).len() >= 2);
     paths
         .iter()
         .map(|p| {
@@ -116,41 +124,12 @@ pub fn place<S: AsRef<str>>(paths: &[Vec<S>]) -> Vec<Option<(String, bool)>> {
         .collect()
 }
 
-/// Every file under `dir` (sorted, clutter left out), as path parts relative to `dir`.
-fn walk(
-    dir: &Path,
-    parts: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, PathBuf)>,
-    skipped: &mut Vec<Skipped>,
-) {
-    let read = match std::fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) => {
-            skipped.push(Skipped {
-                file: dir.display().to_string(),
-                error: format!("cannot read the folder ({e})"),
-            });
-            return;
-        }
-    };
-    let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if is_clutter(&name) {
-            continue;
-        }
-        parts.push(name);
-        if path.is_dir() {
-            walk(&path, parts, out, skipped);
-        } else if path.is_file() {
-            out.push((parts.clone(), path));
-        }
-        parts.pop();
-    }
+/// The one rule by which two class names are the same class, on the page and in the command
+/// line: Unicode NFC (a name typed on one system and a folder from another), case and
+/// surrounding spaces aside (`Cat`, `cat` and `cat ` are one class).
+pub fn class_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfc().flat_map(char::to_lowercase).collect()
 }
 
 /// Whether a file name has a training image type.
@@ -160,71 +139,6 @@ pub fn is_image_name(name: &str) -> bool {
         .map(|(_, e)| e.to_lowercase())
         .unwrap_or_default();
     IMAGE_EXTENSIONS.contains(&ext.as_str())
-}
-
-/// Loads an ImageFolder tree by the folder-tree rule ([`place`]). With `train/` and `val/`
-/// their split is kept; otherwise a stratified split of `val_fraction` is made.
-pub fn load_image_folder(
-    root: &Path,
-    spec: &BackboneSpec,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<Dataset, EngineError> {
-    if !root.is_dir() {
-        return Err(EngineError::image(
-            &root.display().to_string(),
-            "not a folder",
-        ));
-    }
-    let mut skipped = Vec::new();
-    let mut files = Vec::new();
-    walk(root, &mut Vec::new(), &mut files, &mut skipped);
-    let parts: Vec<Vec<String>> = files.iter().map(|(p, _)| p.clone()).collect();
-    let places = place(&parts);
-    let mut classes: Vec<String> = places.iter().flatten().map(|(c, _)| c.clone()).collect();
-    classes.sort();
-    classes.dedup();
-    if classes.len() < 2 {
-        return Err(EngineError::image(
-            &root.display().to_string(),
-            format!("needs at least 2 class folders, found {}", classes.len()),
-        ));
-    }
-    let mut samples = Vec::new();
-    for ((_, path), place) in files.iter().zip(places) {
-        let Some((class, val)) = place else {
-            continue;
-        };
-        let name = path.display().to_string();
-        if !is_image_name(&name) {
-            skipped.push(Skipped {
-                error: format!(
-                    "not used: not a training image type ({})",
-                    IMAGE_EXTENSIONS.join(", ")
-                ),
-                file: name,
-            });
-            continue;
-        }
-        let label = classes.iter().position(|c| *c == class).unwrap_or(0);
-        let loaded = std::fs::read(path)
-            .map_err(|e| EngineError::image(&name, format!("cannot read ({e})")))
-            .and_then(|bytes| load_sample(&name, &bytes, label, spec));
-        match loaded {
-            Ok(s) => samples.push((s, val)),
-            Err(e) => skipped.push(Skipped {
-                file: name,
-                error: e.to_string(),
-            }),
-        }
-    }
-    let (train, val) = split_samples(samples, classes.len(), val_fraction, seed);
-    Ok(Dataset {
-        classes,
-        train,
-        val,
-        skipped,
-    })
 }
 
 /// Train and validation sets: images from a `val/` folder are the validation set when there are

@@ -30,6 +30,10 @@ pub enum EngineError {
     #[error("setting {0}")]
     Config(#[from] super::config::ConfigError),
 
+    /// The caller asked the work to stop (a run's Cancel) before it had a result.
+    #[error("cancelled")]
+    Cancelled,
+
     /// A setting or request the engine cannot carry out.
     #[error("{0}")]
     Unsupported(String),

@@ -67,8 +67,8 @@ impl Predictor {
     /// the ImageNet checkpoint when the file has no class names and 1000 outputs.
     pub fn from_model_file(file: &str, bytes: &[u8], device: &Device) -> Result<Self, EngineError> {
         let map = weights::WeightMap::from_safetensors(file, bytes)?;
-        let spec = map.backbone()?.clone();
-        let model = map.classifier(device)?;
+        let spec = map.backbone().clone();
+        let model = map.classifier(device);
         let labels = match weights::class_names(&map) {
             Some(names) => names,
             None if model.head.classes() == labels::imagenet().len() => labels::imagenet().to_vec(),

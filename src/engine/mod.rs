@@ -16,6 +16,7 @@ pub mod explain;
 pub mod inference;
 pub mod labels;
 pub mod layers;
+pub mod limits;
 pub mod model;
 pub mod pca;
 pub mod plan;

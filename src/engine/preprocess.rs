@@ -6,23 +6,20 @@ use std::io::Cursor;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use super::EngineError;
 use super::model::BackboneSpec;
 
-/// Largest image accepted, in pixels: bigger files are refused rather than exhausting memory.
-pub const MAX_PIXELS: u64 = 50_000_000;
-/// Largest photo file read at all (a 50-megapixel JPEG is about 25 MB): the page checks the
-/// size before copying a file into wasm memory.
-pub const MAX_PHOTO_BYTES: u64 = 100 << 20;
+use super::limits::MAX_PIXELS;
 
 /// Decodes an image file to RGB, applying its EXIF orientation. `file` names it in errors.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| EngineError::image(file, format!("cannot read ({e})")))?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         return Err(EngineError::image(
             file,
             "not an image (unknown or unsupported format)",
@@ -50,12 +47,49 @@ pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
         .set_limits(limits)
         .map_err(|e| EngineError::image(file, format!("too large ({e})")))?;
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| EngineError::image(file, format!("broken or truncated image ({e})")))?;
+    let mut img = if format == Some(ImageFormat::Jpeg) {
+        DynamicImage::ImageRgb8(strict_jpeg(file, bytes, w, h)?)
+    } else {
+        DynamicImage::from_decoder(decoder)
+            .map_err(|e| EngineError::image(file, format!("broken or truncated image ({e})")))?
+    };
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
     Ok(img.to_rgb8())
+}
+
+/// A JPEG's pixels as RGB, refused when its data ends before the picture it declares (a
+/// truncated download, or a header that claims more than the file holds), as PIL refuses it,
+/// instead of padding the rest with grey.
+fn strict_jpeg(file: &str, bytes: &[u8], w: u32, h: u32) -> Result<RgbImage, EngineError> {
+    use zune_core::bytestream::ZCursor;
+    // Huffman coding spends at least one bit on each 8x8 block's DC value, so a file smaller
+    // than that cannot hold the picture its header declares (the decoder would pad it).
+    let blocks = u64::from(w.div_ceil(8)) * u64::from(h.div_ceil(8));
+    if (bytes.len() as u64) * 8 < blocks {
+        return Err(EngineError::image(
+            file,
+            format!(
+                "broken image: {} bytes cannot hold the {w}x{h} picture its header declares",
+                bytes.len()
+            ),
+        ));
+    }
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(w as usize)
+        .set_max_height(h as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder
+        .decode()
+        .map_err(|e| EngineError::image(file, format!("broken or truncated image ({e})")))?;
+    RgbImage::from_raw(w, h, pixels).ok_or_else(|| {
+        EngineError::image(file, "broken image (fewer pixels than its header declares)")
+    })
 }
 
 /// Longest side of a working-size image relative to its shorter side: a 4:1 panorama keeps its
@@ -209,6 +243,59 @@ mod tests {
         let mut out = Vec::new();
         img.write_to(&mut Cursor::new(&mut out), format).unwrap();
         out
+    }
+
+    /// A real JPEG of a textured picture (so its scan data is not trivially short).
+    fn photo_jpeg(w: u32, h: u32, grey: bool) -> Vec<u8> {
+        let rgb = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        });
+        let img = DynamicImage::ImageRgb8(rgb);
+        let img = if grey {
+            DynamicImage::ImageLuma8(img.to_luma8())
+        } else {
+            img
+        };
+        encode(&img, image::ImageFormat::Jpeg)
+    }
+
+    #[test]
+    fn jpegs_decode_to_the_same_pixels_as_the_image_crate() {
+        for grey in [false, true] {
+            let jpeg = photo_jpeg(64, 48, grey);
+            let ours = decode("p.jpg", &jpeg).unwrap();
+            let theirs = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+            assert_eq!(ours.dimensions(), (64, 48));
+            assert!(ours == theirs, "grey {grey}: pixels differ");
+        }
+    }
+
+    #[test]
+    fn truncated_or_lying_jpegs_are_refused_by_name() {
+        let jpeg = photo_jpeg(64, 48, false);
+        let cut = &jpeg[..jpeg.len() * 6 / 10];
+        let err = decode("cut.jpg", cut).err().map(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.contains("cut.jpg") && e.contains("truncated")),
+            "{err:?}"
+        );
+        // The frame header (SOF0: FF C0, length, precision, height, width) claims 7000 x 7000
+        // over the scan of a 64 x 48 picture.
+        let mut lying = jpeg.clone();
+        let sof = lying.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        lying[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
+        // (No `unwrap_err`: an accepted image would print 147 million values.)
+        let err = decode("lying.jpg", &lying).err().map(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.contains("lying.jpg") && e.contains("7000x7000")),
+            "{err:?}"
+        );
     }
 
     #[test]

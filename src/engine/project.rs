@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::EngineError;
 use super::config::PanelSettings;
+use super::limits::MAX_PROJECT_BYTES;
 use super::training::TrainReport;
 
 /// Header metadata key of the project layout.
 const META_PROJECT: &str = "finetune_project";
 /// Layout version written by this build; older files are read, newer ones refused.
 pub const PROJECT_VERSION: u32 = 1;
-/// Largest project accepted (1 GiB): a browser tab cannot hold much more in wasm memory.
-pub const MAX_PROJECT_BYTES: usize = 1 << 30;
 /// Tensor holding the exported model (safetensors bytes), when there is one.
 const MODEL_TENSOR: &str = "model";
 
@@ -150,7 +149,7 @@ impl Project {
             file: file.to_string(),
             reason,
         };
-        if bytes.len() > MAX_PROJECT_BYTES {
+        if bytes.len() as u64 > MAX_PROJECT_BYTES {
             return Err(bad(format!(
                 "{} MB is more than the {} MB a project may have",
                 bytes.len() >> 20,

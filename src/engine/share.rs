@@ -70,14 +70,15 @@ pub fn frozen_part(backbone: &Backbone, unfreeze: Unfreeze, device: &Device) -> 
 }
 
 /// The frozen part's output on `images` in batches of `batch`, kept on the device;
-/// `progress(done)` fires after each batch has really been computed.
+/// `progress(done)` fires after each batch has really been computed, and the pass ends with
+/// [`EngineError::Cancelled`] there when it returns `false` (a Cancel waits one batch at most).
 pub async fn frozen_pass(
     frozen: &Frozen,
     images: &[RgbImage],
     spec: &BackboneSpec,
     batch: usize,
     device: &Device,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) -> bool,
 ) -> Result<Vec<Tensor<4>>, EngineError> {
     let mut parts = Vec::new();
     let mut done = 0;
@@ -86,7 +87,9 @@ pub async fn frozen_pass(
         // Reading one value waits for the batch, so the progress is real and the GPU queue short.
         read_f32(out.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
         done += chunk.len();
-        progress(done);
+        if !progress(done) {
+            return Err(EngineError::Cancelled);
+        }
         parts.push(out);
     }
     Ok(parts)
@@ -101,7 +104,7 @@ pub async fn helper_pass(
     device: &Device,
 ) -> Result<Vec<f32>, EngineError> {
     let mut out = Vec::new();
-    for part in frozen_pass(frozen, images, spec, batch, device, |_| {}).await? {
+    for part in frozen_pass(frozen, images, spec, batch, device, |_| true).await? {
         out.extend(read_f32(part).await?);
     }
     Ok(out)
@@ -119,7 +122,7 @@ pub async fn shared_pass(
     batch: usize,
     device: &Device,
     helpers: Option<&dyn Helpers>,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) -> bool,
 ) -> Result<Tensor<4>, EngineError> {
     let ready = helpers.map_or(0, |h| h.ready());
     let parts = shares(images.len(), ready);
@@ -133,6 +136,7 @@ pub async fn shared_pass(
         None => Vec::new(),
     };
     let own = parts.first().cloned().unwrap_or(0..images.len());
+    // A cancel drops the helpers' futures: their answers are not waited for.
     let mut outputs = frozen_pass(frozen, &images[own.clone()], spec, batch, device, |done| {
         progress(done)
     })
@@ -157,12 +161,20 @@ pub async fn shared_pass(
                 Some(v) => {
                     outputs.push(Tensor::from_data(TensorData::new(v, [n, c, h, w]), device))
                 }
-                None => outputs.extend(
-                    frozen_pass(frozen, &images[range], spec, batch, device, |_| {}).await?,
-                ),
+                None => {
+                    let base = done;
+                    outputs.extend(
+                        frozen_pass(frozen, &images[range], spec, batch, device, |d| {
+                            progress(base + d)
+                        })
+                        .await?,
+                    )
+                }
             }
             done += n;
-            progress(done);
+            if !progress(done) {
+                return Err(EngineError::Cancelled);
+            }
         }
     }
     if outputs.is_empty() {

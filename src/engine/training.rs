@@ -606,6 +606,7 @@ pub async fn train_with(
     let mut best: Option<(usize, f64, Classifier)> = None;
     let mut since_best = 0usize;
     let mut stopped = None;
+    let mut cancelled = false;
     let mut step_global = 0usize;
     let mut epoch = 0usize;
     // Passes over the training set so far (each augments afresh).
@@ -628,54 +629,63 @@ pub async fn train_with(
         let mut sched = lr_scheduler(&trainable, first_block, cfg, stage_steps);
         // The frozen part sees the same input every epoch without augmentation or mixing:
         // compute its output once.
-        let mut cache = None;
         let total = train_eval_images.len() + val_images.len();
         let per_image = boundary_floats(&frozen, spec, device);
         let cache_train =
             !cfg.augment && !mixing && per_image * train_eval_images.len() <= MAX_CACHE_FLOATS;
-        let mut keep_going = true;
-        if cache_train {
-            cache = Some(
-                share::shared_pass(
-                    &frozen,
-                    stage.unfreeze,
-                    &train_eval_images,
-                    spec,
-                    infer_batch,
-                    device,
-                    helpers,
-                    |done| {
-                        keep_going &= on_progress(&Progress::Features { done, total });
-                    },
-                )
-                .await?,
-            );
-        }
-        let offset = if cache_train {
-            train_eval_images.len()
-        } else {
-            0
+        let passes = async {
+            let train = match cache_train {
+                true => Some(
+                    share::shared_pass(
+                        &frozen,
+                        stage.unfreeze,
+                        &train_eval_images,
+                        spec,
+                        infer_batch,
+                        device,
+                        helpers,
+                        |done| on_progress(&Progress::Features { done, total }),
+                    )
+                    .await?,
+                ),
+                false => None,
+            };
+            let offset = if cache_train {
+                train_eval_images.len()
+            } else {
+                0
+            };
+            let val = share::shared_pass(
+                &frozen,
+                stage.unfreeze,
+                &val_images,
+                spec,
+                infer_batch,
+                device,
+                helpers,
+                |done| {
+                    on_progress(&Progress::Features {
+                        done: offset + done,
+                        total: offset + val_images.len(),
+                    })
+                },
+            )
+            .await?;
+            Ok::<_, EngineError>((train, val))
         };
-        let val_cache = share::shared_pass(
-            &frozen,
-            stage.unfreeze,
-            &val_images,
-            spec,
-            infer_batch,
-            device,
-            helpers,
-            |done| {
-                keep_going &= on_progress(&Progress::Features {
-                    done: offset + done,
-                    total: offset + val_images.len(),
-                });
-            },
-        )
-        .await?;
-        if !keep_going {
-            stopped = Some("cancelled before the first epoch".to_string());
-            break 'stages;
-        }
+        let (cache, val_cache) = match passes.await {
+            Ok(passes) => passes,
+            // Cancelled within one batch of the frozen pass.
+            Err(EngineError::Cancelled) => {
+                cancelled = true;
+                stopped = Some(format!(
+                    "cancelled during the feature pass of stage {}; kept the best model so far",
+                    stage_index + 1
+                ));
+                break 'stages;
+            }
+            Err(e) => return Err(e),
+        };
         for _ in 0..stage.epochs {
             epoch += 1;
             let t_epoch = Instant::now();
@@ -812,6 +822,7 @@ pub async fn train_with(
                             * all_steps.saturating_sub(step_global) as f64,
                     });
                     if !keep_going {
+                        cancelled = true;
                         stopped = Some(format!(
                             "cancelled at epoch {epoch}, step {step}; kept the best model so far"
                         ));
@@ -886,9 +897,11 @@ pub async fn train_with(
         model = merge(frozen, &trainable);
     }
     let Some((best_epoch, _, best_model)) = best else {
-        return Err(EngineError::Unsupported(
-            stopped.unwrap_or_else(|| "no epoch finished".to_string()),
-        ));
+        return Err(match stopped {
+            _ if cancelled => EngineError::Cancelled,
+            Some(reason) => EngineError::Unsupported(reason),
+            None => EngineError::Unsupported("no epoch finished".to_string()),
+        });
     };
     let Some(best_report) = epochs.iter().find(|e| e.epoch == best_epoch).cloned() else {
         return Err(EngineError::Unsupported(

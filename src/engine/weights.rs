@@ -9,6 +9,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::EngineError;
+use super::limits::{MAX_HEAD_CLASSES, MAX_MODEL_BYTES, MIN_CLASSES, mb};
 use super::model::{
     BACKBONES, Backbone, BackboneKind, BackboneSpec, BlockSpec, Classifier, ConvBn, FEATURE_DIM,
     Head, LITE0, MbConv, STEM_CHANNELS,
@@ -76,8 +77,6 @@ pub fn download_bytes(kind: BackboneKind) -> usize {
 pub const META_BACKBONE: &str = "backbone";
 /// Dropout before `_fc` in EfficientNet-Lite (inactive at inference).
 pub const HEAD_DROPOUT: f64 = 0.2;
-/// Largest model file read (an exported Lite0 is 19 MB): checked before reading into memory.
-pub const MAX_MODEL_BYTES: u64 = 256 << 20;
 /// Classes of the ImageNet head shipped with the checkpoint.
 pub const IMAGENET_CLASSES: usize = 1000;
 
@@ -152,134 +151,253 @@ fn floats(view: &TensorView<'_>) -> Option<Vec<f32>> {
     })
 }
 
-/// Tensors of a safetensors file, decoded to f32 and checked against the model's layout.
+/// A file's tensor as the header describes it.
+struct Entry<'a> {
+    shape: Vec<usize>,
+    view: TensorView<'a>,
+}
+
+/// Whether `name` is a tensor a model file may carry beside the ones the model reads: an
+/// 8-bit weight's scales, or PyTorch's BatchNorm step counter.
+fn is_companion(name: &str, expected: &HashMap<String, Vec<usize>>) -> bool {
+    let of_expected = |base: &str| expected.contains_key(base);
+    if let Some(base) = name.strip_suffix(quant::SCALE_SUFFIX) {
+        return of_expected(base);
+    }
+    name.strip_suffix(".num_batches_tracked")
+        .is_some_and(|bn| of_expected(&format!("{bn}.running_var")))
+}
+
+/// The number of classes of the `_fc` head, from the header alone.
+fn head_classes(file: &str, entries: &HashMap<String, Entry<'_>>) -> Result<usize, EngineError> {
+    let classes = match entries.get("_fc.weight").map(|e| e.shape.as_slice()) {
+        Some(&[classes, FEATURE_DIM]) => classes,
+        Some(shape) => {
+            return Err(EngineError::weights(
+                file,
+                format!("`_fc.weight` has shape {shape:?}, expected [classes, {FEATURE_DIM}]"),
+            ));
+        }
+        None => return Err(EngineError::weights(file, "missing tensor `_fc.weight`")),
+    };
+    if classes < MIN_CLASSES {
+        return Err(EngineError::weights(
+            file,
+            format!("`_fc.weight` has {classes} classes; a model needs at least {MIN_CLASSES}"),
+        ));
+    }
+    if classes > MAX_HEAD_CLASSES {
+        return Err(EngineError::weights(
+            file,
+            format!(
+                "`_fc.weight` has {classes} classes, more than the {MAX_HEAD_CLASSES} a model may have"
+            ),
+        ));
+    }
+    Ok(classes)
+}
+
+/// What does not fit `spec`'s model with `classes` outputs (missing, misshapen, of another
+/// type, or unknown tensors), the first few named; empty when the layout fits.
+fn layout_problems(
+    spec: &BackboneSpec,
+    classes: usize,
+    entries: &HashMap<String, Entry<'_>>,
+) -> Vec<String> {
+    let expected: HashMap<String, Vec<usize>> = expected_keys(spec, classes).into_iter().collect();
+    let mut problems = Vec::new();
+    for (key, shape) in expected_keys(spec, classes) {
+        match entries.get(&key) {
+            None => problems.push(format!("missing tensor `{key}`")),
+            Some(e) if e.shape != shape => problems.push(format!(
+                "`{key}` has shape {:?}, the model needs {shape:?}",
+                e.shape
+            )),
+            Some(e) if !is_float(e.view.dtype()) && e.view.dtype() != Dtype::I8 => {
+                problems.push(format!(
+                    "`{key}` is {:?}, not a float or 8-bit tensor",
+                    e.view.dtype()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut unknown: Vec<&String> = entries
+        .keys()
+        .filter(|k| !expected.contains_key(*k) && !is_companion(k, &expected))
+        .collect();
+    unknown.sort();
+    problems.extend(
+        unknown
+            .into_iter()
+            .map(|k| format!("unknown tensor `{k}` (not part of {})", spec.name)),
+    );
+    problems
+}
+
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
+/// Problems joined for one message: the first three, then how many more.
+fn summary(file: &str, problems: Vec<String>) -> EngineError {
+    let more = problems.len().saturating_sub(3);
+    let mut reason = problems.into_iter().take(3).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        reason.push_str(&format!(" (and {more} more)"));
+    }
+    EngineError::weights(file, reason)
+}
+
+/// One tensor's values as f32, 8-bit ones scaled by their per-channel scales.
+fn values_of(
+    file: &str,
+    st: &SafeTensors<'_>,
+    name: &str,
+    view: &TensorView<'_>,
+) -> Result<Vec<f32>, EngineError> {
+    if let Some(values) = floats(view) {
+        return Ok(values);
+    }
+    let key = quant::scale_key(name);
+    let scales = st
+        .tensor(&key)
+        .ok()
+        .and_then(|s| floats(&s))
+        .ok_or_else(|| {
+            EngineError::weights(file, format!("{name} is 8-bit without a float {key}"))
+        })?;
+    let channels = view.shape().first().copied().unwrap_or(0);
+    if scales.len() != channels {
+        return Err(EngineError::weights(
+            file,
+            format!("{name} has {channels} channels but {} scales", scales.len()),
+        ));
+    }
+    let q: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
+    quant::dequantize(&q, &scales).map_err(|e| EngineError::weights(file, format!("{name}: {e}")))
+}
+
+/// Tensors of a model file, checked against the model's layout from the header alone (so a
+/// wrong or oversized file costs nothing), then decoded to f32 with every value checked finite.
 pub struct WeightMap {
     file: String,
+    spec: &'static BackboneSpec,
+    classes: usize,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
     /// The header's free-form metadata (class names etc. for trained models).
     pub metadata: HashMap<String, String>,
 }
 
 impl WeightMap {
-    /// Parses a safetensors file (f32, f16 or bf16 floats, or 8-bit weights with per-channel
-    /// scales, see [`quant`]). `file` names it in errors.
+    /// Parses a model file (f32, f16 or bf16 floats, or 8-bit weights with per-channel scales,
+    /// see [`quant`]). `file` names it in errors. Refused, naming the tensor: a layout that is
+    /// not one of the backbones' with 2 to [`MAX_HEAD_CLASSES`] classes, unknown tensors, and
+    /// values that are not finite (or a negative BatchNorm variance).
     pub fn from_safetensors(file: &str, bytes: &[u8]) -> Result<Self, EngineError> {
+        if bytes.len() as u64 > MAX_MODEL_BYTES {
+            return Err(EngineError::weights(
+                file,
+                format!(
+                    "{} MB is more than the {} MB a model file may have",
+                    mb(bytes.len() as u64),
+                    mb(MAX_MODEL_BYTES)
+                ),
+            ));
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| EngineError::weights(file, format!("not a safetensors file ({e})")))?;
         let metadata = SafeTensors::read_metadata(bytes)
             .ok()
             .and_then(|(_, m)| m.metadata().clone())
             .unwrap_or_default();
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            // A scale is read with its 8-bit tensor.
-            if name.ends_with(quant::SCALE_SUFFIX) {
-                continue;
-            }
-            let values = match floats(&view) {
-                Some(values) => values,
-                None if view.dtype() == Dtype::I8 => {
-                    let key = quant::scale_key(&name);
-                    let scales =
-                        st.tensor(&key)
-                            .ok()
-                            .and_then(|s| floats(&s))
-                            .ok_or_else(|| {
-                                EngineError::weights(
-                                    file,
-                                    format!("{name} is 8-bit without a float {key}"),
-                                )
-                            })?;
-                    let channels = view.shape().first().copied().unwrap_or(0);
-                    if scales.len() != channels {
-                        return Err(EngineError::weights(
-                            file,
-                            format!("{name} has {channels} channels but {} scales", scales.len()),
-                        ));
-                    }
-                    let q: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
-                    quant::dequantize(&q, &scales)
-                        .map_err(|e| EngineError::weights(file, format!("{name}: {e}")))?
-                }
-                // Integer buffers such as num_batches_tracked are not model inputs.
-                None => continue,
-            };
-            tensors.insert(name, (view.shape().to_vec(), values));
-        }
-        Ok(Self {
-            file: file.to_string(),
-            tensors,
-            metadata,
-        })
-    }
-
-    /// Checks that every key `spec`'s model needs is present, float, and of the right shape.
-    /// Reports all problems at once (first few), not just the first.
-    pub fn validate(&self, spec: &BackboneSpec, classes: usize) -> Result<(), EngineError> {
-        let mut problems = Vec::new();
-        for (key, shape) in expected_keys(spec, classes) {
-            match self.tensors.get(&key) {
-                None => problems.push(format!("missing tensor `{key}`")),
-                Some((found, _)) if *found != shape => problems.push(format!(
-                    "`{key}` has shape {found:?}, the model needs {shape:?}"
-                )),
-                Some(_) => {}
-            }
-        }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let more = problems.len().saturating_sub(3);
-        let mut reason = problems.into_iter().take(3).collect::<Vec<_>>().join("; ");
-        if more > 0 {
-            reason.push_str(&format!(" (and {more} more)"));
-        }
-        Err(EngineError::weights(&self.file, reason))
-    }
-
-    /// The backbone these weights are for: the one the metadata names, else the one whose
-    /// layout the tensors fit (a file from elsewhere without metadata).
-    pub fn backbone(&self) -> Result<&'static BackboneSpec, EngineError> {
-        if let Some(id) = self.metadata.get(META_BACKBONE) {
-            return BackboneKind::from_name(id)
+        let entries: HashMap<String, Entry<'_>> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let shape = view.shape().to_vec();
+                (name, Entry { shape, view })
+            })
+            .collect();
+        let classes = head_classes(file, &entries)?;
+        let spec = match metadata.get(META_BACKBONE) {
+            Some(id) => BackboneKind::from_name(id)
                 .map(BackboneKind::spec)
                 .ok_or_else(|| {
                     EngineError::weights(
-                        &self.file,
+                        file,
                         format!(
                             "made for backbone `{id}`, which this app does not have (it has {})",
                             BACKBONES.map(|s| s.id).join(", ")
                         ),
                     )
-                });
+                })?,
+            // A file from elsewhere without metadata: the backbone whose layout it fits.
+            None => BACKBONES
+                .into_iter()
+                .find(|s| layout_problems(s, classes, &entries).is_empty())
+                .unwrap_or(&LITE0),
+        };
+        let problems = layout_problems(spec, classes, &entries);
+        if !problems.is_empty() {
+            return Err(summary(file, problems));
         }
-        let classes = self.head_classes()?;
-        match BACKBONES
-            .into_iter()
-            .find(|s| self.validate(s, classes).is_ok())
-        {
-            Some(spec) => Ok(spec),
-            None => self.validate(&LITE0, classes).map(|()| &LITE0),
+        let mut tensors = HashMap::new();
+        for (name, shape) in expected_keys(spec, classes) {
+            let values = values_of(file, &st, &name, &entries[&name].view)?;
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(EngineError::weights(
+                    file,
+                    format!(
+                        "`{name}` holds a value that is not a finite number ({} at {i})",
+                        values[i]
+                    ),
+                ));
+            }
+            if name.ends_with(".running_var") && values.iter().any(|&v| v < 0.0) {
+                return Err(EngineError::weights(
+                    file,
+                    format!("`{name}` holds a negative variance"),
+                ));
+            }
+            tensors.insert(name, (shape, values));
         }
+        Ok(Self {
+            file: file.to_string(),
+            spec,
+            classes,
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Checks that these weights are `spec`'s model with `classes` outputs.
+    pub fn validate(&self, spec: &BackboneSpec, classes: usize) -> Result<(), EngineError> {
+        if self.spec.id != spec.id || self.classes != classes {
+            return Err(EngineError::weights(
+                &self.file,
+                format!(
+                    "{} with {} classes, expected {} with {classes}",
+                    self.spec.name, self.classes, spec.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backbone these weights are for: the one the metadata names, else the one whose
+    /// layout the tensors fit.
+    pub fn backbone(&self) -> &'static BackboneSpec {
+        self.spec
     }
 
     /// Number of classes of the `_fc` head in this file.
-    pub fn head_classes(&self) -> Result<usize, EngineError> {
-        match self.tensors.get("_fc.weight") {
-            Some((shape, _)) if shape.len() == 2 && shape[1] == FEATURE_DIM => Ok(shape[0]),
-            Some((shape, _)) => Err(EngineError::weights(
-                &self.file,
-                format!("`_fc.weight` has shape {shape:?}, expected [classes, {FEATURE_DIM}]"),
-            )),
-            None => Err(EngineError::weights(
-                &self.file,
-                "missing tensor `_fc.weight`",
-            )),
-        }
+    pub fn head_classes(&self) -> usize {
+        self.classes
     }
 
     fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
-        // `validate` ran first, so the key exists with the right rank.
+        // The layout was checked on reading, so the key exists with the right rank.
         let (shape, values) = &self.tensors[key];
         Tensor::from_data(TensorData::new(values.clone(), shape.clone()), device)
     }
@@ -343,10 +461,8 @@ impl WeightMap {
     }
 
     /// Builds the whole classifier (its backbone + the file's `_fc` head) on `device`.
-    pub fn classifier(&self, device: &Device) -> Result<Classifier, EngineError> {
-        let spec = self.backbone()?;
-        let classes = self.head_classes()?;
-        self.validate(spec, classes)?;
+    pub fn classifier(&self, device: &Device) -> Classifier {
+        let spec = self.spec;
         let backbone = Backbone {
             stem: self.conv_bn("_conv_stem", "_bn0", 2, 1, true, device),
             blocks: spec
@@ -362,7 +478,7 @@ impl WeightMap {
             self.tensor::<1>("_fc.bias", device),
             HEAD_DROPOUT,
         );
-        Ok(Classifier { backbone, head })
+        Classifier { backbone, head }
     }
 }
 
@@ -373,7 +489,7 @@ pub fn load_classifier(
     bytes: &[u8],
     device: &Device,
 ) -> Result<Classifier, EngineError> {
-    WeightMap::from_safetensors(file, bytes)?.classifier(device)
+    Ok(WeightMap::from_safetensors(file, bytes)?.classifier(device))
 }
 
 /// A parameter's values, read back from the device.
@@ -555,19 +671,19 @@ mod tests {
         let one_scale = 0.5f32.to_le_bytes();
         let file =
             |tensors: Vec<(String, TensorView<'_>)>| safetensors::serialize(tensors, None).unwrap();
+        let values = |bytes: &[u8]| {
+            let st = SafeTensors::deserialize(bytes).unwrap();
+            let view = st.tensor("w").unwrap();
+            values_of("q.safetensors", &st, "w", &view)
+        };
         // Two channels of two values, scaled 0.5 and 2.
         let good = file(vec![
             ("w".into(), tensor(Dtype::I8, vec![2, 2], &q)),
             (quant::scale_key("w"), tensor(Dtype::F32, vec![2], &scales)),
         ]);
-        let map = WeightMap::from_safetensors("q.safetensors", &good).unwrap();
-        assert_eq!(map.tensors["w"], (vec![2, 2], vec![0.5, 1.0, 6.0, 8.0]));
-        assert!(!map.tensors.contains_key(&quant::scale_key("w")));
+        assert_eq!(values(&good).unwrap(), vec![0.5, 1.0, 6.0, 8.0]);
         let missing = file(vec![("w".into(), tensor(Dtype::I8, vec![2, 2], &q))]);
-        let err = WeightMap::from_safetensors("q.safetensors", &missing)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = values(&missing).unwrap_err().to_string();
         assert!(
             err.contains("q.safetensors") && err.contains("w is 8-bit"),
             "{err}"
@@ -579,10 +695,7 @@ mod tests {
                 tensor(Dtype::F32, vec![1], &one_scale),
             ),
         ]);
-        let err = WeightMap::from_safetensors("q.safetensors", &short)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = values(&short).unwrap_err().to_string();
         assert!(err.contains("2 channels but 1 scales"), "{err}");
     }
 
@@ -596,15 +709,104 @@ mod tests {
         );
     }
 
+    /// A Lite0 model file of `classes` outputs (zeros, unit variances), with `change` applied
+    /// to its tensors before writing.
+    fn model_file(
+        classes: usize,
+        change: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+    ) -> Vec<u8> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = expected_keys(&LITE0, classes)
+            .into_iter()
+            .map(|(k, shape)| {
+                let fill = if k.ends_with("running_var") { 1.0 } else { 0.0 };
+                let n = shape.iter().product();
+                (k, shape, vec![fill; n])
+            })
+            .collect();
+        change(&mut tensors);
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .into_iter()
+            .map(|(k, s, v)| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes.iter().map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        });
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match WeightMap::from_safetensors("m.safetensors", bytes) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn set(tensors: &mut [(String, Vec<usize>, Vec<f32>)], key: &str, value: f32) {
+        let t = tensors.iter_mut().find(|(k, _, _)| k == key).unwrap();
+        t.2[0] = value;
+    }
+
     #[test]
-    fn wrong_shape_is_named() {
-        let data = vec![0u8; 4 * 10];
-        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![10], &data).unwrap();
-        let bytes = safetensors::serialize([("_fc.weight", view)], None).unwrap();
-        let map = WeightMap::from_safetensors("m.safetensors", &bytes).unwrap();
-        let err = map.head_classes().unwrap_err().to_string();
-        assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
-        let err = map.validate(&LITE0, 1000).unwrap_err().to_string();
+    fn a_model_file_of_two_classes_loads() {
+        let map = WeightMap::from_safetensors("m.safetensors", &model_file(2, |_| {})).unwrap();
+        assert_eq!((map.backbone().id, map.head_classes()), (LITE0.id, 2));
+    }
+
+    #[test]
+    fn a_head_of_fewer_than_two_or_too_many_classes_is_refused() {
+        for classes in [0, 1] {
+            let err = refusal(&model_file(classes, |_| {}));
+            assert!(
+                err.contains("m.safetensors") && err.contains("at least 2"),
+                "{err}"
+            );
+        }
+        let err = refusal(&model_file(MAX_HEAD_CLASSES + 1, |_| {}));
+        assert!(err.contains("1001 classes"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_weights_and_negative_variances_are_refused_by_name() {
+        for (key, value) in [
+            ("_fc.weight", f32::NAN),
+            ("_bn1.running_var", f32::INFINITY),
+            ("_blocks.3._depthwise_conv.weight", f32::NEG_INFINITY),
+        ] {
+            let err = refusal(&model_file(2, |t| set(t, key, value)));
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("finite"),
+                "{err}"
+            );
+        }
+        let err = refusal(&model_file(2, |t| set(t, "_bn0.running_var", -1.0)));
+        assert!(
+            err.contains("`_bn0.running_var`") && err.contains("negative"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_misshapen_tensors_are_named() {
+        let err = refusal(&model_file(2, |t| {
+            t.push(("extra".into(), vec![4], vec![0.0; 4]))
+        }));
+        assert!(err.contains("unknown tensor `extra`"), "{err}");
+        let err = refusal(&model_file(2, |t| {
+            t.retain(|(k, _, _)| k != "_conv_stem.weight")
+        }));
         assert!(err.contains("missing tensor `_conv_stem.weight`"), "{err}");
+        let err = refusal(&model_file(2, |t| {
+            let fc = t.iter_mut().find(|(k, _, _)| k == "_fc.bias").unwrap();
+            *fc = ("_fc.bias".into(), vec![3], vec![0.0; 3]);
+        }));
+        assert!(err.contains("`_fc.bias` has shape [3]"), "{err}");
+        let data = vec![0u8; 4 * 10];
+        let view = TensorView::new(Dtype::F32, vec![10], &data).unwrap();
+        let bytes = safetensors::serialize([("_fc.weight", view)], None).unwrap();
+        let err = refusal(&bytes);
+        assert!(err.contains("_fc.weight") && err.contains("[10]"), "{err}");
     }
 }

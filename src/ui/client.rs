@@ -2,7 +2,7 @@
 //! module, queues requests until it listens, and turns each request into a future of its one
 //! answer. Events (run progress, the best model so far, a crash) go to subscribers. When the
 //! worker dies, every open request fails with the reason and a new worker starts with the same
-//! weights (at most [`MAX_RESTARTS`] times). Messages are `crate::protocol`'s, as JSON text with
+//! weights (at most [`protocol::MAX_RESTARTS`] times in a row, each death counted once). Messages are `crate::protocol`'s, as JSON text with
 //! the bulk bytes moved, not copied, as transferable buffers.
 
 use std::cell::{Cell, RefCell};
@@ -26,12 +26,9 @@ use crate::engine::model::BackboneKind;
 use crate::engine::pca::FeatureSpace;
 use crate::engine::training::{Progress, TrainConfig, TrainReport};
 use crate::protocol::{
-    self, Answer, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
-    ToWorker, Which,
+    self, AfterCrash, Answer, Explained, FromWorker, ImageMeta, InitError, Lives, Request,
+    RunError, RunOutcome, ToWorker, Which,
 };
-
-/// Worker deaths after which no new one starts (a device that fails at once).
-pub const MAX_RESTARTS: u32 = 3;
 
 type Buffers = Vec<js_sys::Uint8Array>;
 type Reply = Result<(Answer, Buffers), String>;
@@ -111,6 +108,9 @@ pub enum Event {
 /// One started worker: its handlers, and the requests waiting for it to listen.
 struct Live {
     worker: Worker,
+    /// Which worker this is (see [`Lives`]): its reports name it.
+    generation: u64,
+    started_ms: f64,
     /// Requests sent before the worker listens; `None` once it does.
     queue: RefCell<Option<Vec<(Request, Buffers)>>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
@@ -167,7 +167,7 @@ pub struct WorkerClient {
     pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
     next_id: Cell<u64>,
     weights: RefCell<Option<(Rc<Vec<u8>>, DeviceKind)>>,
-    restarts: Cell<u32>,
+    lives: RefCell<Lives>,
     listeners: RefCell<Vec<Listener>>,
     pub status: RwSignal<WorkerStatus>,
     /// The device the network is on, once `init` succeeded.
@@ -186,7 +186,7 @@ impl WorkerClient {
             pending: RefCell::default(),
             next_id: Cell::new(1),
             weights: RefCell::new(None),
-            restarts: Cell::new(0),
+            lives: RefCell::default(),
             listeners: RefCell::default(),
             status: RwSignal::new(WorkerStatus::Waiting),
             device: RwSignal::new(None),
@@ -442,13 +442,14 @@ impl WorkerClient {
     }
 
     fn spawn(self: &Rc<Self>) {
-        match Live::start(Rc::downgrade(self)) {
+        let generation = self.lives.borrow_mut().started();
+        match Live::start(Rc::downgrade(self), generation) {
             Ok(live) => *self.live.borrow_mut() = Some(live),
             Err(e) => self.status.set(WorkerStatus::Failed(e)),
         }
     }
 
-    fn on_message(self: &Rc<Self>, message: FromWorker, buffers: Buffers) {
+    fn on_message(self: &Rc<Self>, generation: u64, message: FromWorker, buffers: Buffers) {
         match message {
             FromWorker::Started => {
                 if let Some(live) = self.live.borrow().as_ref() {
@@ -467,7 +468,7 @@ impl WorkerClient {
                     self.emit(&Event::BestSoFar { report, model });
                 }
             }
-            FromWorker::Crashed(reason) => self.crashed(reason),
+            FromWorker::Crashed(reason) => self.crashed(generation, reason),
         }
     }
 
@@ -480,7 +481,15 @@ impl WorkerClient {
 
     /// The worker is gone: every open request fails with `reason`, and a new worker starts with
     /// the same weights (listeners then give it back its model).
-    fn crashed(self: &Rc<Self>, reason: String) {
+    fn crashed(self: &Rc<Self>, generation: u64, reason: String) {
+        let alive_ms = match self.live.borrow().as_ref() {
+            Some(live) if live.generation == generation => js::now_ms() - live.started_ms,
+            _ => return,
+        };
+        let after = self.lives.borrow_mut().crashed(generation, alive_ms);
+        if after == AfterCrash::Ignore {
+            return;
+        }
         let Some(dead) = self.live.borrow_mut().take() else {
             return;
         };
@@ -492,12 +501,11 @@ impl WorkerClient {
         for (_, tx) in self.pending.borrow_mut().drain() {
             tx.send(Err(reason.clone())).ok();
         }
-        if self.restarts.get() >= MAX_RESTARTS {
+        if after == AfterCrash::GiveUp {
             self.status.set(WorkerStatus::Failed(reason.clone()));
             self.emit(&Event::Crashed);
             return;
         }
-        self.restarts.set(self.restarts.get() + 1);
         self.spawn();
         let weights = self.weights.borrow().clone();
         if let Some((weights, device)) = weights {
@@ -511,7 +519,7 @@ impl WorkerClient {
 }
 
 impl Live {
-    fn start(client: Weak<WorkerClient>) -> Result<Self, String> {
+    fn start(client: Weak<WorkerClient>, generation: u64) -> Result<Self, String> {
         let assets = Assets {
             script: asset_url(".js")?,
             wasm: asset_url(".wasm")?,
@@ -525,8 +533,8 @@ impl Live {
                     return;
                 };
                 match unpack::<FromWorker>(&ev.data()) {
-                    Ok((message, buffers)) => client.on_message(message, buffers),
-                    Err(e) => client.crashed(e),
+                    Ok((message, buffers)) => client.on_message(generation, message, buffers),
+                    Err(e) => client.crashed(generation, e),
                 }
             })
         };
@@ -534,13 +542,15 @@ impl Live {
             Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
                 ev.prevent_default();
                 if let Some(client) = client.upgrade() {
-                    client.crashed(format!("the worker failed: {}", ev.message()));
+                    client.crashed(generation, format!("the worker failed: {}", ev.message()));
                 }
             });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         Ok(Self {
             worker,
+            generation,
+            started_ms: js::now_ms(),
             queue: RefCell::new(Some(Vec::new())),
             _on_message: on_message,
             _on_error: on_error,

@@ -39,7 +39,7 @@ pub fn class_count(tree: &[(String, File)]) -> usize {
     let mut names: Vec<String> = data::place(&paths)
         .into_iter()
         .flatten()
-        .map(|(name, _)| name.trim().to_lowercase())
+        .map(|(name, _)| data::class_key(&name))
         .collect();
     names.sort();
     names.dedup();
@@ -59,7 +59,7 @@ pub async fn add_tree(ws: Workspace, tree: Vec<(String, File)>) {
         .map(|(path, _)| path.split('/').filter(|s| !s.is_empty()).collect())
         .collect();
     let places = data::place(&paths);
-    // Class name (lower case) -> (name as written, its files), sorted as ImageFolder does.
+    // Class key (`data::class_key`) -> (name as written, its files), in the command line's order.
     let mut groups: BTreeMap<String, (String, Vec<Pending>)> = BTreeMap::new();
     for ((path, file), place) in tree.iter().zip(places) {
         let message = match place {
@@ -68,7 +68,7 @@ pub async fn add_tree(ws: Workspace, tree: Vec<(String, File)>) {
             Some(_) if !data::is_image_name(path) => not_image_type(path),
             Some((class, val)) => {
                 let group = groups
-                    .entry(class.trim().to_lowercase())
+                    .entry(data::class_key(&class))
                     .or_insert_with(|| (class.trim().to_string(), Vec::new()));
                 group.1.push(Pending {
                     file: file.name(),
@@ -94,7 +94,7 @@ pub async fn add_tree(ws: Workspace, tree: Vec<(String, File)>) {
         files.sort_by(|a, b| a.shown.cmp(&b.shown));
         let existing = cards.iter().find(|c| {
             c.name
-                .try_with_untracked(|n| n.trim().to_lowercase() == key)
+                .try_with_untracked(|n| data::class_key(n) == key)
                 .unwrap_or(false)
         });
         let card = match existing {

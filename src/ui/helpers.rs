@@ -34,6 +34,10 @@ pub const HELPER_NAME: &str = "finetune-helper";
 
 /// Images per batch in a helper's pass.
 const HELPER_BATCH: usize = 4;
+/// How long a helper may take for a share, before and per image (a slow CPU takes about
+/// 0.2 s a photo): past that it is taken for lost.
+const HELPER_DEADLINE_MS: f64 = 20_000.0;
+const HELPER_MS_PER_IMAGE: f64 = 2_000.0;
 
 /// Whether this module runs as a helper worker.
 pub fn is_helper() -> bool {
@@ -296,6 +300,18 @@ impl Helpers for HelperPool {
         match link.send(ToHelper::Boundary { unfreeze, size }, buffers) {
             Ok(id) => {
                 link.pending.borrow_mut().insert(id, tx);
+                // A helper that stops answering (a hung or killed worker) would stall the run:
+                // past its deadline it counts as lost, and the worker runs its share.
+                let deadline = HELPER_DEADLINE_MS + HELPER_MS_PER_IMAGE * images.len() as f64;
+                let weak = Rc::downgrade(&link);
+                wasm_bindgen_futures::spawn_local(async move {
+                    super::js::sleep_ms(deadline).await;
+                    if let Some(link) = weak.upgrade()
+                        && link.pending.borrow().contains_key(&id)
+                    {
+                        link.lost(&format!("no answer within {:.0} s", deadline / 1000.0));
+                    }
+                });
             }
             Err(e) => {
                 link.lost(&e);

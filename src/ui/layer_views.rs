@@ -59,7 +59,7 @@ pub fn LayerViews(stages: Signal<Vec<Stage>>) -> impl IntoView {
         revoke(&urls(&state.get_untracked()));
         state.set(State::Working(name.clone()));
         leptos::task::spawn_local(async move {
-            let max = crate::engine::preprocess::MAX_PHOTO_BYTES;
+            let max = crate::engine::limits::MAX_PHOTO_BYTES;
             let result = match js::read_file(&file, &name, max).await {
                 Ok(bytes) => worker.layers(&name, &bytes).await,
                 Err(e) => Err(e),

@@ -145,7 +145,7 @@ async fn classify(
     file: &File,
 ) -> Result<(Vec<Bar>, Arc<Vec<u8>>), String> {
     let name = file.name();
-    let bytes = js::read_file(file, &name, crate::engine::preprocess::MAX_PHOTO_BYTES).await?;
+    let bytes = js::read_file(file, &name, crate::engine::limits::MAX_PHOTO_BYTES).await?;
     let top = worker.classify(&name, &bytes, TOP_K).await?;
     let bars = top
         .into_iter()

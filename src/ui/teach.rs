@@ -147,7 +147,10 @@ pub fn TeachPanel() -> impl IntoView {
                 ));
             }
             let mut seen = std::collections::HashSet::new();
-            if let Some(dup) = names.iter().find(|n| !seen.insert(n.trim().to_lowercase())) {
+            if let Some(dup) = names
+                .iter()
+                .find(|n| !seen.insert(crate::engine::data::class_key(n)))
+            {
                 return refuse(format!(
                     "Two classes are called \"{dup}\"; give each its own name."
                 ));

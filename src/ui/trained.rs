@@ -12,7 +12,7 @@ use super::js;
 use super::model_file::ModelFile;
 use super::storage;
 use super::webcam::WebcamPredict;
-use crate::engine::{preprocess, weights};
+
 use crate::protocol::Which;
 
 /// The name under which a restored project's model is loaded (and told apart from imports).
@@ -159,7 +159,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
             let name = file.name();
             model.show(TrainedResult::Pending(name.clone()));
             leptos::task::spawn_local(async move {
-                match js::read_file(&file, &name, preprocess::MAX_PHOTO_BYTES).await {
+                match js::read_file(&file, &name, crate::engine::limits::MAX_PHOTO_BYTES).await {
                     Ok(bytes) => predict(name, bytes, false),
                     Err(message) => model.show(TrainedResult::Failed {
                         file: name,
@@ -189,7 +189,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
         model.error.set(None);
         leptos::task::spawn_local(async move {
             let name = file.name();
-            match js::read_file(&file, &name, weights::MAX_MODEL_BYTES).await {
+            match js::read_file(&file, &name, crate::engine::limits::MAX_MODEL_BYTES).await {
                 Ok(bytes) => model.load(
                     ModelFile::from_bytes(&bytes),
                     name.clone(),

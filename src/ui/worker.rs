@@ -24,7 +24,7 @@ use crate::engine::model::{BackboneKind, Classifier};
 use crate::engine::share::Helpers;
 use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
 use crate::engine::weights;
-use crate::engine::{explain, pca, preprocess};
+use crate::engine::{EngineError, explain, pca, preprocess};
 use crate::protocol::{
     Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
     ToWorker, Which,
@@ -579,6 +579,8 @@ async fn run(
     .await;
     let (model, report) = match result {
         Ok(done) => done,
+        Err(EngineError::Cancelled) => return Err(RunError::Cancelled),
+        // A failure that a cancel caused (a helper's share abandoned mid-way).
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };

@@ -15,7 +15,7 @@ use web_sys::{File, Url};
 use super::client::WorkerClient;
 use super::js;
 use crate::engine::data::Sample;
-use crate::engine::preprocess;
+
 use crate::engine::project::{ProjectClass, ProjectImage};
 
 /// One image of a class, as the user gave it.
@@ -448,7 +448,7 @@ impl Workspace {
             let (bytes, blob) = match item.source {
                 Source::Bytes(bytes) => (Ok(bytes), None),
                 Source::File(file) => (
-                    js::read_file(&file, &item.shown, preprocess::MAX_PHOTO_BYTES).await,
+                    js::read_file(&file, &item.shown, crate::engine::limits::MAX_PHOTO_BYTES).await,
                     Some(file),
                 ),
             };
