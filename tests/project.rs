@@ -83,3 +83,45 @@ fn damaged_project_is_refused_by_name() {
     let err = Project::from_bytes("model.safetensors", &common::weights_bytes()).unwrap_err();
     assert!(err.to_string().contains("not a project"), "{err}");
 }
+
+#[test]
+fn a_project_at_the_largest_size_allowed_saves_and_opens() {
+    use finetune::engine::limits::MAX_PROJECT_BYTES;
+    let max = MAX_PROJECT_BYTES as usize;
+    let of_size = |n: usize| Project {
+        classes: vec![
+            ProjectClass {
+                name: "big".into(),
+                images: vec![ProjectImage {
+                    file: "big.jpg".into(),
+                    bytes: vec![7u8; n],
+                    val: false,
+                }],
+            },
+            ProjectClass {
+                name: "small".into(),
+                images: photos("train/ants", 1),
+            },
+        ],
+        ..Project::default()
+    };
+    // The header's size is the same for any image of 10 digits' length: measure it once.
+    let guess = max - (1 << 20);
+    let header = of_size(guess).to_bytes().unwrap().len() - guess;
+    let largest = of_size(max - header);
+    let bytes = largest.to_bytes().unwrap();
+    assert_eq!(bytes.len(), max);
+    drop(largest);
+    let opened = Project::from_bytes("big.ftproj", &bytes).unwrap();
+    assert_eq!(opened.classes[0].images[0].bytes.len(), max - header);
+    drop((bytes, opened));
+    // One byte more is refused when saving, with the reason, as opening would refuse it.
+    let err = of_size(max - header + 1)
+        .to_bytes()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1024 MB") && err.contains("could not be opened"),
+        "{err}"
+    );
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::EngineError;
 use super::config::PanelSettings;
-use super::limits::MAX_PROJECT_BYTES;
+use super::limits::{MAX_CLASSES, MAX_PROJECT_BYTES, mb};
 use super::training::TrainReport;
 
 /// Header metadata key of the project layout.
@@ -126,6 +126,35 @@ impl Project {
         };
         let meta = serde_json::to_string(&layout)
             .map_err(|e| EngineError::Unsupported(format!("project layout: {e}")))?;
+        // Save and Open agree: what would be refused on opening is refused here, before the
+        // file is put together (the header's few bytes per tensor are checked after).
+        let data: u64 = self
+            .classes
+            .iter()
+            .flat_map(|c| &c.images)
+            .map(|i| i.bytes.len() as u64)
+            .sum::<u64>()
+            + self.model.as_ref().map_or(0, |m| m.len() as u64);
+        let too_large = |size: u64| EngineError::Project {
+            file: "the project".into(),
+            reason: format!(
+                "{} MB is more than the {} MB a project file may have (it could not be opened again); remove some photos first",
+                mb(size),
+                mb(MAX_PROJECT_BYTES)
+            ),
+        };
+        if data + meta.len() as u64 > MAX_PROJECT_BYTES {
+            return Err(too_large(data + meta.len() as u64));
+        }
+        if self.classes.len() > MAX_CLASSES {
+            return Err(EngineError::Project {
+                file: "the project".into(),
+                reason: format!(
+                    "{} classes, more than the {MAX_CLASSES} a project may have",
+                    self.classes.len()
+                ),
+            });
+        }
         let mut views = Vec::with_capacity(self.image_count() + 1);
         for (c, class) in self.classes.iter().enumerate() {
             for (i, image) in class.images.iter().enumerate() {
@@ -135,11 +164,15 @@ impl Project {
         if let Some(model) = &self.model {
             views.push((MODEL_TENSOR.to_string(), byte_view(model)?));
         }
-        safetensors::serialize(
+        let bytes = safetensors::serialize(
             views,
             Some(HashMap::from([(META_PROJECT.to_string(), meta)])),
         )
-        .map_err(|e| EngineError::Unsupported(format!("project could not be written: {e}")))
+        .map_err(|e| EngineError::Unsupported(format!("project could not be written: {e}")))?;
+        if bytes.len() as u64 > MAX_PROJECT_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     /// Reads a project file; `file` names it in errors. Nothing is returned unless all of it
@@ -171,6 +204,12 @@ impl Project {
             return Err(bad(format!(
                 "made by a newer version of the app (project version {})",
                 layout.version
+            )));
+        }
+        if layout.classes.len() > MAX_CLASSES {
+            return Err(bad(format!(
+                "{} classes, more than the {MAX_CLASSES} a project may have",
+                layout.classes.len()
             )));
         }
         let tensors =

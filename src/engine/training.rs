@@ -964,6 +964,24 @@ pub fn export_metadata(
     .collect()
 }
 
+/// The `n` largest off-diagonal cells of a confusion matrix (true class, predicted class,
+/// count), largest first: what a matrix too large to draw is shown as.
+pub fn most_confused(confusion: &[Vec<usize>], n: usize) -> Vec<(usize, usize, usize)> {
+    let mut cells: Vec<(usize, usize, usize)> = confusion
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .filter(move |&(j, &count)| j != i && count > 0)
+                .map(move |(j, &count)| (i, j, count))
+        })
+        .collect();
+    cells.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    cells.truncate(n);
+    cells
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -999,5 +1017,15 @@ mod tests {
         let ce = |l: [f64; 2], y: usize| (l[0].exp() + l[1].exp()).ln() - l[y];
         let want = (ce([2.0, 0.0], 0) + ce([0.0, 1.0], 1) + ce([3.0, 0.0], 1)) / 3.0;
         assert!((r.val_loss - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn most_confused_pairs_are_the_largest_off_diagonal_cells() {
+        let confusion = vec![vec![5, 1, 0], vec![3, 4, 3], vec![0, 7, 2]];
+        assert_eq!(
+            most_confused(&confusion, 3),
+            vec![(2, 1, 7), (1, 0, 3), (1, 2, 3)]
+        );
+        assert!(most_confused(&[vec![4]], 5).is_empty());
     }
 }

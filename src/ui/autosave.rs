@@ -15,16 +15,25 @@ use super::model_file::ModelFile;
 use super::project_state::ProjectSignals;
 use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
 use super::workspace::ImageSnapshot;
+use crate::engine::limits::MAX_CLASSES;
 use crate::engine::project::{Project, ProjectClass, ProjectImage, orphaned_images};
 use crate::engine::training::TrainReport;
 
-/// Layout version of the manifest.
-const MANIFEST_VERSION: u32 = 1;
+/// Layout version of the manifest: 2 names the model's record (version 1 kept it under
+/// [`AUTOSAVE_MODEL_KEY`], written before the manifest, so a failed manifest write could leave
+/// a new model beside an old report).
+const MANIFEST_VERSION: u32 = 2;
+/// Prefix of the model's records: each model is written under a new key, and the old one is
+/// deleted only after the manifest names the new one.
+const MODEL_PREFIX: &str = "model/";
 
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     version: u32,
     classes: Vec<ManifestClass>,
+    /// The model's record (version 2 on).
+    #[serde(default)]
+    model: Option<String>,
     /// The panel's settings and the report's class names, as `Project::settings_json` writes
     /// them (older manifests hold the version-1 layout, which the engine still reads).
     #[serde(default)]
@@ -52,9 +61,19 @@ fn image_key(bytes: &[u8]) -> String {
     format!("image/{:016x}-{}", hasher.finish(), bytes.len())
 }
 
+/// A restored project, with the images whose records were missing, and whether it came from
+/// the first autosave layout (the whole project file under one key), now to be saved anew.
+pub struct Restored {
+    pub project: Project,
+    pub missing: Vec<String>,
+    pub migrated: bool,
+}
+
 /// What is already in IndexedDB, so a save writes only what is new.
 #[derive(Default)]
 pub struct Autosave {
+    /// The record the stored model is under.
+    model_key: RefCell<Option<String>>,
     /// Image keys known to be stored.
     stored: RefCell<HashSet<String>>,
     /// Key of each image of this page (by `ClassImage::id`), hashed once.
@@ -66,7 +85,7 @@ pub struct Autosave {
 impl Autosave {
     /// Reads the autosaved project, `None` if there is none. Images whose record is missing
     /// are left out and named in the returned list.
-    pub async fn restore(&self) -> Result<Option<(Project, Vec<String>)>, String> {
+    pub async fn restore(&self) -> Result<Option<Restored>, String> {
         let Some(bytes) = storage::get(AUTOSAVE_KEY).await? else {
             // No manifest: any image record is left over from an unfinished first save.
             if let Ok(keys) = storage::keys().await {
@@ -76,10 +95,32 @@ impl Autosave {
             }
             return Ok(None);
         };
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| format!("unreadable manifest ({e})"))?;
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(manifest) => manifest,
+            // The first layout: the whole project file under this key, the model apart.
+            Err(e) => {
+                let mut project = Project::from_bytes("the saved project", &bytes)
+                    .map_err(|_| format!("unreadable manifest ({e})"))?;
+                if project.model.is_none() {
+                    project.model = storage::get(AUTOSAVE_MODEL_KEY)
+                        .await?
+                        .filter(|m| !m.is_empty());
+                }
+                return Ok(Some(Restored {
+                    project,
+                    missing: Vec::new(),
+                    migrated: true,
+                }));
+            }
+        };
         if manifest.version > MANIFEST_VERSION {
             return Err("saved by a newer version of the app".into());
+        }
+        if manifest.classes.len() > MAX_CLASSES {
+            return Err(format!(
+                "{} classes, more than the {MAX_CLASSES} a project may have",
+                manifest.classes.len()
+            ));
         }
         let mut missing = Vec::new();
         let mut classes = Vec::with_capacity(manifest.classes.len());
@@ -103,9 +144,15 @@ impl Autosave {
                 images,
             });
         }
-        let model = storage::get(AUTOSAVE_MODEL_KEY)
-            .await?
-            .filter(|m| !m.is_empty());
+        let model_key = match manifest.version {
+            1 => Some(AUTOSAVE_MODEL_KEY.to_string()),
+            _ => manifest.model.clone(),
+        };
+        let model = match &model_key {
+            Some(key) => storage::get(key).await?.filter(|m| !m.is_empty()),
+            None => None,
+        };
+        *self.model_key.borrow_mut() = model_key.clone();
         let (settings, report_classes) = Project::settings_from_json(&manifest.ui);
         let project = Project {
             classes,
@@ -114,14 +161,24 @@ impl Autosave {
             report: manifest.report,
             model,
         };
-        // Records no manifest names (a tab closed mid-save) are swept now.
+        // Records no manifest names (a tab closed mid-save, a model whose manifest was never
+        // written) are swept now.
         let named: HashSet<String> = self.stored.borrow().clone();
         if let Ok(keys) = storage::keys().await {
             for key in orphaned_images(keys.iter().map(String::as_str), &named) {
                 storage::delete(&key).await.ok();
             }
+            for key in keys.iter().filter(|k| k.starts_with(MODEL_PREFIX)) {
+                if model_key.as_ref() != Some(key) {
+                    storage::delete(key).await.ok();
+                }
+            }
         }
-        Ok(Some((project, missing)))
+        Ok(Some(Restored {
+            project,
+            missing,
+            migrated: false,
+        }))
     }
 
     /// Writes what changed since the last save: new images, the model if it is another one,
@@ -160,19 +217,29 @@ impl Autosave {
                 images: entries,
             });
         }
-        // The manifest is written last: it never names an image or model not yet stored.
+        // The manifest is written last: it never names an image or model not yet stored. A
+        // new model goes under a new key, so until the manifest names it the old manifest
+        // still names the old model (a full disk never pairs a new model with an old report).
         let model = project.model.get_untracked();
+        // The model's previous record, when a new one was written.
+        let mut replaced: Option<Option<String>> = None;
         if model != *self.model.borrow() {
-            match &model {
-                Some(model) => storage::put_js(AUTOSAVE_MODEL_KEY, model.js()).await?,
-                None => storage::put(AUTOSAVE_MODEL_KEY, &[]).await?,
-            }
+            let key = match &model {
+                Some(model) => {
+                    let key = format!("{MODEL_PREFIX}{}", js::now_ms() as u64);
+                    storage::put_js(&key, model.js()).await?;
+                    Some(key)
+                }
+                None => None,
+            };
+            replaced = Some(self.model_key.replace(key));
             *self.model.borrow_mut() = model;
         }
 
         let manifest = Manifest {
             version: MANIFEST_VERSION,
             classes,
+            model: self.model_key.borrow().clone(),
             ui: Project {
                 settings: project.settings.get_untracked(),
                 report_classes: project.report_classes.get_untracked(),
@@ -182,7 +249,18 @@ impl Autosave {
             report: project.report.get_untracked(),
         };
         let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        storage::put(AUTOSAVE_KEY, &json).await?;
+        if let Err(e) = storage::put(AUTOSAVE_KEY, &json).await {
+            // The old manifest stands, naming the old model, which stays; the next save writes
+            // the new one again (the record just written is swept on the next restore).
+            if let Some(old) = replaced {
+                *self.model_key.borrow_mut() = old;
+                *self.model.borrow_mut() = None;
+            }
+            return Err(e);
+        }
+        if let Some(Some(old)) = replaced {
+            storage::delete(&old).await?;
+        }
 
         let unused: Vec<String> = self
             .stored

@@ -12,6 +12,7 @@ use super::js;
 pub use super::workspace::Scanning;
 use super::workspace::{FileError, ImportBatch, Pending, Source, Workspace, report};
 use crate::engine::data::{self, IMAGE_EXTENSIONS};
+use crate::engine::limits::MAX_CLASSES;
 
 fn extension(path: &str) -> String {
     path.rsplit_once('.')
@@ -84,9 +85,35 @@ pub async fn add_tree(ws: Workspace, tree: Vec<(String, File)>) {
     if groups.is_empty() {
         return;
     }
+    let mut cards = classes.get_untracked();
+    // A tree of thousands of folders would make thousands of cards: refused with the reason.
+    let new_classes = groups
+        .keys()
+        .filter(|key| {
+            !cards.iter().any(|c| {
+                c.name
+                    .try_with_untracked(|n| data::class_key(n) == **key)
+                    .unwrap_or(false)
+            })
+        })
+        .count();
+    let kept = cards.iter().filter(|c| !c.is_empty_default()).count();
+    if kept + new_classes > MAX_CLASSES {
+        let root = tree
+            .first()
+            .map(|(p, _)| p.split('/').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        report(
+            errors,
+            root,
+            format!(
+                "not added: {new_classes} new classes would make more than the {MAX_CLASSES} a project may have"
+            ),
+        );
+        return;
+    }
     let batch = ImportBatch::begin(groups.values().map(|(_, files)| files.len()).sum());
 
-    let mut cards = classes.get_untracked();
     let mut jobs = Vec::new();
     let mut matched = Vec::new();
     let mut added = Vec::new();

@@ -350,6 +350,44 @@ fn ClassCardView(
                     }
                 />
             </ul>
+            <ul class="held" aria-label=move || format!("Saved images of {} not restored", card.name.get())>
+                <For
+                    each=move || card.held_view.get()
+                    key=|h| h.id
+                    children=move |h| {
+                        let id = h.id;
+                        view! {
+                            <li class="file-error" data-testid="held-image" data-file=h.file.clone()>
+                                {format!("{}: could not be restored ({}). It is kept; try again, or remove it.", h.file, h.reason)}
+                                " "
+                                <button
+                                    type="button"
+                                    class="link-button"
+                                    data-testid="held-retry"
+                                    disabled=disabled
+                                    on:click=move |_| {
+                                        leptos::task::spawn_local(async move { ws.retry_held(card, id).await });
+                                    }
+                                >
+                                    "Try again"
+                                </button>
+                                " "
+                                <button
+                                    type="button"
+                                    class="link-button"
+                                    data-testid="held-remove"
+                                    disabled=disabled
+                                    on:click=move |_| {
+                                        card.take_held(id);
+                                    }
+                                >
+                                    "Remove"
+                                </button>
+                            </li>
+                        }
+                    }
+                />
+            </ul>
             <label class="button secondary small-button" class:disabled=disabled>
                 <input
                     class="visually-hidden"

@@ -126,3 +126,10 @@ pub fn url_param(name: &str) -> Option<String> {
         .ok()?
         .get(name)
 }
+
+/// Asks the user to confirm (the browser's own dialog); `false` where it cannot be shown.
+pub fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}

@@ -36,16 +36,39 @@ fn save_failure(error: &str) -> String {
 enum SaveState {
     Restoring,
     Restored(usize),
+    /// Restored from the first autosave layout; the next save writes the current one.
+    Migrated(usize),
     Idle,
     Saved,
     Failed(String),
 }
 
+/// Key of the work an Open replaced, kept (as a project file) until the user keeps the opened
+/// project or opens another: one undo, which survives a reload.
+const UNDO_OPEN_KEY: &str = "undo-open";
+
+/// Whether there is work an Open would replace: photos (held ones too) or a model.
+fn has_work(project: &ProjectSignals) -> bool {
+    project.model.with_untracked(Option::is_some)
+        || project
+            .workspace
+            .snapshot()
+            .iter()
+            .any(|c| !c.images.is_empty())
+}
+
 /// Save / open buttons and the autosave line. Restores the autosave once, then saves every
-/// change after a short quiet time.
+/// change after a short quiet time. `restoring` is true while saved work is being put back
+/// (photos added meanwhile would be replaced by it, so the cards wait).
 #[component]
-pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoView {
+pub fn ProjectBar(
+    project: ProjectSignals,
+    disabled: Signal<bool>,
+    restoring: RwSignal<bool>,
+) -> impl IntoView {
     let save_state = RwSignal::new(SaveState::Restoring);
+    // The name of the file whose Open can still be undone.
+    let undo_open = RwSignal::new(None::<String>);
     let open_error = RwSignal::new(None::<String>);
     // Autosave starts only after the restore, so the empty start page never overwrites it.
     let restored = RwSignal::new(false);
@@ -56,18 +79,24 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
         let autosave = Rc::clone(&autosave);
         leptos::task::spawn_local(async move {
             storage::request_persistence();
-            match autosave.restore().await {
-                Ok(Some((p, missing))) => {
-                    let images = p.image_count();
-                    project.apply(p).await;
-                    for file in missing {
+            let result = autosave.restore().await;
+            match result {
+                Ok(Some(found)) => {
+                    let images = found.project.image_count();
+                    project.apply(found.project).await;
+                    for file in found.missing {
                         let message = format!("{file}: missing from the autosave, not restored");
                         project.workspace.report(file, message);
                     }
-                    save_state.set(SaveState::Restored(images));
+                    save_state.set(if found.migrated {
+                        SaveState::Migrated(images)
+                    } else {
+                        SaveState::Restored(images)
+                    });
                 }
                 Ok(None) => save_state.set(SaveState::Idle),
                 Err(e) => {
+                    restoring.set(false);
                     // Autosaving now would replace the saved work with this empty page.
                     save_state.set(SaveState::Failed(format!(
                         "Your saved work could not be restored ({e}). Autosave is paused so it is not overwritten; use Save project to keep new work."
@@ -75,7 +104,15 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
                     return;
                 }
             }
+            restoring.set(false);
             restored.set(true);
+            // An Open before the reload can still be undone.
+            if storage::keys()
+                .await
+                .is_ok_and(|keys| keys.iter().any(|k| k == UNDO_OPEN_KEY))
+            {
+                undo_open.set(Some("a project".into()));
+            }
         });
     }
 
@@ -153,6 +190,13 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
             )));
             return;
         }
+        if has_work(&project)
+            && !super::js::confirm(&format!(
+                "Open {name}? It replaces your classes, photos and model. You can undo it right after."
+            ))
+        {
+            return;
+        }
         leptos::task::spawn_local(async move {
             let bytes = match super::js::await_promise(file.array_buffer()).await {
                 Ok(buffer) => js_sys::Uint8Array::new(&buffer).to_vec(),
@@ -167,12 +211,60 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
             drop(bytes);
             match parsed {
                 Ok(p) => {
+                    // The work it replaces stays stored until the user keeps the new one.
+                    if has_work(&project) {
+                        let kept = project.snapshot().to_bytes().map_err(|e| e.to_string());
+                        let stored = match kept {
+                            Ok(bytes) => storage::put(UNDO_OPEN_KEY, &bytes).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = stored {
+                            open_error.set(Some(format!(
+                                "{name} was not opened: your current work could not be kept for an undo ({e}). Save it as a file first."
+                            )));
+                            return;
+                        }
+                        undo_open.set(Some(name.clone()));
+                    }
                     let images = p.image_count();
+                    restoring.set(true);
                     project.apply(p).await;
+                    restoring.set(false);
                     save_state.set(SaveState::Restored(images));
                 }
                 Err(e) => open_error.set(Some(format!("{e}. Nothing was changed."))),
             }
+        });
+    };
+
+    let undo = move |_| {
+        undo_open.set(None);
+        leptos::task::spawn_local(async move {
+            let kept = match storage::get(UNDO_OPEN_KEY).await {
+                Ok(Some(bytes)) => Project::from_bytes("your previous work", &bytes),
+                Ok(None) => return,
+                Err(e) => {
+                    open_error.set(Some(format!("The undo failed: {e}")));
+                    return;
+                }
+            };
+            match kept {
+                Ok(p) => {
+                    let images = p.image_count();
+                    restoring.set(true);
+                    project.apply(p).await;
+                    restoring.set(false);
+                    storage::delete(UNDO_OPEN_KEY).await.ok();
+                    save_state.set(SaveState::Restored(images));
+                }
+                Err(e) => open_error.set(Some(format!("The undo failed: {e}"))),
+            }
+        });
+    };
+    let keep = move |_| {
+        undo_open.set(None);
+        leptos::task::spawn_local(async move {
+            storage::delete(UNDO_OPEN_KEY).await.ok();
         });
     };
 
@@ -205,6 +297,7 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
                 data-state=move || match save_state.get() {
                     SaveState::Restoring => "restoring",
                     SaveState::Restored(_) => "restored",
+                    SaveState::Migrated(_) => "migrated",
                     SaveState::Idle => "idle",
                     SaveState::Saved => "saved",
                     SaveState::Failed(_) => "failed",
@@ -213,12 +306,21 @@ pub fn ProjectBar(project: ProjectSignals, disabled: Signal<bool>) -> impl IntoV
                 {move || match save_state.get() {
                     SaveState::Restoring => "Looking for your saved work…".to_string(),
                     SaveState::Restored(n) => format!("Restored your project ({n} images)."),
+                    SaveState::Migrated(n) => format!("Restored your project ({n} images) from an earlier version of the app; it is now saved in the current layout."),
                     SaveState::Idle => "Your work is saved in this browser as you go.".to_string(),
                     SaveState::Saved => "Saved in this browser.".to_string(),
                     SaveState::Failed(e) => e,
                 }}
             </span>
         </div>
+        {move || undo_open.get().map(|name| view! {
+            <p class="undo-bar" role="status" data-testid="undo-open-bar">
+                {format!("Opened {name}; your previous work is kept until you choose. ")}
+                <button type="button" class="link-button" data-testid="undo-open" on:click=undo>"Undo open"</button>
+                " "
+                <button type="button" class="link-button" data-testid="keep-open" on:click=keep>"Keep"</button>
+            </p>
+        })}
         {move || open_error.get().map(|e| view! { <p class="file-error" role="alert" data-testid="project-error">{e}</p> })}
     }
 }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::engine::training::{EpochReport, TrainReport};
+use crate::engine::training::{EpochReport, TrainReport, most_confused};
 
 /// One row per finished epoch: losses, accuracies and time.
 #[component]
@@ -44,9 +44,18 @@ pub fn EpochTable(rows: Signal<Vec<EpochReport>>) -> impl IntoView {
     }
 }
 
+/// Largest confusion matrix drawn as a table; a larger one is shown as its most confused pairs
+/// (a project's report could otherwise ask for millions of cells).
+const MAX_MATRIX_CLASSES: usize = 20;
+/// Pairs listed in its place.
+const PAIRS_SHOWN: usize = 20;
+
 /// Validation accuracy, per-class accuracy and the confusion matrix of the best epoch.
 #[component]
 pub fn ReportView(report: TrainReport, classes: Vec<String>) -> impl IntoView {
+    if report.confusion.len() > MAX_MATRIX_CLASSES {
+        return LargeReport(report, classes).into_any();
+    }
     let head = classes
         .iter()
         .map(|c| view! { <th scope="col">{c.clone()}</th> })
@@ -72,14 +81,7 @@ pub fn ReportView(report: TrainReport, classes: Vec<String>) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <p class="val-accuracy" data-testid="val-accuracy" data-value=report.val_acc.to_string()>
-            {format!(
-                "Validation accuracy: {:.0}% (best epoch {}, {:.1} s in all)",
-                report.val_acc * 100.0,
-                report.best_epoch,
-                report.seconds_total
-            )}
-        </p>
+        {val_accuracy(&report)}
         <div class="table-scroll">
             <table class="confusion" data-testid="confusion-matrix">
                 <caption>"Rows: the true class. Columns: what the model said."</caption>
@@ -89,5 +91,42 @@ pub fn ReportView(report: TrainReport, classes: Vec<String>) -> impl IntoView {
                 <tbody>{body}</tbody>
             </table>
         </div>
+    }
+    .into_any()
+}
+
+/// The best epoch's validation accuracy, as a line.
+fn val_accuracy(report: &TrainReport) -> impl IntoView + use<> {
+    view! {
+        <p class="val-accuracy" data-testid="val-accuracy" data-value=report.val_acc.to_string()>
+            {format!(
+                "Validation accuracy: {:.0}% (best epoch {}, {:.1} s in all)",
+                report.val_acc * 100.0,
+                report.best_epoch,
+                report.seconds_total
+            )}
+        </p>
+    }
+}
+
+/// The accuracy and the most confused pairs of a run with many classes.
+#[allow(non_snake_case)]
+fn LargeReport(report: TrainReport, classes: Vec<String>) -> impl IntoView {
+    let name = |i: usize| {
+        classes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("class {i}"))
+    };
+    let pairs = most_confused(&report.confusion, PAIRS_SHOWN)
+        .into_iter()
+        .map(|(truth, said, n)| view! { <li>{format!("{} taken for {}: {n}", name(truth), name(said))}</li> })
+        .collect_view();
+    view! {
+        {val_accuracy(&report)}
+        <p class="muted small">
+            {format!("{} classes are too many for a table: the most confused pairs instead.", report.confusion.len())}
+        </p>
+        <ol class="confused-pairs" data-testid="confused-pairs">{pairs}</ol>
     }
 }

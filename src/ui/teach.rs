@@ -209,6 +209,8 @@ pub fn TeachPanel() -> impl IntoView {
         Some(bytes) => model.load(bytes, PROJECT_MODEL.to_string(), "From your project".into()),
         None => model.clear(),
     };
+    // Saved work being put back: the cards wait, or the restore would replace new photos.
+    let restoring = RwSignal::new(true);
     let project = ProjectSignals {
         workspace: ws,
         settings,
@@ -227,9 +229,9 @@ pub fn TeachPanel() -> impl IntoView {
                 "ImageNet photos. We keep that knowledge and teach it your classes with a few "
                 "examples each."
             </p>
-            <ProjectBar project disabled=Signal::derive(running) />
+            <ProjectBar project disabled=Signal::derive(running) restoring />
             <Gather
-                disabled=Signal::derive(move || !ready() || running())
+                disabled=Signal::derive(move || !ready() || running() || restoring.get())
                 running=Signal::derive(running)
             />
             <p class="advice" data-testid="data-advice">

@@ -179,6 +179,16 @@ pub fn TrainedModelPanel() -> impl IntoView {
         }
     };
 
+    // The model an import replaced, with its note, until the user undoes or keeps it.
+    let replaced = RwSignal::new_local(None::<(ModelFile, String)>);
+    let undo_import = move |_| {
+        if let Some((bytes, note)) = replaced.get_untracked() {
+            replaced.set(None);
+            // The note had the class names appended: they come back with the model.
+            let note = note.split(": ").next().unwrap_or_default().to_string();
+            model.load(bytes, PROJECT_MODEL.to_string(), note);
+        }
+    };
     let import = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);
         let file = js::files_of(&input).into_iter().next();
@@ -187,14 +197,28 @@ pub fn TrainedModelPanel() -> impl IntoView {
             return;
         };
         model.error.set(None);
+        let name = file.name();
+        // The model in use is replaced only when the user says so, and can come back once.
+        let current = model.bytes.get_untracked();
+        if current.is_some()
+            && !js::confirm(&format!(
+                "Import {name}? It replaces the model you have now. You can undo it right after."
+            ))
+        {
+            return;
+        }
         leptos::task::spawn_local(async move {
-            let name = file.name();
             match js::read_file(&file, &name, crate::engine::limits::MAX_MODEL_BYTES).await {
-                Ok(bytes) => model.load(
-                    ModelFile::from_bytes(&bytes),
-                    name.clone(),
-                    format!("Imported {name}"),
-                ),
+                Ok(bytes) => {
+                    if let Some(previous) = current {
+                        replaced.set(Some((previous, model.note.get_untracked())));
+                    }
+                    model.load(
+                        ModelFile::from_bytes(&bytes),
+                        name.clone(),
+                        format!("Imported {name}"),
+                    );
+                }
                 Err(e) => model.error.set(Some(e)),
             }
         });
@@ -250,6 +274,14 @@ pub fn TrainedModelPanel() -> impl IntoView {
             enabled=Signal::derive(has_model)
             on_toggle=Callback::new(move |_| model.held.set(false))
         />
+        {move || replaced.with(Option::is_some).then(|| view! {
+            <p class="undo-bar" role="status" data-testid="undo-import-bar">
+                "The imported model replaced yours. "
+                <button type="button" class="link-button" data-testid="undo-import" on:click=undo_import>"Undo import"</button>
+                " "
+                <button type="button" class="link-button" data-testid="keep-import" on:click=move |_| replaced.set(None)>"Keep"</button>
+            </p>
+        })}
         {move || model.error.get().map(|e| view! { <p class="file-error" role="alert">{e}</p> })}
         <div data-testid="trained-result">
             <ResultView result=model.result held=model.held />

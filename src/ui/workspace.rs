@@ -43,6 +43,25 @@ pub struct Thumb {
     pub val: bool,
 }
 
+/// A saved photo that could not be decoded when the work was restored (a worker that crashed
+/// mid-restore, a record this build cannot read): its original bytes are kept, saved with
+/// the rest, and only the user removes it; a retry decodes it again.
+#[derive(Clone)]
+pub struct HeldImage {
+    pub id: u64,
+    pub file: String,
+    pub bytes: Rc<Vec<u8>>,
+    pub val: bool,
+}
+
+/// What the card shows of a held photo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldView {
+    pub id: u64,
+    pub file: String,
+    pub reason: String,
+}
+
 /// One class: its name and its images.
 #[derive(Clone, Copy)]
 pub struct ClassCard {
@@ -51,6 +70,9 @@ pub struct ClassCard {
     pub images: StoredValue<Vec<ClassImage>, LocalStorage>,
     pub count: RwSignal<usize>,
     pub thumbs: RwSignal<Vec<Thumb>>,
+    /// Saved photos not restored (see [`HeldImage`]).
+    pub held: StoredValue<Vec<HeldImage>, LocalStorage>,
+    pub held_view: RwSignal<Vec<HeldView>>,
 }
 
 impl ClassCard {
@@ -61,7 +83,36 @@ impl ClassCard {
             images: StoredValue::new_local(Vec::new()),
             count: RwSignal::new(0),
             thumbs: RwSignal::new(Vec::new()),
+            held: StoredValue::new_local(Vec::new()),
+            held_view: RwSignal::new(Vec::new()),
         }
+    }
+
+    /// Keeps a saved photo that did not decode, with the reason shown on the card.
+    fn hold(&self, image: HeldImage, reason: String) {
+        let view = HeldView {
+            id: image.id,
+            file: image.file.clone(),
+            reason,
+        };
+        if self.held.try_update_value(|h| h.push(image)).is_some() {
+            self.held_view.try_update(|v| v.push(view));
+        }
+    }
+
+    /// Takes a held photo out (the user removes it, or it is decoded again).
+    pub fn take_held(&self, id: u64) -> Option<HeldImage> {
+        let taken = self
+            .held
+            .try_update_value(|held| {
+                let index = held.iter().position(|h| h.id == id)?;
+                Some(held.remove(index))
+            })
+            .flatten();
+        if taken.is_some() {
+            self.held_view.try_update(|v| v.retain(|h| h.id != id));
+        }
+        taken
     }
 
     /// The decoded images for training, each with whether it came from a `val/` folder.
@@ -113,6 +164,8 @@ impl ClassCard {
         }
         self.thumbs.try_set(Vec::new());
         self.count.try_set(0);
+        self.held.try_set_value(Vec::new());
+        self.held_view.try_set(Vec::new());
     }
 
     /// Frees a class that can no longer come back: its thumbnails and its signals. A decode
@@ -123,6 +176,8 @@ impl ClassCard {
         self.images.dispose();
         self.count.dispose();
         self.thumbs.dispose();
+        self.held.dispose();
+        self.held_view.dispose();
     }
 
     /// "Class 3" with no images: a placeholder that a folder of classes replaces.
@@ -249,6 +304,14 @@ pub struct Pending {
     pub val: bool,
 }
 
+/// What becomes of a photo that does not decode: a new file is reported and left out; a saved
+/// one (a restore, a project) is held on its card with its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    Report,
+    Hold,
+}
+
 /// A class as saved: its name and images.
 pub struct ClassSnapshot {
     pub name: String,
@@ -302,6 +365,9 @@ impl Workspace {
     /// Adds "Class N" at the end.
     pub fn add_class(&self) {
         let n = self.classes.with_untracked(Vec::len) + 1;
+        if n > crate::engine::limits::MAX_CLASSES {
+            return;
+        }
         let card = self.new_card(format!("Class {n}"));
         self.classes.update(|c| c.push(card));
     }
@@ -311,26 +377,34 @@ impl Workspace {
     }
 
     /// Every class with its images (shared bytes, nothing copied): what the autosave stores.
+    /// Held photos are saved too: only the user deletes a photo.
     pub fn snapshot(&self) -> Vec<ClassSnapshot> {
+        let shot = |id, file: &String, val, bytes: &Rc<Vec<u8>>| ImageSnapshot {
+            id,
+            file: file.clone(),
+            val,
+            bytes: Rc::clone(bytes),
+        };
         self.classes
             .get_untracked()
             .iter()
-            .map(|card| ClassSnapshot {
-                name: card.name.get_untracked(),
-                images: card
+            .map(|card| {
+                let mut images: Vec<ImageSnapshot> = card
                     .images
                     .try_with_value(|images| {
                         images
                             .iter()
-                            .map(|i| ImageSnapshot {
-                                id: i.id,
-                                file: i.file.clone(),
-                                val: i.val,
-                                bytes: Rc::clone(&i.bytes),
-                            })
+                            .map(|i| shot(i.id, &i.file, i.val, &i.bytes))
                             .collect()
                     })
-                    .unwrap_or_default(),
+                    .unwrap_or_default();
+                card.held.try_with_value(|held| {
+                    images.extend(held.iter().map(|h| shot(h.id, &h.file, h.val, &h.bytes)))
+                });
+                ClassSnapshot {
+                    name: card.name.get_untracked(),
+                    images,
+                }
             })
             .collect()
     }
@@ -359,6 +433,7 @@ impl Workspace {
         for card in self.classes.get() {
             card.name.track();
             card.count.track();
+            card.held_view.track();
         }
     }
 
@@ -377,12 +452,35 @@ impl Workspace {
         }
         self.errors.set(Vec::new());
         for (card, images) in cards {
-            let files = images
+            let batch = ImportBatch::begin(images.len());
+            let pending = images
                 .into_iter()
-                .map(|i| (i.file, i.bytes, i.val))
+                .map(|i| Pending {
+                    shown: i.file.clone(),
+                    file: i.file,
+                    source: Source::Bytes(i.bytes),
+                    val: i.val,
+                })
                 .collect();
-            self.add_images(card, files).await;
+            self.decode_into(card, pending, &batch, OnFailure::Hold)
+                .await;
         }
+    }
+
+    /// Decodes a held photo of `card` again; it stays held (with the new reason) if it fails.
+    pub async fn retry_held(&self, card: ClassCard, id: u64) {
+        let Some(held) = card.take_held(id) else {
+            return;
+        };
+        let batch = ImportBatch::begin(1);
+        let pending = Pending {
+            shown: held.file.clone(),
+            file: held.file,
+            source: Source::Bytes(Rc::try_unwrap(held.bytes).unwrap_or_else(|b| (*b).clone())),
+            val: held.val,
+        };
+        self.decode_into(card, vec![pending], &batch, OnFailure::Hold)
+            .await;
     }
 
     /// Decodes `files` (name, original bytes, from a `val/` folder) into `card`; the ones that
@@ -440,6 +538,17 @@ impl Workspace {
 
     /// Reads and decodes `pending` into `card`, one at a time; each is counted in `batch`.
     pub async fn add_pending(&self, card: ClassCard, pending: Vec<Pending>, batch: &ImportBatch) {
+        self.decode_into(card, pending, batch, OnFailure::Report)
+            .await;
+    }
+
+    async fn decode_into(
+        &self,
+        card: ClassCard,
+        pending: Vec<Pending>,
+        batch: &ImportBatch,
+        on_failure: OnFailure,
+    ) {
         let Some(worker) = self.worker.try_get_value() else {
             return;
         };
@@ -455,6 +564,17 @@ impl Workspace {
             let decoded = match bytes {
                 Ok(bytes) => match worker.decode(&item.shown, &bytes).await {
                     Ok(image) => Ok((bytes, image)),
+                    Err(e) if on_failure == OnFailure::Hold => {
+                        let held = HeldImage {
+                            id: next_image_id(),
+                            file: item.file,
+                            bytes: Rc::new(bytes),
+                            val: item.val,
+                        };
+                        card.hold(held, e);
+                        batch.advance(1);
+                        continue;
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),

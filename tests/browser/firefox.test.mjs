@@ -50,6 +50,8 @@ async function openFirefox(prefs = {}) {
   page.on('request', (req) => requests.push(req.url()));
   page.on('console', (msg) => log.push(`[${msg.type()}] ${msg.text()}`));
   page.on('pageerror', (err) => log.push(`[pageerror] ${err.message}`));
+  // Replacing a model asks first (WebDriver BiDi would otherwise leave the dialog open).
+  page.on('dialog', (dialog) => dialog.accept());
   const base = `http://127.0.0.1:${server.address().port}/`;
   return {
     page,

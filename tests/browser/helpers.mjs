@@ -45,11 +45,19 @@ const MIME = {
   '.safetensors': 'application/octet-stream',
 };
 
-/** A plain static server for dist/ (Content-Length, no compression) on a free port. */
+/** A plain static server for dist/ (Content-Length, no compression) on a free port. A test
+ * can answer a path its own way: `server.overrides.set('/sw.js', { status, body, type })`. */
 export function serveDist() {
+  const overrides = new Map();
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url, 'http://127.0.0.1');
+      const override = overrides.get(url.pathname);
+      if (override) {
+        res.writeHead(override.status ?? 200, { 'content-type': override.type ?? 'text/plain', 'cache-control': 'no-cache' });
+        res.end(override.body ?? '');
+        return;
+      }
       let file = path.normalize(path.join(distDir, decodeURIComponent(url.pathname)));
       if (!file.startsWith(distDir)) {
         res.writeHead(403).end();
@@ -72,6 +80,7 @@ export function serveDist() {
       res.writeHead(500).end(String(err));
     }
   });
+  server.overrides = overrides;
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 

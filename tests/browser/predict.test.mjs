@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, isLocal, openApp, serveDist, sharedDir } from './helpers.mjs';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, distDir, isLocal, openApp, serveDist, sharedDir } from './helpers.mjs';
 
 const goldenDir = path.join(sharedDir, 'golden');
 const coffeePath = path.join(goldenDir, 'coffee_orig.png');
@@ -156,6 +156,74 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
         await app.context.setOffline(false);
       }
       assert.equal(app.crashed, null);
+    });
+  });
+
+  it('keeps the last whole build offline when an update arrives in part (service worker)', async () => {
+    await step('interrupted update', async () => {
+      const appCaches = async () => (await page.evaluate(() => caches.keys())).filter((k) => k.startsWith('finetune-app-'));
+      const before = await appCaches();
+      assert.equal(before.length, 1, `app caches: ${before}`);
+      // A new build (its worker names another cache) whose wasm does not arrive.
+      const next = fs
+        .readFileSync(path.join(distDir, 'sw.js'), 'utf8')
+        .replace(/^const BUILD = '[0-9a-f]+';$/m, "const BUILD = 'ffffffffffffffff';");
+      assert.match(next, /ffffffffffffffff/);
+      const wasm = fs.readdirSync(distDir).find((f) => f.endsWith('.wasm'));
+      app.server.overrides.set('/sw.js', { body: next, type: 'text/javascript' });
+      app.server.overrides.set(`/${wasm}`, { status: 503, body: 'unavailable' });
+      try {
+        const state = await page.evaluate(async () => {
+          const registration = await navigator.serviceWorker.getRegistration();
+          await registration.update();
+          const worker = registration.installing ?? registration.waiting;
+          if (!worker) return 'no new worker';
+          if (worker.state !== 'installing') return worker.state;
+          return new Promise((resolve) => {
+            worker.addEventListener('statechange', () => {
+              if (worker.state !== 'installing') resolve(worker.state);
+            });
+          });
+        });
+        console.log(`the update's worker: ${state}`);
+        assert.equal(state, 'redundant', 'an incomplete build is not installed');
+      } finally {
+        app.server.overrides.clear();
+      }
+      assert.deepEqual(await appCaches(), before, 'the last whole build is kept');
+      await app.context.setOffline(true);
+      try {
+        await page.reload();
+        await waitUntilReady();
+        const top1 = await classifyCoffee();
+        assert.equal((await top1.textContent()).trim(), coffeeTop1.name);
+      } finally {
+        await app.context.setOffline(false);
+      }
+    });
+  });
+
+  it('runs under its Content-Security-Policy, where an injected inline script does not run', async () => {
+    await step('csp', async () => {
+      const policy = await page.evaluate(
+        () => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.content ?? '',
+      );
+      assert.match(policy, /script-src 'self' 'wasm-unsafe-eval'/);
+      // Everything above (classify, explain, offline) ran under it without a violation.
+      const refused = app.consoleLines.filter((l) => /Content Security Policy|Refused to/i.test(l));
+      assert.deepEqual(refused, []);
+      const ran = await page.evaluate(async () => {
+        const violation = new Promise((resolve) => {
+          document.addEventListener('securitypolicyviolation', (e) => resolve(e.violatedDirective), { once: true });
+          setTimeout(() => resolve(null), 2000);
+        });
+        const script = document.createElement('script');
+        script.textContent = 'window.__injected = true;';
+        document.body.append(script);
+        return { injected: window.__injected === true, violated: await violation };
+      });
+      assert.equal(ran.injected, false, 'the inline script ran');
+      assert.match(String(ran.violated), /script-src/);
     });
   });
 });

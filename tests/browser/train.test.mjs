@@ -34,10 +34,16 @@ const TEST_TIMEOUT = 30 * 60_000;
 
 describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST_TIMEOUT }, () => {
   let app, baseUrl, page, tmpDir, requests;
+  const dialogs = [];
 
   before(async () => {
     app = await openApp('finetune-train-', { acceptDownloads: true });
     ({ baseUrl, page, tmpDir, requests } = app);
+    // Replacing work asks first: these steps say yes (trust.test.mjs says no, and undoes).
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.accept();
+    });
   });
 
   after(async () => {
@@ -194,6 +200,10 @@ describe('teaching new classes in headless Chromium (WebGPU on SwiftShader)', { 
       console.log(`imported model on ${path.basename(bee)}: ${again.label} p=${again.prob}`);
       assert.equal(again.label, trained.label);
       assert.ok(Math.abs(again.prob - trained.prob) <= 1e-4, `${again.prob} vs ${trained.prob}`);
+      // It asked before replacing the trained model, and offers the old one back.
+      assert.match(dialogs.at(-1) ?? '', /Import model\.safetensors\? It replaces the model you have now/);
+      await waitFor('[data-testid="undo-import-bar"]', 10_000);
+      await page.locator('[data-testid="keep-import"]').click();
     });
 
     const counts = async () => {

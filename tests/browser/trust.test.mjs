@@ -1,0 +1,160 @@
+// No student's work is lost (issue 27), on the built app in headless Chromium on the CPU
+// backend: a worker death reported twice (a panic's message and the worker's error event) uses
+// one restart; a saved photo whose record no longer decodes is kept, shown and saved through two
+// reloads until the user removes it; opening a project over work asks first and can be undone;
+// an autosave of the first layout (the whole project under one key) is migrated, not paused.
+//
+// Run: `make test-browser` (or `node --test tests/browser/trust.test.mjs` after `make dist`).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addAntsAndBees, openApp } from './helpers.mjs';
+
+const READY_TIMEOUT = 5 * 60_000;
+const LOAD_TIMEOUT = 3 * 60_000;
+const teach = '[data-testid="teach-section"]';
+const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
+const status = '[data-testid="autosave-status"]';
+
+/** Runs `f(store)` in a transaction on the app's IndexedDB store, in the page. */
+const IDB = `(mode, f) => new Promise((resolve, reject) => {
+  const open = indexedDB.open('finetune-studio', 1);
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const tx = open.result.transaction('projects', mode);
+    const req = f(tx.objectStore('projects'));
+    tx.oncomplete = () => { open.result.close(); resolve(req?.result); };
+    tx.onerror = tx.onabort = () => reject(tx.error);
+  };
+})`;
+
+describe('no work lost (worker deaths, unreadable records, Open, old autosaves)', { timeout: 20 * 60_000 }, () => {
+  let app, page;
+
+  before(async () => {
+    app = await openApp('finetune-trust-', { acceptDownloads: true, device: 'cpu' });
+    ({ page } = app);
+  });
+
+  after(async () => {
+    await app?.close();
+  });
+
+  const step = (name, fn) => app.step(name, fn);
+  const waitFor = (selector, timeout) => app.waitFor(selector, timeout);
+  const idb = (body, arg) => page.evaluate(`(async (arg) => { const idb = ${IDB}; ${body} })(${JSON.stringify(arg ?? null)})`);
+  const manifest = () => idb(`const b = await idb('readonly', (s) => s.get('autosave')); return JSON.parse(new TextDecoder().decode(b));`);
+
+  /** Waits for an autosave after the count `before` (the status counts them). */
+  async function savedAfter(before) {
+    const started = Date.now();
+    while (Number(await page.locator(status).getAttribute('data-saves')) <= before) {
+      assert.ok(Date.now() - started < 60_000, 'no autosave');
+      await page.waitForTimeout(250);
+    }
+  }
+  const saves = async () => Number(await page.locator(status).getAttribute('data-saves'));
+
+  it('keeps the work through crashes, bad records, an Open and an old layout', async () => {
+    await step('ready', async () => {
+      await page.goto(app.baseUrl);
+      await waitFor('[data-testid="backend-status"][data-ready="true"]', READY_TIMEOUT);
+      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+    });
+
+    await step('a death reported twice uses one restart', async () => {
+      // Without counting each death once, the second of these leaves no worker (3 restarts).
+      for (let round = 1; round <= 2; round++) {
+        let worker = null;
+        for (const w of page.workers()) {
+          if ((await w.evaluate(() => self.name).catch(() => '')) === 'finetune-worker') worker = w;
+        }
+        assert.ok(worker, 'the worker is there');
+        await worker.evaluate(() => {
+          setTimeout(() => {
+            postMessage({ json: JSON.stringify({ Crashed: 'test panic' }), buffers: [] });
+            throw new Error('test panic');
+          });
+        });
+        await page.waitForFunction(() => document.querySelector('[data-testid="worker-status"]')?.dataset.state !== 'ready', null, { timeout: 30_000 }).catch(() => {});
+        await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+        console.log(`round ${round}: a new worker is ready`);
+      }
+    });
+
+    let file, savedProject;
+    await step('a saved photo that no longer decodes is kept, through two reloads', async () => {
+      await addAntsAndBees(page, 2, LOAD_TIMEOUT);
+      const before = await saves();
+      await savedAfter(before);
+      file = (await manifest()).classes[0].images[0].file;
+      const key = (await manifest()).classes[0].images[0].key;
+      await idb(`await idb('readwrite', (s) => s.put(new Uint8Array([1, 2, 3, 4]), arg));`, key);
+      for (let reload = 1; reload <= 2; reload++) {
+        await page.reload();
+        const held = await waitFor(`${teach} [data-testid="held-image"][data-file="${file}"]`, LOAD_TIMEOUT);
+        assert.match(await held.textContent(), /could not be restored/);
+        // The save after the restore names it, with its bytes.
+        await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.state === 'saved', status, { timeout: 60_000 });
+        const entry = (await manifest()).classes[0].images.find((i) => i.file === file);
+        assert.ok(entry, `reload ${reload}: the manifest no longer names ${file}`);
+        const bytes = await idb(`return Array.from(await idb('readonly', (s) => s.get(arg)) ?? []);`, entry.key);
+        assert.deepEqual(bytes, [1, 2, 3, 4], `reload ${reload}: its bytes are gone`);
+      }
+      assert.equal(await page.locator(`${card('ants')} [data-testid="class-count"]`).textContent(), '1');
+      const before2 = await saves();
+      await page.locator(`${teach} [data-testid="held-remove"]`).click();
+      await savedAfter(before2);
+      assert.equal((await manifest()).classes[0].images.length, 1, 'removed by the user, it goes');
+    });
+
+    await step('Open over work asks; No changes nothing; Undo brings the work back', async () => {
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: 60_000 }),
+        page.locator('[data-testid="save-project"]').click(),
+      ]);
+      savedProject = path.join(app.tmpDir, 'saved.ftproj');
+      await download.saveAs(savedProject);
+      await page.locator(`${card('bees')} [data-testid="class-name-input"]`).fill('wasps');
+      let asked = null;
+      page.once('dialog', (d) => {
+        asked = d.message();
+        d.dismiss();
+      });
+      await page.setInputFiles('[data-testid="open-project"]', savedProject);
+      await page.waitForTimeout(2000);
+      assert.match(asked ?? '', /Open saved\.ftproj\? It replaces your classes, photos and model/);
+      await waitFor(card('wasps'), 1000);
+      assert.equal(await page.locator('[data-testid="undo-open-bar"]').count(), 0);
+
+      page.once('dialog', (d) => d.accept());
+      await page.setInputFiles('[data-testid="open-project"]', savedProject);
+      await waitFor(card('bees'), LOAD_TIMEOUT);
+      await waitFor('[data-testid="undo-open-bar"]', 10_000);
+      await page.locator('[data-testid="undo-open"]').click();
+      await waitFor(card('wasps'), LOAD_TIMEOUT);
+      await page.locator(`${card('wasps')} [data-testid="class-count"]`).filter({ hasText: /^2$/ }).waitFor({ timeout: LOAD_TIMEOUT });
+      assert.equal(await page.locator(card('bees')).count(), 0);
+    });
+
+    await step('an autosave of the first layout is migrated', async () => {
+      // The first layout: the project file itself under `autosave`, nothing else.
+      const bytes = Array.from(fs.readFileSync(savedProject));
+      await idb(`
+        const keys = await idb('readonly', (s) => s.getAllKeys());
+        await idb('readwrite', (s) => { for (const k of keys) s.delete(k); return s.put(new Uint8Array(arg), 'autosave'); });
+      `, bytes);
+      await page.reload();
+      await waitFor(`${status}[data-state="migrated"]`, LOAD_TIMEOUT);
+      await page.locator(`${card('bees')} [data-testid="class-count"]`).filter({ hasText: /^2$/ }).waitFor({ timeout: LOAD_TIMEOUT });
+      await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.state === 'saved', status, { timeout: 60_000 });
+      const m = await manifest();
+      assert.equal(m.version, 2);
+      assert.deepEqual(m.classes.map((c) => c.name), ['ants', 'bees']);
+    });
+
+    assert.equal(app.crashed, null);
+  });
+});
