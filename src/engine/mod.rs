@@ -59,3 +59,28 @@ pub async fn read_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<
         .try_to_vec::<f32>()
         .map_err(|e| EngineError::Device(format!("{e:?}")))
 }
+
+/// Lets the host's event loop run now and then during long work. In a browser worker a run is
+/// one chain of futures that the CPU backend never makes wait, so without this the worker would
+/// read no message (a Cancel among them) until the run ended; there it yields a task at most
+/// every [`HOST_PACE_MS`]. Natively it does nothing: the caller's threads run alongside.
+pub(crate) async fn let_host_run() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        thread_local! {
+            static LAST: std::cell::Cell<Option<web_time::Instant>> = const { std::cell::Cell::new(None) };
+        }
+        let due = LAST.with(|last| {
+            last.get()
+                .is_none_or(|t| t.elapsed().as_secs_f64() * 1000.0 >= HOST_PACE_MS)
+        });
+        if due {
+            gloo_timers::future::TimeoutFuture::new(0).await;
+            LAST.with(|last| last.set(Some(web_time::Instant::now())));
+        }
+    }
+}
+
+/// Longest stretch of engine work in a browser worker between two chances to read messages.
+#[cfg(target_arch = "wasm32")]
+const HOST_PACE_MS: f64 = 100.0;

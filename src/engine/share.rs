@@ -87,6 +87,7 @@ pub async fn frozen_pass(
         // Reading one value waits for the batch, so the progress is real and the GPU queue short.
         read_f32(out.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
         done += chunk.len();
+        super::let_host_run().await;
         if !progress(done) {
             return Err(EngineError::Cancelled);
         }

@@ -797,6 +797,8 @@ pub async fn train_with(
                         device.flush().ok();
                         next = Some(augmented(following));
                     }
+                    // A Cancel sent meanwhile is read here (in a browser worker).
+                    super::let_host_run().await;
                     if !read_now {
                         continue;
                     }

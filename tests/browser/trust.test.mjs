@@ -2,7 +2,8 @@
 // backend: a worker death reported twice (a panic's message and the worker's error event) uses
 // one restart; a saved photo whose record no longer decodes is kept, shown and saved through two
 // reloads until the user removes it; opening a project over work asks first and can be undone;
-// an autosave of the first layout (the whole project under one key) is migrated, not paused.
+// an autosave of the first layout (the whole project under one key) is migrated, not paused;
+// Cancel during the feature pass of hundreds of photos ends the run within seconds.
 //
 // Run: `make test-browser` (or `node --test tests/browser/trust.test.mjs` after `make dist`).
 
@@ -10,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addAntsAndBees, openApp } from './helpers.mjs';
+import { addAntsAndBees, hymenoptera, openApp } from './helpers.mjs';
 
 const READY_TIMEOUT = 5 * 60_000;
 const LOAD_TIMEOUT = 3 * 60_000;
@@ -156,5 +157,34 @@ describe('no work lost (worker deaths, unreadable records, Open, old autosaves)'
     });
 
     assert.equal(app.crashed, null);
+  });
+
+  it('stops a feature pass of hundreds of photos within seconds of Cancel', async () => {
+    await step('cancel during the feature pass', async () => {
+      for (const name of ['ants', 'bees']) {
+        const dir = path.join(hymenoptera, 'train', name);
+        const files = fs.readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort().map((f) => path.join(dir, f));
+        await page.setInputFiles(`${card(name)} [data-testid="class-file-input"]`, files);
+      }
+      await page.waitForFunction(
+        (sel) => [...document.querySelectorAll(sel)].every((e) => Number(e.textContent) >= 100),
+        `${teach} [data-testid="class-count"]`,
+        { timeout: LOAD_TIMEOUT },
+      );
+      await page.locator('[data-testid="strategy-select"]').selectOption('head');
+      await page.locator('[data-testid="epochs-input"]').fill('3');
+      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
+      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+      await page.locator('[data-testid="train-button"]').click();
+      const train = page.locator('[data-testid="train-status"]');
+      await train.filter({ hasText: /through the pretrained network: [1-9]\d* of \d+/ }).waitFor({ timeout: LOAD_TIMEOUT });
+      const during = (await train.textContent()).trim();
+      const started = Date.now();
+      await page.locator('[data-testid="cancel-button"]').click();
+      await waitFor('[data-testid="train-status"][data-state="cancelled"]', LOAD_TIMEOUT);
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`cancel during the feature pass (${during}): ended in ${seconds.toFixed(2)} s`);
+      assert.ok(seconds < 5, `Cancel took ${seconds} s`);
+    });
   });
 });
