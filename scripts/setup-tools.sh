@@ -51,6 +51,10 @@ if [ "$want_browser" = 1 ]; then
   [ "${ff_major:-0}" -ge 141 ] || missing+=(firefox-esr)
   # lavapipe: native wgpu tests on the CPU.
   [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+  # WebKit, Safari's engine: WebKitGTK's MiniBrowser driven by WebKitWebDriver (classic
+  # WebDriver), on a virtual display.
+  command -v WebKitWebDriver >/dev/null || missing+=(webkit2gtk-driver)
+  command -v Xvfb >/dev/null || missing+=(xvfb)
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

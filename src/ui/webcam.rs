@@ -4,6 +4,9 @@
 //! secure page (https or localhost); every failure is shown as text, never a panic.
 
 use leptos::html::Video;
+use std::cell::Cell;
+use std::rc::Rc;
+
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -11,11 +14,15 @@ use wasm_bindgen::prelude::*;
 use super::js;
 use super::workspace::Workspace;
 
-/// Longest side of a captured frame: training works on far smaller images, and small JPEGs keep
-/// projects light.
-const MAX_SIDE: u32 = 480;
-/// Time between frames while the capture button is held.
-const CAPTURE_EVERY_MS: f64 = 200.0;
+/// Longest side of a captured frame: training works on far smaller images (Lite2's working size
+/// is 292 on the shorter side), and small JPEGs encode fast and keep projects light.
+const MAX_SIDE: u32 = 400;
+/// Time between frames while the capture button is held (20 a second, so a busy device still
+/// takes 15): a class recorded from the webcam wants many varied frames in a few seconds.
+const CAPTURE_EVERY_MS: f64 = 50.0;
+/// Frames taken but not yet encoded at most: past that a tick is skipped rather than letting a
+/// slow device pile up pictures in memory.
+const MAX_ENCODING: usize = 6;
 /// Least time between live predictions, so the page stays responsive.
 const PREDICT_EVERY_MS: f64 = 300.0;
 
@@ -323,6 +330,8 @@ pub fn WebcamCapture(
     let holding = RwSignal::new(false);
     // Frames added by the current (or last) hold.
     let taken = RwSignal::new(0usize);
+    // Frames a second taken during the current (or last) hold.
+    let rate = RwSignal::new(0.0f64);
     let taken_class = RwSignal::new(String::new());
     // Numbers frames across holds, so names do not repeat.
     let serial = StoredValue::new(0u64);
@@ -357,8 +366,13 @@ pub fn WebcamCapture(
         hold_id.set_value(id);
         holding.set(true);
         taken.set(0);
+        rate.set(0.0);
         taken_class.set(card.name.try_get_untracked().unwrap_or_default());
         cam.error.set(None);
+        // Frames are taken on a fixed clock: each is drawn at its tick, then encoded and decoded
+        // while the next ones are taken (the clock never waits for either).
+        let encoding = Rc::new(Cell::new(0usize));
+        let started = js::now_ms();
         leptos::task::spawn_local(async move {
             let mut next_at = js::now_ms();
             loop {
@@ -374,25 +388,38 @@ pub fn WebcamCapture(
                     js::sleep_ms(wait).await;
                     continue;
                 }
-                next_at = js::now_ms() + CAPTURE_EVERY_MS;
-                match cam.capture().await {
-                    Ok(bytes) => {
-                        let n = serial.try_get_value().unwrap_or(0) + 1;
-                        serial.try_set_value(n);
-                        let class = card.name.try_get_untracked().unwrap_or_default();
-                        taken.try_update(|t| *t += 1);
-                        // Decoded by the worker while the next frame is taken.
-                        let frame = vec![(frame_name(&class, n), bytes, false)];
-                        leptos::task::spawn_local(async move { ws.add_images(card, frame).await });
-                    }
-                    Err(e) => {
-                        cam.error.try_set(Some(e));
-                        break;
-                    }
+                next_at = next_at.max(js::now_ms() - CAPTURE_EVERY_MS) + CAPTURE_EVERY_MS;
+                if encoding.get() >= MAX_ENCODING {
+                    continue;
                 }
+                encoding.set(encoding.get() + 1);
+                let n = serial.try_get_value().unwrap_or(0) + 1;
+                serial.try_set_value(n);
+                let class = card.name.try_get_untracked().unwrap_or_default();
+                let encoding = Rc::clone(&encoding);
+                // Polled at once, so the frame is drawn at this tick.
+                leptos::task::spawn_local(async move {
+                    let frame = cam.capture().await;
+                    encoding.set(encoding.get() - 1);
+                    match frame {
+                        Ok(bytes) => {
+                            taken.try_update(|t| *t += 1);
+                            let seconds = (js::now_ms() - started).max(1.0) / 1000.0;
+                            rate.try_set(taken.try_get_untracked().unwrap_or(0) as f64 / seconds);
+                            let frame = vec![(frame_name(&class, n), bytes, false)];
+                            ws.add_images(card, frame).await;
+                        }
+                        Err(e) => {
+                            cam.error.try_set(Some(e));
+                            holding.try_set(false);
+                        }
+                    }
+                });
                 if once {
                     break;
                 }
+                // The next tick in a new task: the page paints and reads input in between.
+                js::next_task().await;
             }
             if hold_id.try_get_value() == Some(id) {
                 holding.try_set(false);
@@ -531,7 +558,13 @@ pub fn WebcamCapture(
                 >
                     {capture_label}
                 </button>
-                <p class="webcam-count" role="status" data-testid="webcam-count">
+                <p
+                    class="webcam-count"
+                    role="status"
+                    data-testid="webcam-count"
+                    data-frames=move || taken.get()
+                    data-fps=move || format!("{:.1}", rate.get())
+                >
                     {count_text}
                 </p>
                 {move || hint().map(|h| view! { <p class="muted small">{h}</p> })}

@@ -159,7 +159,7 @@ describe('no work lost (worker deaths, unreadable records, Open, old autosaves)'
     assert.equal(app.crashed, null);
   });
 
-  it('stops a feature pass of hundreds of photos within seconds of Cancel', async () => {
+  it('stops a feature pass of hundreds of photos within seconds of Cancel; the cards wait for a restore', async () => {
     await step('cancel during the feature pass', async () => {
       // No helper workers: waiting for one lets the worker read its messages, which would hide
       // a run that never does otherwise.
@@ -190,6 +190,23 @@ describe('no work lost (worker deaths, unreadable records, Open, old autosaves)'
       const seconds = (Date.now() - started) / 1000;
       console.log(`cancel during the feature pass (${during}): ended in ${seconds.toFixed(2)} s`);
       assert.ok(seconds < 3, `Cancel took ${seconds} s`);
+    });
+
+    await step('the cards wait while the saved work comes back', async () => {
+      await page.waitForFunction((sel) => document.querySelector(sel)?.dataset.state === 'saved', status, { timeout: 60_000 });
+      await page.reload();
+      // Decoding needs the worker, so hundreds of photos are still coming back when it is ready:
+      // a photo added then would be replaced by the restore.
+      await waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+      const during = await page.evaluate((sel) => ({
+        state: document.querySelector(sel)?.dataset.state,
+        disabled: [...document.querySelectorAll('[data-testid="class-file-input"], [data-testid="folder-input"]')].map((i) => i.disabled),
+      }), status);
+      console.log(`when the worker was ready: autosave ${during.state}, inputs disabled ${during.disabled}`);
+      assert.equal(during.state, 'restoring');
+      assert.ok(during.disabled.length > 0 && during.disabled.every(Boolean), `inputs ${during.disabled}`);
+      await waitFor(`${status}[data-state="restored"]`, LOAD_TIMEOUT);
+      await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="class-file-input"]')].every((i) => !i.disabled), null, { timeout: 10_000 });
     });
   });
 });
