@@ -4,7 +4,8 @@
 //! secure page (https or localhost); every failure is shown as text, never a panic.
 
 use leptos::html::Video;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use leptos::prelude::*;
@@ -20,9 +21,9 @@ const MAX_SIDE: u32 = 400;
 /// Time between frames while the capture button is held (20 a second, so a busy device still
 /// takes 15): a class recorded from the webcam wants many varied frames in a few seconds.
 const CAPTURE_EVERY_MS: f64 = 50.0;
-/// Frames taken but not yet encoded at most: past that a tick is skipped rather than letting a
-/// slow device pile up pictures in memory.
-const MAX_ENCODING: usize = 6;
+/// Frames grabbed but not yet encoded at most (3 s of them, about 30 MB): past that a tick is
+/// skipped rather than letting a slow device pile up pictures in memory.
+const MAX_BUFFERED: usize = 60;
 /// Least time between live predictions, so the page stays responsive.
 const PREDICT_EVERY_MS: f64 = 300.0;
 
@@ -112,6 +113,31 @@ export async function capture_jpeg(video, maxSide) {
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('Could not capture a frame.'))), 'image/jpeg', 0.9));
   return new Uint8Array(await blob.arrayBuffer());
 }
+// Recording: the frame of this instant, already at its small size (a promise of an ImageBitmap);
+// encoding comes later and never holds up the next grab.
+export function grab_frame(video, maxSide) {
+  const w = video.videoWidth, h = video.videoHeight;
+  if (!w || !h) throw new Error('The camera has no picture yet; wait a moment and try again.');
+  const scale = Math.min(1, maxSide / Math.max(w, h));
+  return createImageBitmap(video, {
+    resizeWidth: Math.max(1, Math.round(w * scale)),
+    resizeHeight: Math.max(1, Math.round(h * scale)),
+    resizeQuality: 'medium',
+  });
+}
+export async function encode_frame(frame, maxSide) {
+  const bitmap = await frame;
+  // A browser that ignored the resize options still gets a small JPEG.
+  const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve, reject) =>
+    canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('Could not capture a frame.'))), 'image/jpeg', 0.9));
+  return new Uint8Array(await blob.arrayBuffer());
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(catch)]
@@ -124,6 +150,10 @@ extern "C" {
     fn stop_camera(video: &JsValue) -> Result<(), JsValue>;
     #[wasm_bindgen(catch)]
     fn capture_jpeg(video: &JsValue, max_side: u32) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn grab_frame(video: &JsValue, max_side: u32) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(catch)]
+    fn encode_frame(frame: &js_sys::Promise, max_side: u32) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// One camera the browser offers.
@@ -241,6 +271,12 @@ impl Camera {
             .map_err(|_| "Could not capture a frame.".to_string())
     }
 
+    /// The frame of this instant, to be encoded with [`encode`] later.
+    fn grab(self) -> Result<js_sys::Promise, String> {
+        let video = self.element().ok_or("The camera preview is gone.")?;
+        grab_frame(&video, MAX_SIDE).map_err(|e| js::error_text(&e))
+    }
+
     /// The camera `<select>`; picking another camera restarts the preview when it is on.
     fn picker(self, test_id: &'static str) -> impl IntoView {
         let on_change = move |ev: leptos::ev::Event| {
@@ -292,6 +328,16 @@ impl Camera {
             })}
         }
     }
+}
+
+/// A grabbed frame as a JPEG.
+async fn encode(frame: &js_sys::Promise) -> Result<Vec<u8>, String> {
+    let promise = encode_frame(frame, MAX_SIDE).map_err(|e| js::error_text(&e))?;
+    js::await_promise(promise)
+        .await?
+        .dyn_into::<js_sys::Uint8Array>()
+        .map(|a| a.to_vec())
+        .map_err(|_| "Could not capture a frame.".to_string())
 }
 
 /// "webcam-cat-3.jpg": the class name kept to letters and digits, so it is a safe file name.
@@ -369,9 +415,38 @@ pub fn WebcamCapture(
         rate.set(0.0);
         taken_class.set(card.name.try_get_untracked().unwrap_or_default());
         cam.error.set(None);
-        // Frames are taken on a fixed clock: each is drawn at its tick, then encoded and decoded
-        // while the next ones are taken (the clock never waits for either).
-        let encoding = Rc::new(Cell::new(0usize));
+        // Frames are grabbed on a fixed clock into a small buffer; one encoder turns them into
+        // JPEGs for the class meanwhile (the clock never waits for it, nor for the worker).
+        let buffer: Rc<RefCell<VecDeque<(u64, js_sys::Promise)>>> = Rc::default();
+        let grabbing = Rc::new(Cell::new(true));
+        {
+            let (buffer, grabbing) = (Rc::clone(&buffer), Rc::clone(&grabbing));
+            let class = card.name.try_get_untracked().unwrap_or_default();
+            leptos::task::spawn_local(async move {
+                loop {
+                    let next = buffer.borrow_mut().pop_front();
+                    let Some((n, frame)) = next else {
+                        if !grabbing.get() {
+                            break;
+                        }
+                        js::sleep_ms(CAPTURE_EVERY_MS).await;
+                        continue;
+                    };
+                    match encode(&frame).await {
+                        Ok(bytes) => {
+                            let frame = vec![(frame_name(&class, n), bytes, false)];
+                            leptos::task::spawn_local(
+                                async move { ws.add_images(card, frame).await },
+                            );
+                        }
+                        Err(e) => {
+                            cam.error.try_set(Some(e));
+                            holding.try_set(false);
+                        }
+                    }
+                }
+            });
+        }
         let started = js::now_ms();
         leptos::task::spawn_local(async move {
             let mut next_at = js::now_ms();
@@ -389,38 +464,27 @@ pub fn WebcamCapture(
                     continue;
                 }
                 next_at = next_at.max(js::now_ms() - CAPTURE_EVERY_MS) + CAPTURE_EVERY_MS;
-                if encoding.get() >= MAX_ENCODING {
-                    continue;
-                }
-                encoding.set(encoding.get() + 1);
-                let n = serial.try_get_value().unwrap_or(0) + 1;
-                serial.try_set_value(n);
-                let class = card.name.try_get_untracked().unwrap_or_default();
-                let encoding = Rc::clone(&encoding);
-                // Polled at once, so the frame is drawn at this tick.
-                leptos::task::spawn_local(async move {
-                    let frame = cam.capture().await;
-                    encoding.set(encoding.get() - 1);
-                    match frame {
-                        Ok(bytes) => {
+                if buffer.borrow().len() < MAX_BUFFERED {
+                    match cam.grab() {
+                        Ok(frame) => {
+                            let n = serial.try_get_value().unwrap_or(0) + 1;
+                            serial.try_set_value(n);
+                            buffer.borrow_mut().push_back((n, frame));
                             taken.try_update(|t| *t += 1);
-                            let seconds = (js::now_ms() - started).max(1.0) / 1000.0;
-                            rate.try_set(taken.try_get_untracked().unwrap_or(0) as f64 / seconds);
-                            let frame = vec![(frame_name(&class, n), bytes, false)];
-                            ws.add_images(card, frame).await;
                         }
                         Err(e) => {
                             cam.error.try_set(Some(e));
-                            holding.try_set(false);
+                            break;
                         }
                     }
-                });
+                }
+                let seconds = ((js::now_ms() - started) / 1000.0).max(CAPTURE_EVERY_MS / 1000.0);
+                rate.try_set(taken.try_get_untracked().unwrap_or(0) as f64 / seconds);
                 if once {
                     break;
                 }
-                // The next tick in a new task: the page paints and reads input in between.
-                js::next_task().await;
             }
+            grabbing.set(false);
             if hold_id.try_get_value() == Some(id) {
                 holding.try_set(false);
             }
@@ -465,6 +529,14 @@ pub fn WebcamCapture(
     };
     let on_pointer_down = move |ev: leptos::ev::PointerEvent| {
         if ev.button() == 0 {
+            // The button keeps the pointer while it is held: the cards above it grow with each
+            // frame, and a mouse the layout moved off the button would end the hold.
+            if let Some(button) = ev
+                .current_target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            {
+                button.set_pointer_capture(ev.pointer_id()).ok();
+            }
             engaged.set_value(true);
             press(false);
         }
