@@ -375,4 +375,43 @@ mod tests {
         let err = Project::from_bytes("model.safetensors", &plain).unwrap_err();
         assert!(err.to_string().contains("not a project"), "{err}");
     }
+
+    #[test]
+    fn more_classes_than_a_project_may_have_are_refused_both_ways() {
+        let many = |n: usize| Project {
+            classes: (0..n)
+                .map(|i| ProjectClass {
+                    name: format!("c{i}"),
+                    images: Vec::new(),
+                })
+                .collect(),
+            ..Project::default()
+        };
+        let bytes = many(MAX_CLASSES).to_bytes().unwrap();
+        assert_eq!(
+            Project::from_bytes("p", &bytes).unwrap().classes.len(),
+            MAX_CLASSES
+        );
+        let err = many(MAX_CLASSES + 1).to_bytes().unwrap_err().to_string();
+        assert!(err.contains("201 classes"), "{err}");
+        // A file written elsewhere with 10,000 classes (10,000 cards) is refused on opening.
+        let layout = serde_json::json!({"version": 1, "classes":
+            (0..10_000).map(|i| serde_json::json!({"name": format!("c{i}"), "images": []})).collect::<Vec<_>>()});
+        let data = [0u8];
+        let bytes = safetensors::serialize(
+            [("unused", byte_view(&data).unwrap())],
+            Some(HashMap::from([(
+                META_PROJECT.to_string(),
+                layout.to_string(),
+            )])),
+        )
+        .unwrap();
+        let err = Project::from_bytes("many.ftproj", &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("many.ftproj") && err.contains("10000 classes"),
+            "{err}"
+        );
+    }
 }

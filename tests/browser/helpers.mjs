@@ -84,6 +84,20 @@ export function serveDist() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/** dist/ served on localhost and one headless Chromium, for a suite's `before`; `close()` ends both. */
+export async function serveAndLaunch() {
+  const server = await serveDist();
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  return {
+    server,
+    browser,
+    close: async () => {
+      await browser.close();
+      server.close();
+    },
+  };
+}
+
 /** True for URLs that stay on this machine (blob: and data: never touch the network). */
 export function isLocal(url) {
   const { protocol, hostname } = new URL(url);

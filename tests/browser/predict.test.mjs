@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, distDir, isLocal, openApp, serveDist, sharedDir } from './helpers.mjs';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, distDir, isLocal, openApp, serveAndLaunch, sharedDir } from './helpers.mjs';
 
 const goldenDir = path.join(sharedDir, 'golden');
 const coffeePath = path.join(goldenDir, 'coffee_orig.png');
@@ -229,14 +229,13 @@ describe('the app in headless Chromium (WebGPU on SwiftShader)', { timeout: TEST
 });
 
 describe('the device choice: the CPU backend where there is no usable GPU', { timeout: 20 * 60_000 }, () => {
-  let server, browser;
+  let server, browser, launched;
   before(async () => {
-    server = await serveDist();
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+    launched = await serveAndLaunch();
+    ({ server, browser } = launched);
   });
   after(async () => {
-    await browser?.close();
-    server?.close();
+    await launched?.close();
   });
 
   /** A fresh page of the app in `browser`, with `init` run before the page's scripts. */

@@ -8,8 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, firstFiles, hymenoptera, serveDist } from './helpers.mjs';
+import { firstFiles, hymenoptera, serveAndLaunch } from './helpers.mjs';
 
 const READY_TIMEOUT = 5 * 60_000;
 const WORK_TIMEOUT = 5 * 60_000;
@@ -20,14 +19,13 @@ const teach = '[data-testid="teach-section"]';
 const card = (name) => `${teach} [data-testid="class-card"][data-class-name="${name}"]`;
 
 describe('phone and tablet sizes with touch (Chromium)', { timeout: 20 * 60_000 }, () => {
-  let server, browser;
+  let server, browser, launched;
   before(async () => {
-    server = await serveDist();
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+    launched = await serveAndLaunch();
+    ({ server, browser } = launched);
   });
   after(async () => {
-    await browser?.close();
-    server?.close();
+    await launched?.close();
   });
 
   for (const [width, height] of [[390, 844], [1024, 768]]) {

@@ -210,3 +210,83 @@ describe('no work lost (worker deaths, unreadable records, Open, old autosaves)'
     });
   });
 });
+
+describe('a helper worker that stops answering (Chromium, CPU backend, one helper)', { timeout: 10 * 60_000 }, () => {
+  let app;
+  before(async () => {
+    app = await openApp('finetune-helper-', { device: 'cpu' });
+  });
+  after(async () => {
+    await app?.close();
+  });
+
+  it('does not stall the run: past its deadline its share is run by the worker', async () => {
+    await app.step('helper killed', async () => {
+      const { page } = app;
+      await page.goto(`${app.baseUrl}&helpers=1`);
+      await app.waitFor('[data-testid="worker-status"][data-state="ready"]', READY_TIMEOUT);
+      await addAntsAndBees(page, 8, LOAD_TIMEOUT);
+      let helper = null;
+      for (let i = 0; i < 40 && !helper; i++) {
+        for (const w of page.workers()) {
+          if ((await w.evaluate(() => self.name).catch(() => '')) === 'finetune-helper') helper = w;
+        }
+        if (!helper) await page.waitForTimeout(250);
+      }
+      assert.ok(helper, 'the helper worker is there');
+      // Gone without a word: no error event, no answer, as a killed or hung worker.
+      await helper.evaluate(() => setTimeout(() => self.close(), 0));
+      await page.locator('[data-testid="strategy-select"]').selectOption('head');
+      await page.locator('[data-testid="epochs-input"]').fill('2');
+      await page.locator('[data-testid="augment-toggle"]').setChecked(false);
+      const started = Date.now();
+      await page.locator('[data-testid="train-button"]').click();
+      await app.waitFor('[data-testid="train-status"][data-state="done"]', 4 * 60_000);
+      console.log(`with its helper gone, the run ended in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    });
+  });
+
+  it('restores a model with its own report after the disk was full', async () => {
+    await app.step('quota', async () => {
+      const { page } = app;
+      const idb = (body) => page.evaluate(`(async () => { const idb = ${IDB}; ${body} })()`);
+      const saved = () => page.waitForFunction((sel) => document.querySelector(sel)?.dataset.state === 'saved', status, { timeout: 60_000 });
+      await saved();
+      // A setting changes (saved), then the disk is full when the next run's work is saved.
+      const before = Number(await page.locator(status).getAttribute('data-saves'));
+      await page.locator('[data-testid="epochs-input"]').fill('3');
+      await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel)?.dataset.saves) > n, [status, before], { timeout: 60_000 });
+      await page.evaluate(() => {
+        const put = IDBObjectStore.prototype.put;
+        IDBObjectStore.prototype.put = function (value, key) {
+          if (key === 'autosave') throw new DOMException('The disk is full (test).', 'QuotaExceededError');
+          return put.call(this, value, key);
+        };
+      });
+      await page.locator('[data-testid="train-button"]').click();
+      await app.waitFor('[data-testid="train-status"][data-state="done"]', 4 * 60_000);
+      await app.waitFor(`${status}[data-state="failed"]`, 60_000);
+      assert.match(await page.locator(status).textContent(), /no room left/);
+      await page.reload();
+      await app.waitFor(`${status}[data-state="restored"]`, LOAD_TIMEOUT);
+      // The stored model is the one the stored report describes (the run of 2 epochs).
+      const stored = await idb(`
+        const manifest = JSON.parse(new TextDecoder().decode(await idb('readonly', (s) => s.get('autosave'))));
+        const keys = await idb('readonly', (s) => s.getAllKeys());
+        const key = manifest.model ?? 'autosave-model';
+        const model = await idb('readonly', (s) => s.get(key));
+        const length = Number(new DataView(model.buffer, model.byteOffset, 8).getBigUint64(0, true));
+        const header = JSON.parse(new TextDecoder().decode(model.subarray(8, 8 + length)));
+        return {
+          reportEpochs: manifest.report.epochs.length,
+          modelEpochs: JSON.parse(header.__metadata__.training).epochs,
+          models: keys.filter((k) => String(k).startsWith('model')),
+        };
+      `);
+      console.log(`after a full disk: ${JSON.stringify(stored)}`);
+      assert.equal(stored.modelEpochs, stored.reportEpochs, 'a model of one run beside the report of another');
+      assert.equal(stored.reportEpochs, 2);
+      assert.equal(stored.models.length, 1, 'the unnamed model record is swept');
+    });
+  });
+});

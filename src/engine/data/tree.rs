@@ -425,4 +425,15 @@ mod tests {
             png()
         );
     }
+
+    #[test]
+    fn a_tree_of_more_classes_than_a_project_may_have_is_refused() {
+        let files: Vec<String> = (0..=MAX_CLASSES)
+            .map(|i| format!("c{i:03}/1.png"))
+            .collect();
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let dir = tree(&files);
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("found 201"), "{err}");
+    }
 }
