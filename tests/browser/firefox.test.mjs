@@ -43,6 +43,9 @@ async function openFirefox(prefs = {}) {
     executablePath: FIREFOX_PATH,
     headless: true,
     extraPrefsFirefox: prefs,
+    // A wait may take READY_TIMEOUT on a busy machine: puppeteer's own limit (180 s) is not the
+    // test's.
+    protocolTimeout: 2 * READY_TIMEOUT,
   });
   const page = await browser.newPage();
   const requests = [];
