@@ -8,12 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::engine::augment::AugmentConfig;
+use crate::engine::config::{Strategy, TrainConfig};
 use crate::engine::inference::{Predictor, top_k};
 use crate::engine::limits::{MAX_MODEL_BYTES, MAX_PHOTO_BYTES};
 use crate::engine::model::{BackboneKind, BackboneSpec, Classifier};
 use crate::engine::plan::RunPlan;
 use crate::engine::schedule::Schedule;
-use crate::engine::training::{self, Progress, Strategy, TrainConfig};
+use crate::engine::training::{self, Progress};
 use crate::engine::weights::{Precision, weights_file};
 use crate::engine::{EngineError, convert, data, preprocess, weights as weights_io};
 

@@ -17,7 +17,8 @@ use crate::engine::bench::DeviceSpeed;
 use crate::engine::config::TrainConfig;
 use crate::engine::inference::ClassScore;
 use crate::engine::model::BackboneKind;
-use crate::engine::training::{Progress, TrainReport, Unfreeze};
+use crate::engine::plan::Unfreeze;
+use crate::engine::training::{Progress, TrainReport};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use common::*;
 use std::path::Path;
 
 use finetune::engine::model::{BACKBONES, BackboneKind, BackboneSpec, LITE0, LITE1, LITE2};
-use finetune::engine::training::Unfreeze;
+use finetune::engine::plan::Unfreeze;
 use finetune::engine::{preprocess, weights};
 
 /// Tolerance of the issue: max abs error of logits and of the pooled feature.

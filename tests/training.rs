@@ -8,11 +8,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
+use finetune::engine::config::{Strategy, TrainConfig};
 use finetune::engine::data::{self, Dataset};
 use finetune::engine::model::{Backbone, BackboneKind, LITE0};
+use finetune::engine::plan::Unfreeze;
 use finetune::engine::schedule::Schedule;
 use finetune::engine::share::{self, HelperFuture, Helpers};
-use finetune::engine::training::{self, Strategy, TrainConfig, Unfreeze};
+use finetune::engine::training;
 use finetune::engine::weights;
 use rand::SeedableRng;
 

@@ -16,10 +16,11 @@ use super::config::{Strategy, TrainConfig};
 use super::data::{Dataset, Sample};
 use super::model::{Backbone, BackboneSpec, Classifier};
 use super::plan::RunPlan;
+use super::plan::Unfreeze;
 use super::preprocess;
 use super::profile::Kernels;
 use super::share::{self, Helpers};
-use super::training::{self, Frozen, Progress, Trainable, Unfreeze, new_head, split};
+use super::training::{self, Frozen, Progress, Trainable, new_head, split};
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]

@@ -5,7 +5,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BackboneSpec, Classifier};
-use super::training::{Frozen, Unfreeze, split};
+use super::plan::Unfreeze;
+use super::training::{Frozen, split};
 use super::{EngineError, labels, preprocess, weights};
 
 /// One class with its score.

@@ -8,7 +8,7 @@ use image::{GrayImage, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::model::{BackboneSpec, Classifier};
-use super::training::Unfreeze;
+use super::plan::Unfreeze;
 use super::{EngineError, preprocess, read_f32};
 
 /// Channels shown per layer.

@@ -26,7 +26,7 @@ use super::bench;
 use super::model::{
     BackboneSpec, Classifier, ConvBn, FoldedConv, FoldedPath, MbConv, conv2d, linear, relu6,
 };
-use super::training::Unfreeze;
+use super::plan::Unfreeze;
 
 /// One kind of operation in a pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

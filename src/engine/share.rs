@@ -12,7 +12,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
 use super::model::{Backbone, BackboneSpec, Classifier, FEATURE_DIM, Head};
-use super::training::{Frozen, Unfreeze, split};
+use super::plan::Unfreeze;
+use super::training::{Frozen, split};
 use super::{EngineError, preprocess, read_f32};
 
 /// A helper's answer: the boundary outputs of its images, row-major, or why it failed.

@@ -30,8 +30,8 @@ use super::schedule::Scheduled;
 use super::share::{self, Helpers};
 use super::{EngineError, preprocess, read_f32};
 
-pub use super::config::{Monitor, Strategy, TrainConfig};
-pub use super::plan::{RunPlan, Stage, Unfreeze};
+use super::config::{Monitor, TrainConfig};
+use super::plan::{RunPlan, Stage, Unfreeze};
 
 /// Figures of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

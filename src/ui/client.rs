@@ -20,11 +20,12 @@ use super::js;
 use super::model_file::ModelFile;
 use crate::device::DeviceKind;
 use crate::engine::bench::DeviceSpeed;
+use crate::engine::config::TrainConfig;
 use crate::engine::inference::ClassScore;
 use crate::engine::layers::LayerView;
 use crate::engine::model::BackboneKind;
 use crate::engine::pca::FeatureSpace;
-use crate::engine::training::{Progress, TrainConfig, TrainReport};
+use crate::engine::training::{Progress, TrainReport};
 use crate::protocol::{
     self, AfterCrash, Answer, Explained, FromWorker, ImageMeta, InitError, Lives, Request,
     RunError, RunOutcome, ToWorker, Which,

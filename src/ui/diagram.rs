@@ -5,7 +5,8 @@
 use leptos::prelude::*;
 
 use crate::engine::model::BackboneSpec;
-use crate::engine::training::{Stage, Unfreeze, block_group, group_multipliers};
+use crate::engine::plan::{Stage, Unfreeze};
+use crate::engine::training::{block_group, group_multipliers};
 
 /// Whether `block` of `blocks` trains when `unfreeze` is in effect.
 fn block_trains(unfreeze: Unfreeze, blocks: usize, block: usize) -> bool {

@@ -20,8 +20,9 @@ use super::client::{Assets, pack, unpack};
 use super::worker;
 use crate::engine::inference::Predictor;
 use crate::engine::model::{Backbone, BackboneSpec, LITE0};
+use crate::engine::plan::Unfreeze;
 use crate::engine::share::{self, HelperFuture, Helpers};
-use crate::engine::training::{Frozen, Unfreeze};
+use crate::engine::training::Frozen;
 use crate::protocol::{FromHelper, HelperRequest, ToHelper};
 
 type Buffers = Vec<js_sys::Uint8Array>;

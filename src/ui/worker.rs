@@ -17,12 +17,14 @@ use super::helpers::HelperPool;
 use super::js;
 use crate::device::DeviceKind;
 use crate::engine::bench::{self, DeviceSpeed};
+use crate::engine::config::TrainConfig;
 use crate::engine::data::{self, Dataset, Sample};
 use crate::engine::inference::{ClassScore, Predictor, top_k};
 use crate::engine::layers::{self, LayerView};
 use crate::engine::model::{BackboneKind, Classifier};
+use crate::engine::plan::Unfreeze;
 use crate::engine::share::Helpers;
-use crate::engine::training::{self, EpochReport, Progress, TrainConfig, TrainReport};
+use crate::engine::training::{self, EpochReport, Progress, TrainReport};
 use crate::engine::weights;
 use crate::engine::{EngineError, explain, pca, preprocess};
 use crate::protocol::{
@@ -596,7 +598,7 @@ async fn run(
     *state.last_run.borrow_mut() = Some(Rc::new(LastRun {
         backbone_trained: crate::engine::plan::stages(config)
             .iter()
-            .any(|s| s.epochs > 0 && s.unfreeze != training::Unfreeze::Blocks(0)),
+            .any(|s| s.epochs > 0 && s.unfreeze != Unfreeze::Blocks(0)),
         val_predicted: report.val_predicted.clone(),
         pretrained: backbone,
         trained,
