@@ -2,7 +2,7 @@
 //! the burn model with every name and shape checked first, so a wrong file fails with a message
 //! instead of a panic deep in a convolution.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::TensorView;
@@ -159,8 +159,8 @@ struct Entry<'a> {
 
 /// Whether `name` is a tensor a model file may carry beside the ones the model reads: an
 /// 8-bit weight's scales, or PyTorch's BatchNorm step counter.
-fn is_companion(name: &str, expected: &HashMap<String, Vec<usize>>) -> bool {
-    let of_expected = |base: &str| expected.contains_key(base);
+fn is_companion(name: &str, expected: &HashSet<&str>) -> bool {
+    let of_expected = |base: &str| expected.contains(base);
     if let Some(base) = name.strip_suffix(quant::SCALE_SUFFIX) {
         return of_expected(base);
     }
@@ -204,12 +204,13 @@ fn layout_problems(
     classes: usize,
     entries: &HashMap<String, Entry<'_>>,
 ) -> Vec<String> {
-    let expected: HashMap<String, Vec<usize>> = expected_keys(spec, classes).into_iter().collect();
+    let keys = expected_keys(spec, classes);
+    let expected: HashSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     let mut problems = Vec::new();
-    for (key, shape) in expected_keys(spec, classes) {
-        match entries.get(&key) {
+    for (key, shape) in &keys {
+        match entries.get(key) {
             None => problems.push(format!("missing tensor `{key}`")),
-            Some(e) if e.shape != shape => problems.push(format!(
+            Some(e) if e.shape != *shape => problems.push(format!(
                 "`{key}` has shape {:?}, the model needs {shape:?}",
                 e.shape
             )),
@@ -224,7 +225,7 @@ fn layout_problems(
     }
     let mut unknown: Vec<&String> = entries
         .keys()
-        .filter(|k| !expected.contains_key(*k) && !is_companion(k, &expected))
+        .filter(|k| !expected.contains(k.as_str()) && !is_companion(k, &expected))
         .collect();
     unknown.sort();
     problems.extend(
@@ -320,10 +321,10 @@ impl WeightMap {
             })
             .collect();
         let classes = head_classes(file, &entries)?;
-        let spec = match metadata.get(META_BACKBONE) {
-            Some(id) => BackboneKind::from_name(id)
-                .map(BackboneKind::spec)
-                .ok_or_else(|| {
+        let check = |spec: &'static BackboneSpec| (spec, layout_problems(spec, classes, &entries));
+        let (spec, problems) = match metadata.get(META_BACKBONE) {
+            Some(id) => check(BackboneKind::from_name(id).map(BackboneKind::spec).ok_or_else(
+                || {
                     EngineError::weights(
                         file,
                         format!(
@@ -331,14 +332,15 @@ impl WeightMap {
                             BACKBONES.map(|s| s.id).join(", ")
                         ),
                     )
-                })?,
+                },
+            )?),
             // A file from elsewhere without metadata: the backbone whose layout it fits.
             None => BACKBONES
                 .into_iter()
-                .find(|s| layout_problems(s, classes, &entries).is_empty())
-                .unwrap_or(&LITE0),
+                .map(check)
+                .find(|(_, problems)| problems.is_empty())
+                .unwrap_or_else(|| check(&LITE0)),
         };
-        let problems = layout_problems(spec, classes, &entries);
         if !problems.is_empty() {
             return Err(summary(file, problems));
         }

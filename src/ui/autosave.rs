@@ -105,6 +105,10 @@ impl Autosave {
                     project.model = storage::get(AUTOSAVE_MODEL_KEY)
                         .await?
                         .filter(|m| !m.is_empty());
+                    if project.model.is_some() {
+                        // Deleted once a manifest names the model's new record.
+                        *self.model_key.borrow_mut() = Some(AUTOSAVE_MODEL_KEY.to_string());
+                    }
                 }
                 return Ok(Some(Restored {
                     project,

@@ -190,7 +190,8 @@ pub fn ProjectBar(
             )));
             return;
         }
-        if has_work(&project)
+        let replacing = has_work(&project);
+        if replacing
             && !super::js::confirm(&format!(
                 "Open {name}? It replaces your classes, photos and model. You can undo it right after."
             ))
@@ -212,7 +213,7 @@ pub fn ProjectBar(
             match parsed {
                 Ok(p) => {
                     // The work it replaces stays stored until the user keeps the new one.
-                    if has_work(&project) {
+                    if replacing {
                         let kept = project.snapshot().to_bytes().map_err(|e| e.to_string());
                         let stored = match kept {
                             Ok(bytes) => storage::put(UNDO_OPEN_KEY, &bytes).await,

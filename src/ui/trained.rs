@@ -179,13 +179,12 @@ pub fn TrainedModelPanel() -> impl IntoView {
         }
     };
 
-    // The model an import replaced, with its note, until the user undoes or keeps it.
-    let replaced = RwSignal::new_local(None::<(ModelFile, String)>);
+    // The model an import replaced, until the user undoes or keeps it.
+    let replaced = RwSignal::new_local(None::<ModelFile>);
     let undo_import = move |_| {
-        if let Some((bytes, note)) = replaced.get_untracked() {
+        if let Some(bytes) = replaced.get_untracked() {
             replaced.set(None);
-            // The note had the class names appended: they come back with the model.
-            let note = note.split(": ").next().unwrap_or_default().to_string();
+            let note = "Your model from before the import".to_string();
             model.load(bytes, PROJECT_MODEL.to_string(), note);
         }
     };
@@ -211,7 +210,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
             match js::read_file(&file, &name, crate::engine::limits::MAX_MODEL_BYTES).await {
                 Ok(bytes) => {
                     if let Some(previous) = current {
-                        replaced.set(Some((previous, model.note.get_untracked())));
+                        replaced.set(Some(previous));
                     }
                     model.load(
                         ModelFile::from_bytes(&bytes),

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    Dataset, IMAGE_EXTENSIONS, Sample, Skipped, class_key, is_clutter, is_image_name, place,
-    split_samples,
+    Dataset, IMAGE_EXTENSIONS, Sample, Skipped, class_key, is_clutter, is_image_name, load_sample,
+    place, split_samples,
 };
+use crate::engine::EngineError;
 use crate::engine::limits::{
     MAX_CLASSES, MAX_PHOTO_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES, MIN_CLASSES, mb,
 };
 use crate::engine::model::BackboneSpec;
-use crate::engine::{EngineError, preprocess};
 
 /// What a walk of a folder tree found: its files (as path parts relative to the root) and
 /// what it passed over, with the reason.
@@ -144,10 +144,6 @@ pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, EngineError> {
     Ok(bytes)
 }
 
-/// Classes by [`class_key`]: the name as first written, and its photos (label unset yet) with
-/// whether they came from `val/`.
-type Groups = BTreeMap<String, (String, Vec<(Sample, bool)>)>;
-
 /// Loads an ImageFolder tree by the folder-tree rule ([`place`]). With `train/` and `val/`
 /// their split is kept; otherwise a stratified split of `val_fraction` is made. Names that
 /// are one class by [`class_key`] are merged (under the first as written); a class folder
@@ -171,10 +167,10 @@ pub fn load_image_folder(
     } = walk;
     let parts: Vec<Vec<String>> = files.iter().map(|(p, _)| p.clone()).collect();
     let places = place(&parts);
-    // Class key -> (name as first written, its images with their val flag), sorted as
-    // ImageFolder sorts its folders.
-    let mut groups: Groups = BTreeMap::new();
-    let mut folders: BTreeMap<String, String> = Default::default();
+    // Class key -> its photos (label unset yet) with whether they came from `val/`, and class
+    // key -> the name as first written; both sorted as ImageFolder sorts its folders.
+    let mut groups: BTreeMap<String, Vec<(Sample, bool)>> = BTreeMap::new();
+    let mut folders: BTreeMap<String, String> = BTreeMap::new();
     for ((_, path), place) in files.iter().zip(places) {
         let Some((class, val)) = place else {
             continue;
@@ -194,22 +190,8 @@ pub fn load_image_folder(
             });
             continue;
         }
-        let loaded = read_capped(path, MAX_PHOTO_BYTES)
-            .and_then(|bytes| preprocess::decode(&name, &bytes))
-            .map(|image| preprocess::resize_shorter(&image, spec.resize));
-        match loaded {
-            Ok(image) => groups
-                .entry(key)
-                .or_insert_with(|| (class.trim().to_string(), Vec::new()))
-                .1
-                .push((
-                    Sample {
-                        file: name,
-                        label: 0,
-                        image,
-                    },
-                    val,
-                )),
+        match read_capped(path, MAX_PHOTO_BYTES).and_then(|b| load_sample(&name, &b, 0, spec)) {
+            Ok(sample) => groups.entry(key).or_default().push((sample, val)),
             Err(e) => skipped.push(Skipped {
                 file: name,
                 error: e.to_string(),
@@ -235,8 +217,8 @@ pub fn load_image_folder(
     }
     let mut classes = Vec::new();
     let mut samples = Vec::new();
-    for (label, (_, (name, images))) in groups.into_iter().enumerate() {
-        classes.push(name);
+    for (label, (key, images)) in groups.into_iter().enumerate() {
+        classes.push(folders[&key].clone());
         samples.extend(
             images
                 .into_iter()
