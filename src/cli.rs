@@ -7,16 +7,20 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::engine::augment::AugmentConfig;
-use crate::engine::config::{Strategy, TrainConfig};
-use crate::engine::inference::{Predictor, top_k};
+use crate::engine::EngineError;
+use crate::engine::data;
+use crate::engine::data::augment::AugmentConfig;
+use crate::engine::data::preprocess;
+use crate::engine::insight::inference::{Predictor, top_k};
+use crate::engine::io::convert;
+use crate::engine::io::weights as weights_io;
+use crate::engine::io::weights::{Precision, weights_file};
 use crate::engine::limits::{MAX_MODEL_BYTES, MAX_PHOTO_BYTES};
 use crate::engine::model::{BackboneKind, BackboneSpec, Classifier};
-use crate::engine::plan::RunPlan;
-use crate::engine::schedule::Schedule;
-use crate::engine::training::{self, Progress};
-use crate::engine::weights::{Precision, weights_file};
-use crate::engine::{EngineError, convert, data, preprocess, weights as weights_io};
+use crate::engine::train::config::{Strategy, TrainConfig};
+use crate::engine::train::plan::RunPlan;
+use crate::engine::train::schedule::Schedule;
+use crate::engine::train::{self, Progress};
 
 /// `--augment-set` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,7 +171,7 @@ fn train(
     if let Some(note) = RunPlan::new(cfg, ds.train.len()).note(cfg) {
         eprintln!("{note}");
     }
-    let (model, report) = pollster::block_on(training::train(
+    let (model, report) = pollster::block_on(train::train(
         &pretrained.backbone,
         &ds,
         spec,
@@ -184,7 +188,7 @@ fn train(
         },
     ))?;
     if let Some(path) = &out {
-        let meta = training::export_metadata(&ds.classes, cfg, &report);
+        let meta = train::export_metadata(&ds.classes, cfg, &report);
         let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
         convert::write_atomic(path, &bytes)?;
         eprintln!("wrote {}", path.display());
@@ -247,7 +251,7 @@ fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineEr
             }
         }
     }
-    let report = pollster::block_on(training::evaluate(
+    let report = pollster::block_on(train::evaluate(
         &predictor.model,
         &samples,
         predictor.labels.len(),
@@ -306,8 +310,8 @@ pub enum ProfilePass {
 }
 
 impl ProfilePass {
-    fn pass(self) -> crate::engine::profile::Pass {
-        use crate::engine::profile::Pass;
+    fn pass(self) -> crate::engine::measure::profile::Pass {
+        use crate::engine::measure::profile::Pass;
         match self {
             ProfilePass::Features => Pass::Features,
             ProfilePass::LastBlock => Pass::LastBlockStep,
@@ -647,7 +651,7 @@ fn explain(
             .map(Some)?,
     };
     // No class: the predicted one.
-    let mut cam = pollster::block_on(crate::engine::explain::grad_cam(
+    let mut cam = pollster::block_on(crate::engine::insight::gradcam::grad_cam(
         &predictor.model,
         &input,
         &predictor.spec,
@@ -661,7 +665,7 @@ fn explain(
         let stem = image.file_stem().unwrap_or_default().to_string_lossy();
         PathBuf::from(format!("{stem}.gradcam.png"))
     });
-    let png = preprocess::png(&crate::engine::explain::overlay(&input, &heat))?;
+    let png = preprocess::png(&crate::engine::insight::gradcam::overlay(&input, &heat))?;
     convert::write_atomic(&out, &png)?;
     let score = scores.iter().find(|s| s.index == class);
     println!(
@@ -709,10 +713,10 @@ fn profile(
 ) -> Result<i32, EngineError> {
     let (device, model, spec) = pretrained(backend, backbone, weights)?;
     let passes: Vec<_> = match passes {
-        [] => crate::engine::profile::Pass::ALL.to_vec(),
+        [] => crate::engine::measure::profile::Pass::ALL.to_vec(),
         chosen => chosen.iter().map(|p| p.pass()).collect(),
     };
-    let profiles = pollster::block_on(crate::engine::profile::run(
+    let profiles = pollster::block_on(crate::engine::measure::profile::run(
         &model,
         spec,
         batch,
@@ -748,7 +752,7 @@ fn bench(
     iters: usize,
 ) -> Result<i32, EngineError> {
     let (device, model, spec) = pretrained(backend, backbone, weights)?;
-    let report = pollster::block_on(crate::engine::bench::run(
+    let report = pollster::block_on(crate::engine::measure::bench::run(
         &model, spec, batch, iters, &device,
     ))?;
     let mut out = json!(report);

@@ -13,12 +13,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceKind;
-use crate::engine::bench::DeviceSpeed;
-use crate::engine::config::TrainConfig;
-use crate::engine::inference::ClassScore;
+use crate::engine::insight::inference::ClassScore;
+use crate::engine::measure::bench::DeviceSpeed;
 use crate::engine::model::BackboneKind;
-use crate::engine::plan::Unfreeze;
-use crate::engine::training::{Progress, TrainReport};
+use crate::engine::train::config::TrainConfig;
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::{Progress, TrainReport};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,10 +83,10 @@ pub enum ToWorker {
     /// The last finished run's photos in the feature space. Answer: `FeatureSpace`.
     FeatureSpace,
     /// Where the time goes on the device in use: `passes` of the pretrained network on a
-    /// batch of `batch` images, per operation (see `engine::profile`). Answer: `Profiled`.
+    /// batch of `batch` images, per operation (see `engine::measure::profile`). Answer: `Profiled`.
     Profile {
         batch: usize,
-        passes: Vec<crate::engine::profile::Pass>,
+        passes: Vec<crate::engine::measure::profile::Pass>,
     },
 }
 
@@ -104,7 +104,7 @@ pub enum Which {
 pub struct Explained {
     pub label: String,
     pub prob: f32,
-    pub heat: crate::engine::explain::Heatmap,
+    pub heat: crate::engine::insight::gradcam::Heatmap,
     /// Heat share of each quadrant (top-left, top-right, bottom-left, bottom-right).
     pub quadrants: [f32; 4],
 }
@@ -164,9 +164,9 @@ pub enum Answer {
     Done,
     Benched(Result<DeviceSpeed, String>),
     Explained(Result<Vec<Explained>, String>),
-    Layers(Result<Vec<crate::engine::layers::LayerView>, String>),
-    FeatureSpace(Result<crate::engine::pca::FeatureSpace, String>),
-    Profiled(Result<Vec<crate::engine::profile::Profiles>, String>),
+    Layers(Result<Vec<crate::engine::insight::layer_views::LayerView>, String>),
+    FeatureSpace(Result<crate::engine::insight::pca::FeatureSpace, String>),
+    Profiled(Result<Vec<crate::engine::measure::profile::Profiles>, String>),
 }
 
 impl Answer {
@@ -303,8 +303,8 @@ impl Lives {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::bench::SharedPass;
-    use crate::engine::training::EpochReport;
+    use crate::engine::measure::bench::SharedPass;
+    use crate::engine::train::EpochReport;
 
     fn epoch(val_loss: f64) -> EpochReport {
         EpochReport {

@@ -3,8 +3,8 @@
 //! table and charts. Target-independent, so every transition is tested natively. What a
 //! model file is stays the page's business (`M`: in the browser a buffer in JS memory).
 
-use crate::engine::plan::RunPlan;
-use crate::engine::training::{EpochReport, Progress, TrainReport};
+use crate::engine::train::plan::RunPlan;
+use crate::engine::train::{EpochReport, Progress, TrainReport};
 use crate::protocol::{RunError, RunOutcome};
 
 /// Where the run is.
@@ -224,7 +224,7 @@ impl<M> RunState<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::TrainConfig;
+    use crate::engine::train::config::TrainConfig;
 
     /// A model file, as the tests see one.
     type RunState = super::RunState<Vec<u8>>;

@@ -7,9 +7,10 @@ use burn::tensor::Device;
 use common::*;
 use std::path::Path;
 
+use finetune::engine::data::preprocess;
+use finetune::engine::io::weights;
 use finetune::engine::model::{BACKBONES, BackboneKind, BackboneSpec, LITE0, LITE1, LITE2};
-use finetune::engine::plan::Unfreeze;
-use finetune::engine::{preprocess, weights};
+use finetune::engine::train::plan::Unfreeze;
 
 /// Tolerance of the issue: max abs error of logits and of the pooled feature.
 const TOL: f32 = 1e-3;
@@ -28,7 +29,7 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
     let kind = finetune::engine::model::BackboneKind::from_name(spec.id).unwrap();
     assert_eq!(
         golden["weights_sha256"].as_str(),
-        Some(finetune::engine::convert::checkpoint(kind).sha256),
+        Some(finetune::engine::io::convert::checkpoint(kind).sha256),
         "the golden outputs are of this backbone's checkpoint"
     );
     let names = golden_names_in(&dir);
@@ -44,13 +45,13 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
     let logits = logits.into_data().try_to_vec::<f32>().unwrap();
     // Predictions run the backbone with each BatchNorm folded into its convolution.
     let predictor =
-        finetune::engine::inference::Predictor::from_safetensors(&bytes, device).unwrap();
+        finetune::engine::insight::inference::Predictor::from_safetensors(&bytes, device).unwrap();
     assert_eq!(&predictor.spec, spec);
     let folded = pollster::block_on(predictor.logits(&images)).unwrap();
     // The frozen pass cut into parts run side by side (natively on the CPU backend, one part
     // per core): three parts here whatever the machine's cores, so uneven parts and their
     // order are checked against PyTorch too.
-    let (frozen, _) = finetune::engine::training::split(model.clone(), Unfreeze::Blocks(0));
+    let (frozen, _) = finetune::engine::train::split(model.clone(), Unfreeze::Blocks(0));
     let in_parts = frozen
         .forward_in_parts(preprocess::batch_tensor(&images, spec, device), 3)
         .into_data()
@@ -86,8 +87,11 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
             .iter()
             .map(|t| t["index"].as_u64().unwrap())
             .collect();
-        let top =
-            finetune::engine::inference::top_k(got_logits, 5, finetune::engine::labels::imagenet());
+        let top = finetune::engine::insight::inference::top_k(
+            got_logits,
+            5,
+            finetune::engine::model::labels::imagenet(),
+        );
         let got_top5: Vec<u64> = top.iter().map(|t| t.index as u64).collect();
         assert_eq!(got_top5, want_top5, "{backend} {name}: top-5 order");
         let want_prob = golden["images"][name]["top5"][0]["prob"].as_f64().unwrap() as f32;
@@ -130,7 +134,8 @@ fn check_download(spec: &BackboneSpec, precision: Precision) {
         bytes.len()
     );
     let predictor =
-        finetune::engine::inference::Predictor::from_model_file("int8", &bytes, &device).unwrap();
+        finetune::engine::insight::inference::Predictor::from_model_file("int8", &bytes, &device)
+            .unwrap();
     let golden = golden_json_in(&dir);
     let names = golden_names_in(&dir);
     let images: Vec<_> = names
@@ -149,8 +154,11 @@ fn check_download(spec: &BackboneSpec, precision: Precision) {
             .iter()
             .map(|t| (t["index"].as_u64().unwrap(), t["prob"].as_f64().unwrap()))
             .collect();
-        let top =
-            finetune::engine::inference::top_k(logits, 5, finetune::engine::labels::imagenet());
+        let top = finetune::engine::insight::inference::top_k(
+            logits,
+            5,
+            finetune::engine::model::labels::imagenet(),
+        );
         let got: Vec<u64> = top.iter().map(|t| t.index as u64).collect();
         println!(
             "{} {precision:?} {name}: top-1 {} p={:.4} (PyTorch {:.4})",
@@ -259,9 +267,11 @@ fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
 #[test]
 fn exif_rotated_photo_predicts_like_its_upright_copy() {
     let device = Device::flex();
-    let predictor =
-        finetune::engine::inference::Predictor::from_safetensors(&weights_bytes(), &device)
-            .unwrap();
+    let predictor = finetune::engine::insight::inference::Predictor::from_safetensors(
+        &weights_bytes(),
+        &device,
+    )
+    .unwrap();
     let bytes = std::fs::read(golden_dir().join("grace_hopper_orig.jpg")).unwrap();
     let upright = preprocess::decode("hopper.jpg", &bytes).unwrap();
     // A camera held sideways stores the pixels turned a quarter to the left and says
@@ -277,10 +287,10 @@ fn exif_rotated_photo_predicts_like_its_upright_copy() {
         preprocess::eval_transform(&b, &LITE0),
     ]))
     .unwrap();
-    let labels = finetune::engine::labels::imagenet();
+    let labels = finetune::engine::model::labels::imagenet();
     let (ta, tb) = (
-        finetune::engine::inference::top_k(&logits[0], 1, labels),
-        finetune::engine::inference::top_k(&logits[1], 1, labels),
+        finetune::engine::insight::inference::top_k(&logits[0], 1, labels),
+        finetune::engine::insight::inference::top_k(&logits[1], 1, labels),
     );
     println!(
         "EXIF-rotated: {} {:.4}, upright: {} {:.4}",
@@ -310,14 +320,14 @@ fn coffee_in_quadrant(quadrant: usize) -> image::RgbImage {
 /// espresso sits in a known quadrant, where the heatmap must put its mass and its peak.
 #[test]
 fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
-    use finetune::engine::explain;
+    use finetune::engine::insight::gradcam;
     let device = Device::flex();
     let model = weights::load_classifier("lite0", &weights_bytes(), &device).unwrap();
     const ESPRESSO: usize = 967;
     let coffee = image::open(golden_dir().join("coffee_224.png"))
         .unwrap()
         .to_rgb8();
-    let mut cam = pollster::block_on(explain::grad_cam(
+    let mut cam = pollster::block_on(gradcam::grad_cam(
         &model,
         &coffee,
         &LITE0,
@@ -334,12 +344,12 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
         "Grad-CAM's logits differ from PyTorch's by {diff}"
     );
     let predicted =
-        pollster::block_on(explain::grad_cam(&model, &coffee, &LITE0, &[], &device)).unwrap();
+        pollster::block_on(gradcam::grad_cam(&model, &coffee, &LITE0, &[], &device)).unwrap();
     assert_eq!(predicted.heats.len(), 1);
     assert_eq!(predicted.heats[0].class, ESPRESSO);
     let heat = cam.heats.remove(0);
     assert_eq!((heat.width, heat.height), (7, 7));
-    let closed = pollster::block_on(explain::cam_closed_form(
+    let closed = pollster::block_on(gradcam::cam_closed_form(
         &model, &coffee, &LITE0, ESPRESSO, &device,
     ))
     .unwrap();
@@ -355,7 +365,7 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
     assert!(diff < 1e-4, "{diff}");
     for quadrant in [0, 3, 1] {
         let photo = coffee_in_quadrant(quadrant);
-        let heat = pollster::block_on(explain::grad_cam(
+        let heat = pollster::block_on(gradcam::grad_cam(
             &model,
             &photo,
             &LITE0,
@@ -389,13 +399,14 @@ fn grad_cam_matches_its_closed_form_and_finds_the_espresso_where_it_is() {
 /// edge, and the shown channels do change there (a convolution sees only local change).
 #[test]
 fn layer_views_have_each_depths_size_and_the_stem_sees_the_edge() {
-    use finetune::engine::layers::{self, Depth, GRID_COLUMNS, TILE};
+    use finetune::engine::insight::layer_views::{self, Depth, GRID_COLUMNS, TILE};
     let device = Device::flex();
     let model = weights::load_classifier("lite0", &weights_bytes(), &device).unwrap();
     let edge = image::RgbImage::from_fn(224, 224, |x, _| {
         image::Rgb(if x < 112 { [0, 0, 0] } else { [255, 255, 255] })
     });
-    let views = pollster::block_on(layers::layer_views(&model, &edge, &LITE0, &device)).unwrap();
+    let views =
+        pollster::block_on(layer_views::layer_views(&model, &edge, &LITE0, &device)).unwrap();
     let shapes: Vec<(Depth, usize, usize)> = views
         .iter()
         .map(|(v, _)| (v.depth, v.channels, v.width))
@@ -460,7 +471,7 @@ fn feature_map_features_are_the_pooled_features_of_pytorch() {
             finetune::engine::data::load_sample(orig, &bytes, 0, &LITE0).unwrap()
         })
         .collect();
-    let features = pollster::block_on(finetune::engine::pca::pooled_features(
+    let features = pollster::block_on(finetune::engine::insight::pca::pooled_features(
         &model.backbone,
         &samples,
         &LITE0,

@@ -3,10 +3,10 @@
 
 mod common;
 
-use finetune::engine::config::{PanelSettings, Strategy, TrainConfig};
 use finetune::engine::data::load_sample;
+use finetune::engine::io::project::{Project, ProjectClass, ProjectImage};
 use finetune::engine::model::LITE0;
-use finetune::engine::project::{Project, ProjectClass, ProjectImage};
+use finetune::engine::train::config::{PanelSettings, Strategy, TrainConfig};
 
 fn photos(dir: &str, n: usize) -> Vec<ProjectImage> {
     let dir = common::shared().join("datasets/hymenoptera").join(dir);

@@ -8,14 +8,14 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
-use finetune::engine::config::{Strategy, TrainConfig};
 use finetune::engine::data::{self, Dataset};
+use finetune::engine::io::weights;
 use finetune::engine::model::{Backbone, BackboneKind, LITE0};
-use finetune::engine::plan::Unfreeze;
-use finetune::engine::schedule::Schedule;
-use finetune::engine::share::{self, HelperFuture, Helpers};
-use finetune::engine::training;
-use finetune::engine::weights;
+use finetune::engine::train;
+use finetune::engine::train::config::{Strategy, TrainConfig};
+use finetune::engine::train::plan::Unfreeze;
+use finetune::engine::train::schedule::Schedule;
+use finetune::engine::train::share::{self, HelperFuture, Helpers};
 use rand::SeedableRng;
 
 fn pretrained(device: &Device) -> Backbone {
@@ -55,7 +55,7 @@ fn run(
     backbone: &Backbone,
     ds: &Dataset,
     cfg: &TrainConfig,
-) -> (finetune::engine::model::Classifier, training::TrainReport) {
+) -> (finetune::engine::model::Classifier, train::TrainReport) {
     run_with(backbone, ds, cfg, None, |_, _| {})
 }
 
@@ -66,9 +66,9 @@ fn run_with(
     cfg: &TrainConfig,
     helpers: Option<&dyn Helpers>,
     on_best: impl FnMut(usize, &finetune::engine::model::Classifier),
-) -> (finetune::engine::model::Classifier, training::TrainReport) {
+) -> (finetune::engine::model::Classifier, train::TrainReport) {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    pollster::block_on(training::train_with(
+    pollster::block_on(train::train_with(
         backbone,
         ds,
         cfg.backbone.spec(),
@@ -140,7 +140,7 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
         .min_by(|x, y| x.val_loss.total_cmp(&y.val_loss))
         .unwrap();
     assert_eq!(a.best_epoch, best.epoch);
-    let eval = pollster::block_on(training::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
     assert!(
         (eval.val_loss - best.val_loss).abs() < 1e-5,
         "{} vs {}",
@@ -163,7 +163,7 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
     assert_eq!(bests.iter().map(|b| b.0).collect::<Vec<_>>(), improving);
     let (last_epoch, last) = bests.last().unwrap();
     assert_eq!(*last_epoch, a.best_epoch);
-    let kept = pollster::block_on(training::evaluate(last, &ds.val, 2, &LITE0, &device)).unwrap();
+    let kept = pollster::block_on(train::evaluate(last, &ds.val, 2, &LITE0, &device)).unwrap();
     assert!((kept.val_loss - best.val_loss).abs() < 1e-5);
 }
 
@@ -186,7 +186,7 @@ fn early_stopping_triggers_and_restores_the_best_epoch() {
         stopped.starts_with("early stopping after epoch 3") && stopped.contains("restored epoch 1"),
         "{stopped}"
     );
-    let eval = pollster::block_on(training::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
     assert!((eval.val_loss - report.epochs[0].val_loss).abs() < 1e-5);
 }
 
@@ -200,11 +200,10 @@ fn a_classroom_sized_set_learns_in_two_epochs() {
     let tiny = subset(&full, 5, 1);
     let cfg = TrainConfig::new().with_epochs(2).with_seed(7);
     let (model, report) = run(&backbone, &tiny, &cfg);
-    let eval =
-        pollster::block_on(training::evaluate(&model, &full.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate(&model, &full.val, 2, &LITE0, &device)).unwrap();
     println!(
         "5 photos per class, 2 epochs: {} steps, val loss {:.4} -> {:.4}; accuracy on 153 photos {:.3}",
-        finetune::engine::plan::RunPlan::new(&cfg, 10).total_steps(),
+        finetune::engine::train::plan::RunPlan::new(&cfg, 10).total_steps(),
         report.epochs[0].val_loss,
         report.epochs[1].val_loss,
         eval.val_acc
@@ -240,19 +239,14 @@ fn a_non_finite_validation_loss_ends_the_run_with_a_reason() {
         .with_strategy(Strategy::LastBlock)
         .with_epochs(2);
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let result = pollster::block_on(training::train(
-        &backbone,
-        &ds,
-        &LITE0,
-        &cfg,
-        &device,
-        |_| true,
-    ));
+    let result = pollster::block_on(train::train(&backbone, &ds, &LITE0, &cfg, &device, |_| {
+        true
+    }));
     match result {
         // Whatever a run returns must survive the trip to the page as JSON.
         Ok((_, report)) => {
             let json = serde_json::to_string(&report).unwrap();
-            let back: Result<training::TrainReport, _> = serde_json::from_str(&json);
+            let back: Result<train::TrainReport, _> = serde_json::from_str(&json);
             panic!(
                 "a NaN validation loss was reported as a result (decodes: {})",
                 back.is_ok()
@@ -344,7 +338,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
         .with_epochs(1)
         .with_batch_size(4);
     // Lite0's backbone with Lite2's settings is refused, naming both.
-    let err = pollster::block_on(training::train(
+    let err = pollster::block_on(train::train(
         &pretrained(&device),
         &ds,
         spec,
@@ -375,7 +369,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
             assert_eq!(a != b, trains, "{k}: changed = {}", a != b);
         }
     }
-    let meta = training::export_metadata(&ds.classes, &cfg, &report);
+    let meta = train::export_metadata(&ds.classes, &cfg, &report);
     let exported = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&exported).unwrap();
     let checkpoint = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -384,7 +378,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
     a.sort_unstable();
     b.sort_unstable();
     assert_eq!(a, b, "Lite2's checkpoint keys");
-    let predictor = finetune::engine::inference::Predictor::from_model_file(
+    let predictor = finetune::engine::insight::inference::Predictor::from_model_file(
         "lite2.safetensors",
         &exported,
         &device,
@@ -393,16 +387,9 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
     assert_eq!(predictor.spec, *spec);
     let map = weights::WeightMap::from_safetensors("lite2.safetensors", &exported).unwrap();
     assert_eq!(map.metadata[weights::META_BACKBONE], "efficientnet-lite2");
-    let trained =
-        pollster::block_on(training::evaluate(&model, &ds.val, 2, spec, &device)).unwrap();
-    let imported = pollster::block_on(training::evaluate(
-        &predictor.model,
-        &ds.val,
-        2,
-        spec,
-        &device,
-    ))
-    .unwrap();
+    let trained = pollster::block_on(train::evaluate(&model, &ds.val, 2, spec, &device)).unwrap();
+    let imported =
+        pollster::block_on(train::evaluate(&predictor.model, &ds.val, 2, spec, &device)).unwrap();
     assert_eq!(trained.confusion, imported.confusion);
     assert!((trained.val_loss - imported.val_loss).abs() < 1e-5);
 }
@@ -418,17 +405,17 @@ fn each_layer_group_moves_by_its_own_learning_rate() {
             .head,
         backbone,
     };
-    let (frozen, trainable) = training::split(model, Unfreeze::Blocks(1));
+    let (frozen, trainable) = train::split(model, Unfreeze::Blocks(1));
     let trainable = trainable.fork(&ad).train();
     let cfg = TrainConfig::new()
         .with_lr(1e-2)
         .with_lr_mult(0.1)
         .with_schedule(Schedule::Constant);
-    let mut sched = training::lr_scheduler(&trainable, 15, &cfg, 10);
+    let mut sched = train::lr_scheduler(&trainable, 15, &cfg, 10);
     let img = image::open(golden_dir().join("coffee_224.png"))
         .unwrap()
         .to_rgb8();
-    let x = frozen.forward(finetune::engine::preprocess::batch_tensor(
+    let x = frozen.forward(finetune::engine::data::preprocess::batch_tensor(
         &[img.clone(), img],
         &LITE0,
         &device,
@@ -506,7 +493,7 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
     let x = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), &device);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let cfg = TrainConfig::new().with_mixup(0.4);
-    let (mixed, mix) = training::mix_batch(x.clone(), &cfg, &mut rng);
+    let (mixed, mix) = train::mix_batch(x.clone(), &cfg, &mut rng);
     let (perm, lambda) = mix.expect("mix_prob 1 mixes every batch");
     assert!(lambda > 0.0 && lambda < 1.0);
     let m = to_host(mixed);
@@ -515,7 +502,7 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
         assert!((m[i * 3 * h * w] - want).abs() < 1e-5);
     }
     let cfg = TrainConfig::new().with_cutmix(1.0);
-    let (mixed, mix) = training::mix_batch(x, &cfg, &mut rng);
+    let (mixed, mix) = train::mix_batch(x, &cfg, &mut rng);
     let (perm, lambda) = mix.unwrap();
     let m = to_host(mixed);
     for i in 0..n {
@@ -555,13 +542,15 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
     b.sort_unstable();
     assert_eq!(a, b, "same key names as the PyTorch checkpoint");
     assert_eq!(exported.tensor("_fc.weight").unwrap().shape(), &[2, 1280]);
-    let predictor =
-        finetune::engine::inference::Predictor::from_model_file("m.safetensors", &bytes, &device)
-            .unwrap();
+    let predictor = finetune::engine::insight::inference::Predictor::from_model_file(
+        "m.safetensors",
+        &bytes,
+        &device,
+    )
+    .unwrap();
     assert_eq!(predictor.labels, ds.classes);
-    let before =
-        pollster::block_on(training::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
-    let after = pollster::block_on(training::evaluate(
+    let before = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let after = pollster::block_on(train::evaluate(
         &predictor.model,
         &ds.val,
         2,
@@ -579,11 +568,14 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
     .into_iter()
     .collect();
     let bytes = pollster::block_on(weights::export_safetensors(&model, wrong)).unwrap();
-    let err =
-        finetune::engine::inference::Predictor::from_model_file("bad.safetensors", &bytes, &device)
-            .err()
-            .unwrap()
-            .to_string();
+    let err = finetune::engine::insight::inference::Predictor::from_model_file(
+        "bad.safetensors",
+        &bytes,
+        &device,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("bad.safetensors") && err.contains("3 class names"),
         "{err}"
@@ -635,7 +627,7 @@ fn frozen_pass_shared_with_helpers_equals_one_pass_in_order() {
     let images: Vec<image::RgbImage> = ds
         .train
         .iter()
-        .map(|s| finetune::engine::preprocess::center_crop(&s.image, LITE0.input_size))
+        .map(|s| finetune::engine::data::preprocess::center_crop(&s.image, LITE0.input_size))
         .collect();
     assert_eq!(images.len(), 8);
     for unfreeze in [Unfreeze::Blocks(0), Unfreeze::Blocks(1)] {
@@ -733,7 +725,7 @@ fn a_run_syncs_with_the_host_less_than_once_per_step_besides_its_progress_line()
     let device = Device::flex();
     let backbone = pretrained(&device);
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let syncs = pollster::block_on(finetune::engine::bench::host_syncs(
+    let syncs = pollster::block_on(finetune::engine::measure::bench::host_syncs(
         &backbone, &LITE0, &device,
     ))
     .unwrap();
@@ -764,7 +756,7 @@ fn cancel_during_the_feature_pass_ends_it_within_one_batch() {
     for helpers in [None, Some(local_helpers(&backbone, 1, false))] {
         let mut reports = Vec::new();
         let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let result = pollster::block_on(training::train_with(
+        let result = pollster::block_on(train::train_with(
             &backbone,
             &ds,
             &LITE0,
@@ -772,7 +764,7 @@ fn cancel_during_the_feature_pass_ends_it_within_one_batch() {
             &device,
             helpers.as_ref().map(|h| h as &dyn Helpers),
             |p| {
-                if let training::Progress::Features { done, .. } = p {
+                if let train::Progress::Features { done, .. } = p {
                     reports.push(*done);
                 }
                 // Cancel at the first batch's report.

@@ -28,7 +28,7 @@ pub enum EngineError {
 
     /// A training setting out of range (names the setting and the reason).
     #[error("setting {0}")]
-    Config(#[from] super::config::ConfigError),
+    Config(#[from] crate::engine::train::config::ConfigError),
 
     /// The caller asked the work to stop (a run's Cancel) before it had a result.
     #[error("cancelled")]

@@ -1,38 +1,21 @@
-//! The engine: model, weights, preprocessing and inference. No UI dependency; runs on any
-//! burn device (CPU `flex` in tests, wgpu natively, WebGPU in the browser).
+//! The engine: everything that computes, on any burn device (CPU `flex` in tests, wgpu
+//! natively, WebGPU in the browser), with no UI dependency. One folder per concern:
+//! `model` (EfficientNet-Lite and its layers), `kernels` (our own operations, `cpu` and `gpu`
+//! apart, and the one place that chooses them), `data` (files to tensors, augmentation),
+//! `train` (settings, plan, step, epochs, report), `io` (weights, model files, projects),
+//! `insight` (predictions, Grad-CAM, PCA, layer views) and `measure` (bench, profile).
 
-pub mod advisor;
-pub mod augment;
-pub mod batchnorm;
-pub mod bench;
-pub mod config;
-pub mod cpu_ops;
-pub mod cube_conv;
 pub mod data;
-pub mod depthwise;
-pub mod epilogue;
 pub mod error;
-pub mod explain;
-pub mod inference;
-pub mod labels;
-pub mod layers;
+pub mod insight;
+pub mod io;
+pub mod kernels;
 pub mod limits;
+pub mod measure;
 pub mod model;
-pub mod pca;
-pub mod plan;
-pub mod preprocess;
-pub mod profile;
-pub mod project;
-pub mod quant;
-pub mod schedule;
-pub mod share;
 #[cfg(test)]
 mod test_util;
-pub mod training;
-pub mod weights;
-
-#[cfg(not(target_arch = "wasm32"))]
-pub mod convert;
+pub mod train;
 
 pub use error::EngineError;
 

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use web_sys::Url;
 
 use super::workspace::ClassCard;
-use crate::engine::augment::{self, AugmentConfig};
+use crate::engine::data::augment::{self, AugmentConfig};
 use crate::engine::model::LITE0;
 
 /// Views in the grid.
@@ -15,7 +15,7 @@ const VIEWS: usize = 8;
 
 /// `img` as a PNG object URL (revoke it with [`revoke`]); `None` if encoding fails.
 pub fn png_url(img: &RgbImage) -> Option<String> {
-    let bytes = crate::engine::preprocess::png(img).ok()?;
+    let bytes = crate::engine::data::preprocess::png(img).ok()?;
     super::js::object_url(&bytes).ok()
 }
 

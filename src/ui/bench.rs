@@ -11,8 +11,8 @@ use super::backend::BackendState;
 use super::client::{WorkerContext, WorkerStatus, use_worker};
 use super::pretrained::Pretrained;
 use crate::device::{DeviceKind, Measured};
-use crate::engine::bench::{DeviceSpeed, estimate_seconds};
-use crate::engine::config::{Strategy, TrainConfig};
+use crate::engine::measure::bench::{DeviceSpeed, estimate_seconds};
+use crate::engine::train::config::{Strategy, TrainConfig};
 
 /// The estimate's classroom case: 2 classes x 20 photos, 4 of each kept for checking, the
 /// default 10 epochs.

@@ -19,13 +19,13 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 use super::js;
 use super::model_file::ModelFile;
 use crate::device::DeviceKind;
-use crate::engine::bench::DeviceSpeed;
-use crate::engine::config::TrainConfig;
-use crate::engine::inference::ClassScore;
-use crate::engine::layers::LayerView;
+use crate::engine::insight::inference::ClassScore;
+use crate::engine::insight::layer_views::LayerView;
+use crate::engine::insight::pca::FeatureSpace;
+use crate::engine::measure::bench::DeviceSpeed;
 use crate::engine::model::BackboneKind;
-use crate::engine::pca::FeatureSpace;
-use crate::engine::training::{Progress, TrainReport};
+use crate::engine::train::config::TrainConfig;
+use crate::engine::train::{Progress, TrainReport};
 use crate::protocol::{
     self, AfterCrash, Answer, Explained, FromWorker, ImageMeta, InitError, Lives, Request,
     RunError, RunOutcome, ToWorker, Which,
@@ -397,12 +397,12 @@ impl WorkerClient {
         }
     }
 
-    /// Where the time goes on the device in use (see `engine::profile`).
+    /// Where the time goes on the device in use (see `engine::measure::profile`).
     pub async fn profile(
         self: &Rc<Self>,
         batch: usize,
-        passes: Vec<crate::engine::profile::Pass>,
-    ) -> Result<Vec<crate::engine::profile::Profiles>, String> {
+        passes: Vec<crate::engine::measure::profile::Pass>,
+    ) -> Result<Vec<crate::engine::measure::profile::Profiles>, String> {
         match self
             .request(ToWorker::Profile { batch, passes }, Vec::new())
             .await?

@@ -5,8 +5,8 @@
 use leptos::prelude::*;
 
 use crate::engine::model::BackboneSpec;
-use crate::engine::plan::{Stage, Unfreeze};
-use crate::engine::training::{block_group, group_multipliers};
+use crate::engine::train::plan::{Stage, Unfreeze};
+use crate::engine::train::{block_group, group_multipliers};
 
 /// Whether `block` of `blocks` trains when `unfreeze` is in effect.
 fn block_trains(unfreeze: Unfreeze, blocks: usize, block: usize) -> bool {
@@ -153,7 +153,7 @@ fn row_view(title: String, parts: Vec<Part>) -> impl IntoView {
     }
 }
 
-/// The layer diagram of `spec` for the run's `stages` (from `training::plan`); `lr_mult` sets
+/// The layer diagram of `spec` for the run's `stages` (from `train::plan`); `lr_mult` sets
 /// the relative rates shown on the learning parts.
 #[component]
 pub fn LayerDiagram(

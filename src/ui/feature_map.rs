@@ -8,8 +8,8 @@ use leptos::prelude::*;
 use super::augment_grid::{png_url, revoke};
 use super::client::use_worker;
 use crate::engine::data::Sample;
-use crate::engine::pca::{FeatureSpace, Projection};
-use crate::engine::preprocess::{center_crop, resize_shorter};
+use crate::engine::data::preprocess::{center_crop, resize_shorter};
+use crate::engine::insight::pca::{FeatureSpace, Projection};
 
 /// Side of one map, in SVG units.
 const SIDE: f32 = 260.0;

@@ -1,7 +1,7 @@
 //! Helper workers: on the CPU backend the worker starts up to [`crate::device::MAX_HELPERS`]
 //! more workers (the same wasm module, named `finetune-helper`), each with its own CPU device
 //! and copy of the pretrained network, and shares the frozen layers' pass with them (see
-//! `crate::engine::share`). Without cross-origin isolation wasm has no threads, so this is how
+//! `crate::engine::train::share`). Without cross-origin isolation wasm has no threads, so this is how
 //! the feature pass uses more than one core on a plain static host. Each [`HelperRequest`] gets
 //! one [`FromHelper::Answer`]; a helper that fails or stops has its share run by the worker.
 
@@ -18,11 +18,11 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
 
 use super::client::{Assets, pack, unpack};
 use super::worker;
-use crate::engine::inference::Predictor;
+use crate::engine::insight::inference::Predictor;
 use crate::engine::model::{Backbone, BackboneSpec, LITE0};
-use crate::engine::plan::Unfreeze;
-use crate::engine::share::{self, HelperFuture, Helpers};
-use crate::engine::training::Frozen;
+use crate::engine::train::Frozen;
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::share::{self, HelperFuture, Helpers};
 use crate::protocol::{FromHelper, HelperRequest, ToHelper};
 
 type Buffers = Vec<js_sys::Uint8Array>;

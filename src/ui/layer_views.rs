@@ -10,8 +10,8 @@ use super::augment_grid::revoke;
 use super::client::use_worker;
 use super::js;
 use super::pretrained::Pretrained;
-use crate::engine::layers::LayerView;
-use crate::engine::plan::{Stage, Unfreeze};
+use crate::engine::insight::layer_views::LayerView;
+use crate::engine::train::plan::{Stage, Unfreeze};
 
 #[derive(Clone, Debug, PartialEq)]
 enum State {

@@ -9,7 +9,7 @@ use super::augment_grid::{png_url, revoke};
 use super::client::Photo;
 use super::explain::WhereItLooks;
 use crate::engine::data::Sample;
-use crate::engine::preprocess::{center_crop, resize_shorter};
+use crate::engine::data::preprocess::{center_crop, resize_shorter};
 use crate::protocol::Which;
 
 /// Side of a thumbnail, in pixels (about twice its CSS size, for sharp high-DPI screens).

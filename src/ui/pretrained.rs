@@ -7,8 +7,8 @@ use gloo_storage::{LocalStorage, Storage};
 use leptos::prelude::*;
 
 use super::js;
+use crate::engine::io::weights::{download_bytes, parameter_count};
 use crate::engine::model::BackboneKind;
-use crate::engine::weights::{download_bytes, parameter_count};
 
 /// Where the choice is remembered.
 const BACKBONE_KEY: &str = "finetune-backbone";

@@ -1,5 +1,5 @@
 //! "Where the time goes": the worker profiles the pretrained network on the device in use,
-//! operation by operation (`engine::profile`), and the page shows the slowest operations of a
+//! operation by operation (`engine::measure::profile`), and the page shows the slowest operations of a
 //! prediction's pass and of a last-block training step (and of a full step when asked). On a
 //! GPU the kernel counts come too. The figures also go, as JSON, into `data-json` of
 //! `data-testid="profile-result"`. `?profile` in the address runs it once the network is
@@ -8,7 +8,7 @@
 use leptos::prelude::*;
 
 use super::client::{WorkerContext, WorkerStatus, use_worker};
-use crate::engine::profile::{Pass, PassProfile, Profiles};
+use crate::engine::measure::profile::{Pass, PassProfile, Profiles};
 
 /// Images per profiled batch: small, so an emulated GPU answers in minutes.
 const BATCH: usize = 2;

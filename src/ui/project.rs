@@ -12,8 +12,8 @@ use web_sys::HtmlInputElement;
 use super::autosave::Autosave;
 use super::project_state::ProjectSignals;
 use super::storage;
+use crate::engine::io::project::Project;
 use crate::engine::limits::MAX_PROJECT_BYTES;
-use crate::engine::project::Project;
 
 /// Quiet time after the last change before the autosave runs.
 const AUTOSAVE_DELAY_MS: u32 = 800;

@@ -5,9 +5,9 @@ use leptos::prelude::*;
 
 use super::model_file::ModelFile;
 use super::workspace::Workspace;
-use crate::engine::config::PanelSettings;
-use crate::engine::project::Project;
-use crate::engine::training::TrainReport;
+use crate::engine::io::project::Project;
+use crate::engine::train::TrainReport;
+use crate::engine::train::config::PanelSettings;
 
 /// Everything of the panel that a project holds. The panel owns the signals; this only reads
 /// and writes them.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::engine::training::{EpochReport, TrainReport, most_confused};
+use crate::engine::train::{EpochReport, TrainReport, most_confused};
 
 /// One row per finished epoch: losses, accuracies and time.
 #[component]

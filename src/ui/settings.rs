@@ -12,13 +12,13 @@ use super::augment_grid::AugmentGrid;
 use super::diagram::LayerDiagram;
 use super::layer_views::LayerViews;
 use super::workspace::ClassCard;
-use crate::engine::advisor::{self, Advice, ClassCount, Warning};
-use crate::engine::config::{
+use crate::engine::train;
+use crate::engine::train::advisor::{self, Advice, ClassCount, Warning};
+use crate::engine::train::config::{
     AugmentChange, MAX_BATCH, MAX_EPOCHS, MAX_MIX_ALPHA, PanelSettings, Strategy, TrainConfig,
     VAL_FRACTION_RANGE,
 };
-use crate::engine::schedule::Schedule;
-use crate::engine::training;
+use crate::engine::train::schedule::Schedule;
 
 pub fn strategy_label(strategy: Strategy) -> &'static str {
     match strategy {
@@ -232,8 +232,7 @@ pub fn SettingsPanel(
         })
         .collect_view();
 
-    let stages =
-        Signal::derive(move || training::plan(&run_config(&settings.get(), strategy.get())));
+    let stages = Signal::derive(move || train::plan(&run_config(&settings.get(), strategy.get())));
     let lr_mult = Signal::derive(move || settings.with(|s| s.train.lr_mult));
     let spec = Signal::derive(move || settings.with(|s| s.train.backbone.spec()));
     let augmentation = Memo::new(move |_| settings.with(|s| s.train.augmentation.clone()));

@@ -1,6 +1,6 @@
 //! The browser side of projects: the autosave slot in IndexedDB (so a reload or a crashed tab
 //! gets everything back), and downloads. The file format itself is the engine's
-//! [`crate::engine::project::Project`].
+//! [`crate::engine::io::project::Project`].
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;

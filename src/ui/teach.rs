@@ -20,12 +20,12 @@ use super::run_view::RunControls;
 use super::settings::{SettingsPanel, run_config};
 use super::trained::{PROJECT_MODEL, TrainedModel, TrainedModelPanel};
 use super::workspace::Workspace;
-use crate::engine::advisor::{self, Domain};
-use crate::engine::config::PanelSettings;
 use crate::engine::data::{self, Sample};
 use crate::engine::model::BackboneKind;
-use crate::engine::plan::RunPlan;
-use crate::engine::training::TrainReport;
+use crate::engine::train::TrainReport;
+use crate::engine::train::advisor::{self, Domain};
+use crate::engine::train::config::PanelSettings;
+use crate::engine::train::plan::RunPlan;
 use crate::run::{RunModel, RunState};
 
 #[component]

@@ -4,8 +4,8 @@
 
 use std::rc::Rc;
 
+use crate::engine::io::weights::{download_precision, weights_file};
 use crate::engine::model::BackboneKind;
-use crate::engine::weights::{download_precision, weights_file};
 use js_sys::Uint8Array;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;

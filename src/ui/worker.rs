@@ -16,17 +16,20 @@ use super::client::{pack, unpack};
 use super::helpers::HelperPool;
 use super::js;
 use crate::device::DeviceKind;
-use crate::engine::bench::{self, DeviceSpeed};
-use crate::engine::config::TrainConfig;
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
 use crate::engine::data::{self, Dataset, Sample};
-use crate::engine::inference::{ClassScore, Predictor, top_k};
-use crate::engine::layers::{self, LayerView};
+use crate::engine::insight::gradcam;
+use crate::engine::insight::inference::{ClassScore, Predictor, top_k};
+use crate::engine::insight::layer_views::{self, LayerView};
+use crate::engine::insight::pca;
+use crate::engine::io::weights;
+use crate::engine::measure::bench::{self, DeviceSpeed};
 use crate::engine::model::{BackboneKind, Classifier};
-use crate::engine::plan::Unfreeze;
-use crate::engine::share::Helpers;
-use crate::engine::training::{self, EpochReport, Progress, TrainReport};
-use crate::engine::weights;
-use crate::engine::{EngineError, explain, pca, preprocess};
+use crate::engine::train::config::TrainConfig;
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::share::Helpers;
+use crate::engine::train::{self, EpochReport, Progress, TrainReport};
 use crate::protocol::{
     Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
     ToWorker, Which,
@@ -388,7 +391,7 @@ async fn explain(
             spec,
         ),
     };
-    let cam = explain::grad_cam(&predictor.model, &input, spec, &classes, &predictor.device)
+    let cam = gradcam::grad_cam(&predictor.model, &input, spec, &classes, &predictor.device)
         .await
         .map_err(|e| e.to_string())?;
     let scores = top_k(&cam.logits, cam.logits.len(), &predictor.labels);
@@ -396,7 +399,7 @@ async fn explain(
     let mut pngs = Vec::with_capacity(heats.len());
     let mut out = Vec::with_capacity(heats.len());
     for heat in heats {
-        pngs.push(preprocess::png(&explain::overlay(&input, &heat)).map_err(|e| e.to_string())?);
+        pngs.push(preprocess::png(&gradcam::overlay(&input, &heat)).map_err(|e| e.to_string())?);
         let score = scores.iter().find(|s| s.index == heat.class);
         out.push(Explained {
             label: score.map_or_else(|| format!("class {}", heat.class), |s| s.label.clone()),
@@ -412,10 +415,10 @@ async fn explain(
 async fn profile(
     state: &Held,
     batch: usize,
-    passes: &[crate::engine::profile::Pass],
-) -> Result<Vec<crate::engine::profile::Profiles>, String> {
+    passes: &[crate::engine::measure::profile::Pass],
+) -> Result<Vec<crate::engine::measure::profile::Profiles>, String> {
     let p = state.imagenet().await?;
-    crate::engine::profile::run(&p.model, &p.spec, batch, 1, passes, &p.device)
+    crate::engine::measure::profile::run(&p.model, &p.spec, batch, 1, passes, &p.device)
         .await
         .map_err(|e| e.to_string())
 }
@@ -451,9 +454,10 @@ async fn layer_views(
         &preprocess::decode(file, &bytes).map_err(|e| e.to_string())?,
         &predictor.spec,
     );
-    let views = layers::layer_views(&predictor.model, &input, &predictor.spec, &predictor.device)
-        .await
-        .map_err(|e| e.to_string())?;
+    let views =
+        layer_views::layer_views(&predictor.model, &input, &predictor.spec, &predictor.device)
+            .await
+            .map_err(|e| e.to_string())?;
     let mut pngs = Vec::with_capacity(views.len());
     let mut out = Vec::with_capacity(views.len());
     for (view, grid) in views {
@@ -512,7 +516,7 @@ fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) ->
 /// on (reading the weights back from the GPU takes a while).
 fn send_best(classes: Vec<String>, config: TrainConfig, report: TrainReport, model: Classifier) {
     wasm_bindgen_futures::spawn_local(async move {
-        let meta = training::export_metadata(&classes, &config, &report);
+        let meta = train::export_metadata(&classes, &config, &report);
         match weights::export_safetensors(&model, meta).await {
             Ok(bytes) => post(
                 &FromWorker::BestSoFar { report },
@@ -554,7 +558,7 @@ async fn run(
         let alone_ms = 200.0 * (train.len() + val.len()) as f64;
         pool.settle(alone_ms.min(HELPER_WAIT_MS)).await;
     }
-    let result = training::train_with(
+    let result = train::train_with(
         &backbone,
         &dataset,
         &spec,
@@ -586,7 +590,7 @@ async fn run(
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };
-    let meta = training::export_metadata(&dataset.classes, config, &report);
+    let meta = train::export_metadata(&dataset.classes, config, &report);
     let trained = Rc::new(Predictor::new(
         model.clone(),
         dataset.classes.clone(),
@@ -596,7 +600,7 @@ async fn run(
     *state.trained.borrow_mut() = Some(Rc::clone(&trained));
     // Kept for the feature map, which is drawn only when asked for.
     *state.last_run.borrow_mut() = Some(Rc::new(LastRun {
-        backbone_trained: crate::engine::plan::stages(config)
+        backbone_trained: crate::engine::train::plan::stages(config)
             .iter()
             .any(|s| s.epochs > 0 && s.unfreeze != Unfreeze::Blocks(0)),
         val_predicted: report.val_predicted.clone(),

@@ -16,7 +16,7 @@ use super::client::WorkerClient;
 use super::js;
 use crate::engine::data::Sample;
 
-use crate::engine::project::{ProjectClass, ProjectImage};
+use crate::engine::io::project::{ProjectClass, ProjectImage};
 
 /// One image of a class, as the user gave it.
 #[derive(Clone)]

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+pub use finetune::engine::io::weights::{Precision, weights_file};
 use finetune::engine::model::BackboneSpec;
-pub use finetune::engine::weights::{Precision, weights_file};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

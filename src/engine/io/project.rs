@@ -9,10 +9,10 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use super::EngineError;
-use super::config::PanelSettings;
-use super::limits::{MAX_CLASSES, MAX_PROJECT_BYTES, mb};
-use super::training::TrainReport;
+use crate::engine::EngineError;
+use crate::engine::limits::{MAX_CLASSES, MAX_PROJECT_BYTES, mb};
+use crate::engine::train::TrainReport;
+use crate::engine::train::config::PanelSettings;
 
 /// Header metadata key of the project layout.
 const META_PROJECT: &str = "finetune_project";
@@ -305,7 +305,7 @@ mod tests {
                 },
             ],
             settings: PanelSettings {
-                train: crate::engine::config::TrainConfig::new().with_epochs(3),
+                train: crate::engine::train::config::TrainConfig::new().with_epochs(3),
                 ..PanelSettings::default()
             },
             report_classes: vec!["ants".into()],

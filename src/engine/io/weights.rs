@@ -8,13 +8,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use super::EngineError;
-use super::limits::{MAX_HEAD_CLASSES, MAX_MODEL_BYTES, MIN_CLASSES, mb};
-use super::model::{
+use crate::engine::EngineError;
+use crate::engine::io::quant;
+use crate::engine::limits::{MAX_HEAD_CLASSES, MAX_MODEL_BYTES, MIN_CLASSES, mb};
+use crate::engine::model::{
     BACKBONES, Backbone, BackboneKind, BackboneSpec, BlockSpec, Classifier, ConvBn, FEATURE_DIM,
     Head, LITE0, MbConv, STEM_CHANNELS,
 };
-use super::quant;
 
 /// How a converted weights file stores its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,7 +497,7 @@ pub fn load_classifier(
 /// A parameter's values, read back from the device.
 async fn values<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
     let shape = t.dims().to_vec();
-    Ok((shape, super::read_f32(t).await?))
+    Ok((shape, crate::engine::read_f32(t).await?))
 }
 
 async fn push_conv_bn(

@@ -21,8 +21,8 @@ use burn::nn::BatchNorm;
 use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
-use super::cpu_ops::{tensor, values};
-use super::model::{on_cpu_backend, relu6};
+use crate::engine::kernels::cpu::{tensor, values};
+use crate::engine::model::{on_cpu_backend, relu6};
 
 /// `bn` on `x` (`[batch, channels, h, w]`), then ReLU6 when `relu6`: the layer's own forward
 /// (batch statistics when training, running statistics otherwise), fused on the CPU backend.
@@ -287,7 +287,7 @@ impl Planes {
 /// The loops, on plain slices: per channel for sums, per plane for outputs.
 mod kernels {
     use super::{Affine, Planes};
-    use crate::engine::cpu_ops::{for_each_plane, map_indices};
+    use crate::engine::kernels::cpu::{for_each_plane, map_indices};
 
     /// The planes of channel `c`.
     fn channel(x: &[f32], planes: Planes, c: usize) -> impl Iterator<Item = &[f32]> {

@@ -20,13 +20,13 @@ use cubecl_runtime::logging::{
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::EngineError;
-use super::batchnorm;
-use super::bench;
-use super::model::{
+use crate::engine::EngineError;
+use crate::engine::kernels::cpu::batchnorm;
+use crate::engine::measure::bench;
+use crate::engine::model::{
     BackboneSpec, Classifier, ConvBn, FoldedConv, FoldedPath, MbConv, conv2d, linear, relu6,
 };
-use super::plan::Unfreeze;
+use crate::engine::train::plan::Unfreeze;
 
 /// One kind of operation in a pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //!
 //! As tensor operations the bias add, `relu` and `clamp_max` each go over the whole output
 //! (Lite0's expansions at batch 16: up to 77 MB); one loop reads it once and writes once.
-//! Elsewhere (training layers, GPUs) the operations of [`super::model::conv2d`] run.
+//! Elsewhere (training layers, GPUs) the operations of [`crate::engine::model::conv2d`] run.
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -12,8 +12,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-use super::cpu_ops::{for_each_plane, values};
-use super::model::{as_matmul, batched_pointwise, on_cpu_backend};
+use crate::engine::kernels::cpu::{for_each_plane, values};
+use crate::engine::model::{as_matmul, batched_pointwise, on_cpu_backend};
 
 /// `conv` (1x1, stride 1, one group, with a bias) on `x`, then ReLU6 when `relu6`; `None`
 /// where this does not apply.

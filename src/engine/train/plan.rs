@@ -10,8 +10,8 @@
 //! [`MIN_CACHED_HEAD_STEPS`] steps (Teachable Machine trains its head for 50 epochs for the
 //! same reason). With augmentation each pass sees new variants of the photos.
 
-use super::config::{Strategy, TrainConfig};
-use super::schedule::lr_at;
+use crate::engine::train::config::{Strategy, TrainConfig};
+use crate::engine::train::schedule::lr_at;
 
 /// Fewest optimiser steps in an epoch.
 pub const MIN_STEPS_PER_EPOCH: usize = 8;
@@ -97,7 +97,7 @@ pub struct RunPlan {
     /// Steps of one pass over the training images.
     pub steps_per_pass: usize,
     pub train_images: usize,
-    schedule: super::schedule::Schedule,
+    schedule: crate::engine::train::schedule::Schedule,
     lr: f64,
     warmup: f64,
 }
@@ -253,7 +253,7 @@ impl RunPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schedule::Schedule;
+    use crate::engine::train::schedule::Schedule;
 
     #[test]
     fn tiny_datasets_get_enough_steps_and_big_ones_keep_their_batch() {

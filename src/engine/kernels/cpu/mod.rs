@@ -1,6 +1,10 @@
-//! What the CPU backend's own operations ([`super::batchnorm`], [`super::depthwise`]) share:
+//! What the CPU backend's own operations ([`crate::engine::kernels::cpu::batchnorm`], [`crate::engine::kernels::cpu::depthwise`]) share:
 //! burn-flex tensors as slices and back, and loops in rayon's pool natively (one thread in
 //! the browser's worker).
+
+pub mod batchnorm;
+pub mod depthwise;
+pub mod epilogue;
 
 use std::borrow::Cow;
 

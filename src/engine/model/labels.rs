@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-const IMAGENET_JSON: &str = include_str!("../../assets/imagenet_classes.json");
+const IMAGENET_JSON: &str = include_str!("../../../assets/imagenet_classes.json");
 
 /// The 1000 ImageNet-1k class names by index.
 pub fn imagenet() -> &'static [String] {

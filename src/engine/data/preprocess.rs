@@ -8,10 +8,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
-use super::EngineError;
-use super::model::BackboneSpec;
+use crate::engine::EngineError;
+use crate::engine::model::BackboneSpec;
 
-use super::limits::MAX_PIXELS;
+use crate::engine::limits::MAX_PIXELS;
 
 /// Decodes an image file to RGB, applying its EXIF orientation. `file` names it in errors.
 pub fn decode(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {

@@ -21,8 +21,8 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
-use super::depthwise::same_padding;
-use super::model::on_cpu_backend;
+use crate::engine::kernels::cpu::depthwise::same_padding;
+use crate::engine::model::on_cpu_backend;
 
 /// Output channels a 1x1 unit computes (the output channel count must be a multiple).
 const POINTWISE_CHANNELS: usize = 4;
@@ -30,10 +30,10 @@ const POINTWISE_CHANNELS: usize = 4;
 const RUN: usize = 4;
 
 /// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
-/// [`super::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
+/// [`crate::engine::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
 /// batch 2 against 755 ms for this kernel. In the browser this kernel replaces burn's direct
 /// convolution (with the other kernels here SwiftShader's first feature pass about 2.2x faster).
-const POINTWISE: bool = !super::model::POINTWISE_AS_MATMUL;
+const POINTWISE: bool = !crate::engine::model::POINTWISE_AS_MATMUL;
 
 /// `conv` (folded: with a bias) then ReLU6 when `relu6`, on `x`, through these kernels where
 /// they cover it; `None` otherwise (burn's operations run).

@@ -12,10 +12,10 @@ use std::process::Command;
 use safetensors::Dtype;
 use sha2::{Digest, Sha256};
 
-use super::EngineError;
-use super::model::BackboneKind;
-use super::quant;
-use super::weights::{META_BACKBONE, Precision, le_f32s, weights_file};
+use crate::engine::EngineError;
+use crate::engine::io::quant;
+use crate::engine::io::weights::{META_BACKBONE, Precision, le_f32s, weights_file};
+use crate::engine::model::BackboneKind;
 
 /// Where a backbone's ImageNet checkpoint comes from, and how to recognise it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,8 +309,8 @@ pub fn convert(
     ];
     // Check every copy loads into the model before any is written.
     for (file, bytes) in &files {
-        super::weights::WeightMap::from_safetensors(file, bytes)?
-            .validate(spec, super::weights::IMAGENET_CLASSES)?;
+        crate::engine::io::weights::WeightMap::from_safetensors(file, bytes)?
+            .validate(spec, crate::engine::io::weights::IMAGENET_CLASSES)?;
     }
     let mut written = Vec::new();
     for (file, bytes) in &files {

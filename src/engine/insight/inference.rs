@@ -4,10 +4,13 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::model::{BackboneSpec, Classifier};
-use super::plan::Unfreeze;
-use super::training::{Frozen, split};
-use super::{EngineError, labels, preprocess, weights};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::io::weights;
+use crate::engine::model::labels;
+use crate::engine::model::{BackboneSpec, Classifier};
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::{Frozen, split};
 
 /// One class with its score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +101,7 @@ impl Predictor {
         let [n, c, _, _] = features.dims();
         let logits = self.model.head.forward(features.reshape([n, c]));
         let [n, classes] = logits.dims();
-        let values = super::read_f32(logits).await?;
+        let values = crate::engine::read_f32(logits).await?;
         Ok((0..n)
             .map(|i| values[i * classes..(i + 1) * classes].to_vec())
             .collect())

@@ -6,9 +6,9 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::augment::{AugmentConfig, Jitter};
-use super::model::BackboneKind;
-use super::schedule::Schedule;
+use crate::engine::data::augment::{AugmentConfig, Jitter};
+use crate::engine::model::BackboneKind;
+use crate::engine::train::schedule::Schedule;
 
 /// What to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 //! profile`). Here the forward and both gradients are direct loops over each plane (output,
 //! input gradient) and each channel (weight gradient), in rayon's pool natively. Natively the
 //! same forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
-//! included ([`folded`]). On wgpu and WebGPU burn's convolution and [`super::cube_conv`] run.
+//! included ([`folded`]). On wgpu and WebGPU burn's convolution and [`crate::engine::kernels::gpu::conv`] run.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
@@ -24,8 +24,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-use super::cpu_ops::{tensor, values};
-use super::model::on_cpu_backend;
+use crate::engine::kernels::cpu::{tensor, values};
+use crate::engine::model::on_cpu_backend;
 
 /// `conv` on `x` through [`FusedDepthwise`] when it applies (a depthwise convolution without a
 /// bias, TF "same" padding, that trains on the CPU backend); `None` otherwise.
@@ -314,7 +314,7 @@ impl Geometry {
 
 mod kernels {
     use super::Geometry;
-    use crate::engine::cpu_ops::{for_each_plane, map_indices};
+    use crate::engine::kernels::cpu::{for_each_plane, map_indices};
 
     /// The convolution itself: per output row, each kernel tap adds a weighted (shifted) input
     /// row, plane by plane (in rayon's pool natively). For Lite0's 16 depthwise layers at batch

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::config::{Strategy, TrainConfig};
-use super::data::val_per_class;
-use super::plan::{self, RunPlan};
+use crate::engine::data::val_per_class;
+use crate::engine::train::config::{Strategy, TrainConfig};
+use crate::engine::train::plan::{self, RunPlan};
 
 /// How close the user's images are to ImageNet photos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,10 +6,12 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Dataset, Sample};
-use super::model::{Backbone, BackboneSpec};
-use super::training::eval_images;
-use super::{EngineError, preprocess, read_f32};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::data::{Dataset, Sample};
+use crate::engine::model::{Backbone, BackboneSpec};
+use crate::engine::read_f32;
+use crate::engine::train::eval_images;
 
 /// Iterations of the power method per component (converges long before for real features).
 const ITERATIONS: usize = 200;

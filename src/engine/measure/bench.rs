@@ -11,16 +11,16 @@ use serde::Serialize;
 use std::sync::Arc;
 use web_time::Instant;
 
-use super::EngineError;
-use super::config::{Strategy, TrainConfig};
-use super::data::{Dataset, Sample};
-use super::model::{Backbone, BackboneSpec, Classifier};
-use super::plan::RunPlan;
-use super::plan::Unfreeze;
-use super::preprocess;
-use super::profile::Kernels;
-use super::share::{self, Helpers};
-use super::training::{self, Frozen, Progress, Trainable, new_head, split};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::data::{Dataset, Sample};
+use crate::engine::measure::profile::Kernels;
+use crate::engine::model::{Backbone, BackboneSpec, Classifier};
+use crate::engine::train::config::{Strategy, TrainConfig};
+use crate::engine::train::plan::RunPlan;
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::share::{self, Helpers};
+use crate::engine::train::{self, Frozen, Progress, Trainable, new_head, split};
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]
@@ -229,12 +229,17 @@ pub fn augment_ips(spec: &BackboneSpec) -> f64 {
         .iter()
         .map(|p| preprocess::resize_shorter(p, spec.resize))
         .collect();
-    let cfg = super::augment::AugmentConfig::default();
+    let cfg = crate::engine::data::augment::AugmentConfig::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut run = || {
         let t = Instant::now();
         for p in &photos {
-            std::hint::black_box(super::augment::augment(p, spec.input_size, &cfg, &mut rng));
+            std::hint::black_box(crate::engine::data::augment::augment(
+                p,
+                spec.input_size,
+                &cfg,
+                &mut rng,
+            ));
         }
         t.elapsed().as_secs_f64()
     };
@@ -435,7 +440,7 @@ impl HostSyncs {
     }
 }
 
-/// Counts the host syncs of a real run (`training::train`, last-block, 2 epochs over 16
+/// Counts the host syncs of a real run (`train::train`, last-block, 2 epochs over 16
 /// pattern images and 4 for validation) where the engine reads from the device. A run reads
 /// the loss and accuracy once per epoch, the validation logits, the frozen pass once per batch,
 /// and the progress line at most every 0.25 s: a step slower than that has its loss read (a
@@ -466,8 +471,8 @@ pub async fn host_syncs(
         .with_epochs(2)
         .with_augment(false);
     let mut progress_reads = 0;
-    let before = super::host_reads();
-    training::train(pretrained, &data, spec, &cfg, device, |p| {
+    let before = crate::engine::host_reads();
+    train::train(pretrained, &data, spec, &cfg, device, |p| {
         if matches!(p, Progress::Step { .. }) {
             progress_reads += 1;
         }
@@ -476,7 +481,7 @@ pub async fn host_syncs(
     .await?;
     Ok(HostSyncs {
         steps: RunPlan::new(&cfg, data.train.len()).total_steps(),
-        reads: super::host_reads() - before,
+        reads: crate::engine::host_reads() - before,
         progress_reads,
     })
 }

@@ -6,6 +6,8 @@
 //! (asymmetric for stride 2), BatchNorm eps 1e-3 and ReLU6. Each wrong detail moves the logits by
 //! about 1 (see `../shared/golden/golden.json`, `diagnostics_wrong_configs`).
 
+pub mod labels;
+
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, PaddingConfig2d};
@@ -252,7 +254,7 @@ pub const POINTWISE_AS_MATMUL: bool = cfg!(not(target_arch = "wasm32"));
 /// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
 /// the same sums.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if let Some(y) = super::depthwise::forward(conv, &x) {
+    if let Some(y) = crate::engine::kernels::cpu::depthwise::forward(conv, &x) {
         return y;
     }
     if !as_matmul(conv) {
@@ -398,7 +400,7 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        super::batchnorm::forward(&self.bn, conv2d(&self.conv, x), self.relu6)
+        crate::engine::kernels::cpu::batchnorm::forward(&self.bn, conv2d(&self.conv, x), self.relu6)
     }
 }
 
@@ -454,9 +456,11 @@ pub enum FoldedPath {
 impl FoldedConv {
     /// The path [`Self::forward`] takes on `x`.
     pub fn path(&self, x: &Tensor<4>) -> FoldedPath {
-        if super::cube_conv::covers(&self.conv, x) {
+        if crate::engine::kernels::gpu::conv::covers(&self.conv, x) {
             FoldedPath::Kernel
-        } else if super::depthwise::folds(&self.conv, x) || super::epilogue::covers(&self.conv, x) {
+        } else if crate::engine::kernels::cpu::depthwise::folds(&self.conv, x)
+            || crate::engine::kernels::cpu::epilogue::covers(&self.conv, x)
+        {
             FoldedPath::Pass
         } else {
             FoldedPath::Burn
@@ -466,9 +470,9 @@ impl FoldedConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (conv, act) = (&self.conv, self.relu6);
         let fused = match self.path(&x) {
-            FoldedPath::Kernel => super::cube_conv::forward(conv, &x, act),
-            FoldedPath::Pass => super::depthwise::folded(conv, &x, act)
-                .or_else(|| super::epilogue::pointwise(conv, &x, act)),
+            FoldedPath::Kernel => crate::engine::kernels::gpu::conv::forward(conv, &x, act),
+            FoldedPath::Pass => crate::engine::kernels::cpu::depthwise::folded(conv, &x, act)
+                .or_else(|| crate::engine::kernels::cpu::epilogue::pointwise(conv, &x, act)),
             FoldedPath::Burn => None,
         };
         fused.unwrap_or_else(|| self.unfused(x))

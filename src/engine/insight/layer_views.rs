@@ -7,9 +7,11 @@ use burn::tensor::{Device, Tensor};
 use image::{GrayImage, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::model::{BackboneSpec, Classifier};
-use super::plan::Unfreeze;
-use super::{EngineError, preprocess, read_f32};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::model::{BackboneSpec, Classifier};
+use crate::engine::read_f32;
+use crate::engine::train::plan::Unfreeze;
 
 /// Channels shown per layer.
 pub const CHANNELS_SHOWN: usize = 8;

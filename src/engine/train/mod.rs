@@ -6,6 +6,12 @@
 //! Strategies: `head` (feature extraction), `last-block`, `gradual` (stages that unfreeze more
 //! blocks) and `full`, each with discriminative learning rates per layer group.
 
+pub mod advisor;
+pub mod config;
+pub mod plan;
+pub mod schedule;
+pub mod share;
+
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::module::ParamGroup;
@@ -21,17 +27,19 @@ use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::augment;
-use super::data::{Dataset, Sample};
-use super::model::{
+use crate::engine::EngineError;
+use crate::engine::data::augment;
+use crate::engine::data::preprocess;
+use crate::engine::data::{Dataset, Sample};
+use crate::engine::model::{
     Backbone, BackboneSpec, Classifier, ConvBn, FEATURE_DIM, FoldedBlock, FoldedConv, Head, MbConv,
 };
-use super::schedule::Scheduled;
-use super::share::{self, Helpers};
-use super::{EngineError, preprocess, read_f32};
+use crate::engine::read_f32;
+use crate::engine::train::schedule::Scheduled;
+use crate::engine::train::share::Helpers;
 
-use super::config::{Monitor, TrainConfig};
-use super::plan::{RunPlan, Stage, Unfreeze};
+use crate::engine::train::config::{Monitor, TrainConfig};
+use crate::engine::train::plan::{RunPlan, Stage, Unfreeze};
 
 /// Figures of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,9 +191,9 @@ pub(crate) fn new_head(classes: usize, dropout: f64, device: &Device) -> Head {
     }
 }
 
-/// The stages a strategy runs (see [`super::plan::stages`]).
+/// The stages a strategy runs (see [`crate::engine::train::plan::stages`]).
 pub fn plan(cfg: &TrainConfig) -> Vec<Stage> {
-    super::plan::stages(cfg)
+    crate::engine::train::plan::stages(cfg)
 }
 
 /// The frozen front of the network: pure inference, BatchNorm on running statistics. It keeps
@@ -238,7 +246,7 @@ impl Frozen {
         #[cfg(not(target_arch = "wasm32"))]
         {
             use rayon::prelude::*;
-            let outputs: Vec<Tensor<4>> = super::share::even_ranges(n, parts)
+            let outputs: Vec<Tensor<4>> = crate::engine::train::share::even_ranges(n, parts)
                 .into_par_iter()
                 .map(|r| self.forward_part(x.clone().slice([r])))
                 .collect();
@@ -267,7 +275,7 @@ impl Frozen {
 /// the batch as one, and a browser's worker has one thread: there helper workers share passes).
 fn cpu_parts(x: &Tensor<4>) -> usize {
     #[cfg(not(target_arch = "wasm32"))]
-    if super::model::on_cpu_backend(&x.device()) {
+    if crate::engine::model::on_cpu_backend(&x.device()) {
         return rayon::current_num_threads();
     }
     #[cfg(target_arch = "wasm32")]
@@ -798,7 +806,7 @@ pub async fn train_with(
                         next = Some(augmented(following));
                     }
                     // A Cancel sent meanwhile is read here (in a browser worker).
-                    super::let_host_run().await;
+                    crate::engine::let_host_run().await;
                     if !read_now {
                         continue;
                     }
@@ -936,11 +944,11 @@ pub fn export_metadata(
     let json = |v: serde_json::Value| v.to_string();
     [
         (
-            super::weights::META_CLASSES,
+            crate::engine::io::weights::META_CLASSES,
             json(serde_json::json!(classes)),
         ),
         (
-            super::weights::META_BACKBONE,
+            crate::engine::io::weights::META_BACKBONE,
             cfg.backbone.spec().id.to_string(),
         ),
         (

@@ -9,8 +9,10 @@ use burn::tensor::{Device, Tensor};
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::model::{BackboneSpec, Classifier, linear};
-use super::{EngineError, preprocess, read_f32};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::model::{BackboneSpec, Classifier, linear};
+use crate::engine::read_f32;
 
 /// One class's heatmap over the network's input, on the last convolution's grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,10 +11,12 @@ use std::pin::Pin;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
-use super::model::{Backbone, BackboneSpec, Classifier, FEATURE_DIM, Head};
-use super::plan::Unfreeze;
-use super::training::{Frozen, split};
-use super::{EngineError, preprocess, read_f32};
+use crate::engine::EngineError;
+use crate::engine::data::preprocess;
+use crate::engine::model::{Backbone, BackboneSpec, Classifier, FEATURE_DIM, Head};
+use crate::engine::read_f32;
+use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::{Frozen, split};
 
 /// A helper's answer: the boundary outputs of its images, row-major, or why it failed.
 pub type HelperFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, String>>>>;
@@ -88,7 +90,7 @@ pub async fn frozen_pass(
         // Reading one value waits for the batch, so the progress is real and the GPU queue short.
         read_f32(out.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
         done += chunk.len();
-        super::let_host_run().await;
+        crate::engine::let_host_run().await;
         if !progress(done) {
             return Err(EngineError::Cancelled);
         }

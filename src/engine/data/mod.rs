@@ -3,13 +3,16 @@
 //! at working size (shorter side = the backbone's resize), never at its original megapixels.
 //! A file that cannot be used is reported with its reason and never stops the others.
 
+pub mod augment;
+pub mod preprocess;
+
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use super::model::BackboneSpec;
-use super::{EngineError, preprocess};
+use crate::engine::EngineError;
+use crate::engine::model::BackboneSpec;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod tree;

@@ -196,7 +196,7 @@ pub fn augment(img: &RgbImage, size: u32, cfg: &AugmentConfig, rng: &mut impl Rn
             let crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
             image::imageops::resize(&crop, size, size, FilterType::Triangle)
         }
-        None => super::preprocess::center_crop(img, size),
+        None => crate::engine::data::preprocess::center_crop(img, size),
     };
     if cfg.hflip && rng.random_bool(0.5) {
         image::imageops::flip_horizontal_in_place(&mut out);

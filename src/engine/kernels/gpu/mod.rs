@@ -1,0 +1,3 @@
+//! Kernels of our own on burn's cubecl backends (wgpu natively, WebGPU in the browser).
+
+pub mod conv;
