@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
 use crate::engine::data::preprocess;
-use crate::engine::model::{BackboneSpec, Classifier, linear};
+use crate::engine::kernels::linear;
+use crate::engine::model::{BackboneSpec, Classifier};
 use crate::engine::read_f32;
 
 /// One class's heatmap over the network's input, on the last convolution's grid.

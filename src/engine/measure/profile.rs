@@ -22,10 +22,10 @@ use web_time::Instant;
 
 use crate::engine::EngineError;
 use crate::engine::kernels::cpu::batchnorm;
+use crate::engine::kernels::shared::relu6;
+use crate::engine::kernels::{Route, batch_norm, conv2d, linear};
 use crate::engine::measure::bench;
-use crate::engine::model::{
-    BackboneSpec, Classifier, ConvBn, FoldedConv, FoldedPath, MbConv, conv2d, linear, relu6,
-};
+use crate::engine::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv};
 use crate::engine::train::plan::Unfreeze;
 
 /// One kind of operation in a pass.
@@ -278,10 +278,10 @@ async fn forward_folded(
     let name = format!("{} + bias", conv_name(&layer.conv, role));
     // The convolution, its bias and the ReLU6 as one operation of ours, as the layer runs
     // them: one kernel on a GPU, one pass natively on the CPU backend.
-    let one = match layer.path(&x) {
-        FoldedPath::Kernel => Some("one kernel"),
-        FoldedPath::Pass => Some("one pass"),
-        FoldedPath::Burn => None,
+    let one = match layer.route(&x) {
+        Route::Kernel => Some("one kernel"),
+        Route::Pass => Some("one pass"),
+        Route::Burn => None,
     };
     if let Some(one) = one {
         let act = if layer.relu6 { " + relu6" } else { "" };
@@ -306,13 +306,13 @@ async fn train_conv_bn(
     let conv: Conv2d = layer.conv.clone().fork(ad);
     let bn: BatchNorm = layer.bn.clone().fork(ad).train();
     let y = trained_op(ops, &conv_name(&layer.conv, role), x, |x| conv2d(&conv, x)).await?;
-    if layer.relu6 && batchnorm::fuses(&bn, ad, y.dtype()) {
+    if layer.relu6 && batchnorm::applies(&bn, ad, y.dtype()) {
         // One operation there, as training runs it.
         let name = "batch norm (batch statistics) + relu6";
         return trained_op(ops, name, y, |y| batchnorm::forward(&bn, y, true)).await;
     }
     let name = "batch norm (batch statistics)";
-    let y = trained_op(ops, name, y, |y| batchnorm::forward(&bn, y, false)).await?;
+    let y = trained_op(ops, name, y, |y| batch_norm(&bn, y, false)).await?;
     if layer.relu6 {
         trained_op(ops, "relu6", y, relu6).await
     } else {

@@ -11,7 +11,9 @@ pub mod labels;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, PaddingConfig2d};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
+
+use crate::engine::kernels::{self, Route};
 
 /// BatchNorm epsilon of the TF-trained checkpoint (PyTorch's default 1e-5 is wrong here).
 pub const BN_EPS: f64 = 1e-3;
@@ -243,117 +245,6 @@ impl BlockSpec {
     }
 }
 
-/// Natively a 1x1 convolution runs as a matrix product: on burn's CPU backend its backward is
-/// faster (last-block step 1.3x, full step 1.35x), on wgpu (lavapipe) burn's direct
-/// convolution kernel was the slowest kernel. In the browser the convolution stays: there the
-/// matmul made SwiftShader's first feature pass of 40 photos 2.6x slower (`finetune profile`,
-/// `scripts/feature_pass_browser.mjs`; figures in the README).
-pub const POINTWISE_AS_MATMUL: bool = cfg!(not(target_arch = "wasm32"));
-
-/// A convolution; a 1x1 one (stride 1, one group: the expansions, projections and the head's)
-/// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
-/// the same sums.
-pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if let Some(y) = crate::engine::kernels::cpu::depthwise::forward(conv, &x) {
-        return y;
-    }
-    if !as_matmul(conv) {
-        return conv.forward(x);
-    }
-    let [_, _, h, w] = x.dims();
-    let channel_major = x.device().is_autodiff() && h * w <= CHANNEL_MAJOR_MAX_PLANE;
-    pointwise(conv, x, channel_major)
-}
-
-/// Whether `conv` runs as matrix products: a 1x1 convolution (stride 1, one group) where
-/// [`POINTWISE_AS_MATMUL`].
-pub fn as_matmul(conv: &Conv2d) -> bool {
-    let [_, _, kh, kw] = conv.weight.dims();
-    POINTWISE_AS_MATMUL && (kh, kw, conv.groups, conv.stride) == (1, 1, 1, [1, 1])
-}
-
-/// A 1x1 convolution's sums without its bias, batched: `W[out, in] x X[n, in, h*w]`.
-pub fn batched_pointwise(conv: &Conv2d, x: Tensor<3>) -> Tensor<3> {
-    let [out, inp, _, _] = conv.weight.dims();
-    conv.weight.val().reshape([1, out, inp]).matmul(x)
-}
-
-/// The largest plane (`h * w`) whose 1x1 layers train as one matrix product over every
-/// pixel of the batch (see [`pointwise`]): Lite0's stages 4-7 (14x14 and 7x7).
-const CHANNEL_MAJOR_MAX_PLANE: usize = 14 * 14;
-
-/// A 1x1 convolution as matrix products. Batched (`W[out, in] x X[n, in, h*w]`), the weight's
-/// gradient is `n` products with `h*w` terms each, summed: on a 7x7 plane 49 terms, and an
-/// `[n, out, in]` tensor to sum. `channel_major` first lays `x` out as `[in, n*h*w]`: one
-/// product for the output and one for each gradient, over every pixel of the batch, at the
-/// cost of copying the input and output into and out of that layout.
-fn pointwise(conv: &Conv2d, x: Tensor<4>, channel_major: bool) -> Tensor<4> {
-    let [out, inp, _, _] = conv.weight.dims();
-    let [n, c, h, w] = x.dims();
-    let x = x.reshape([n, c, h * w]);
-    if channel_major {
-        let x = x.swap_dims(0, 1).reshape([c, n * h * w]);
-        let y = conv.weight.val().reshape([out, inp]).matmul(x);
-        let y = match &conv.bias {
-            Some(b) => y + b.val().reshape([out, 1]),
-            None => y,
-        };
-        return y
-            .reshape([out, n, h * w])
-            .swap_dims(0, 1)
-            .reshape([n, out, h, w]);
-    }
-    let y = batched_pointwise(conv, x);
-    let y = match &conv.bias {
-        Some(b) => y + b.val().reshape([1, out, 1]),
-        None => y,
-    };
-    y.reshape([n, out, h, w])
-}
-
-/// ReLU6, `min(max(x, 0), 6)`. On burn's CPU backend as `relu` then `clamp_max`: its `clamp`
-/// is a scalar loop that took about twice as long, forward and backward, on Lite0's activations
-/// (batch 16, release: 10.2 ms against 4.2 ms forward on `[16, 240, 28, 28]`, 54 ms against
-/// 25 ms with the backward). On a GPU one clamp is one kernel instead of two.
-pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if on_cpu_backend(&x.device()) {
-        burn::tensor::activation::relu(x).clamp_max(6.0)
-    } else {
-        x.clamp(0.0, 6.0)
-    }
-}
-
-/// Whether `device` is burn's CPU backend (with or without autodiff).
-pub fn on_cpu_backend(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
-}
-
-/// The classifier layer: natively burn's matmul; in the browser a 1x1 convolution over the
-/// pooled features (the same sums). On SwiftShader burn's matmul kernel took 2 s for
-/// ImageNet's 1280 x 1000 layer at batch 2, 15% of a prediction (`?profile`).
-pub fn linear(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
-    if POINTWISE_AS_MATMUL {
-        fc.forward(x)
-    } else {
-        linear_as_conv(fc, x)
-    }
-}
-
-/// `fc` on `x` as a 1x1 convolution (see [`linear`]).
-pub fn linear_as_conv(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
-    let [n, c] = x.dims();
-    // burn keeps the weight as `[in, out]`; a convolution wants `[out, in, 1, 1]`.
-    let w = fc.weight.val().transpose();
-    let k = w.dims()[0];
-    let y = burn::tensor::module::conv2d(
-        x.reshape([n, c, 1, 1]),
-        w.reshape([k, c, 1, 1]),
-        fc.bias.as_ref().map(|b| b.val()),
-        burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-    );
-    y.reshape([n, k])
-}
-
 /// Convolution (no bias) + BatchNorm, optionally followed by ReLU6.
 #[derive(Module, Debug)]
 pub struct ConvBn {
@@ -400,7 +291,7 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        crate::engine::kernels::cpu::batchnorm::forward(&self.bn, conv2d(&self.conv, x), self.relu6)
+        kernels::batch_norm(&self.bn, kernels::conv2d(&self.conv, x), self.relu6)
     }
 }
 
@@ -440,48 +331,14 @@ impl ConvBn {
     }
 }
 
-/// How a [`FoldedConv`] runs on an input: the choice [`FoldedConv::forward`] makes, which
-/// `finetune profile` names in its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FoldedPath {
-    /// One CubeCL kernel of the project's (a GPU): convolution, bias and ReLU6.
-    Kernel,
-    /// One pass of the project's on burn's CPU backend (natively): the depthwise loop, or
-    /// burn's matrix product then bias and ReLU6 in place.
-    Pass,
-    /// burn's convolution (a 1x1 one as a matrix product), then ReLU6 as its own operation.
-    Burn,
-}
-
 impl FoldedConv {
-    /// The path [`Self::forward`] takes on `x`.
-    pub fn path(&self, x: &Tensor<4>) -> FoldedPath {
-        if crate::engine::kernels::gpu::conv::covers(&self.conv, x) {
-            FoldedPath::Kernel
-        } else if crate::engine::kernels::cpu::depthwise::folds(&self.conv, x)
-            || crate::engine::kernels::cpu::epilogue::covers(&self.conv, x)
-        {
-            FoldedPath::Pass
-        } else {
-            FoldedPath::Burn
-        }
+    /// The kernel [`Self::forward`] runs on `x` (named in `finetune profile`'s rows).
+    pub fn route(&self, x: &Tensor<4>) -> Route {
+        kernels::folded_route(&self.conv, x)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (conv, act) = (&self.conv, self.relu6);
-        let fused = match self.path(&x) {
-            FoldedPath::Kernel => crate::engine::kernels::gpu::conv::forward(conv, &x, act),
-            FoldedPath::Pass => crate::engine::kernels::cpu::depthwise::folded(conv, &x, act)
-                .or_else(|| crate::engine::kernels::cpu::epilogue::pointwise(conv, &x, act)),
-            FoldedPath::Burn => None,
-        };
-        fused.unwrap_or_else(|| self.unfused(x))
-    }
-
-    /// burn's convolution, then ReLU6 (see [`FoldedPath::Burn`]).
-    fn unfused(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = conv2d(&self.conv, x);
-        if self.relu6 { relu6(x) } else { x }
+        kernels::folded_conv(&self.conv, x, self.relu6)
     }
 }
 
@@ -609,7 +466,7 @@ impl Head {
     }
 
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        linear(&self.fc, self.dropout.forward(features))
+        kernels::linear(&self.fc, self.dropout.forward(features))
     }
 
     /// Number of classes this head predicts.
@@ -640,141 +497,6 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Device, Distribution, TensorData};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    #[test]
-    fn relu6_on_the_cpu_backend_is_the_clamp_forward_and_backward() {
-        // Closed form: min(max(x, 0), 6), gradient 1 strictly between 0 and 6, else 0.
-        let x = Tensor::<1>::from_data(
-            TensorData::new(vec![-3.0f32, -0.5, 0.25, 3.0, 5.5, 6.5, 9.0], [7]),
-            &Device::flex().autodiff(),
-        )
-        .require_grad();
-        assert!(on_cpu_backend(&x.device()));
-        let y = relu6(x.clone());
-        let grads = (y.clone() * 1.0).sum().backward();
-        assert_eq!(values(y), [0.0, 0.0, 0.25, 3.0, 5.5, 6.0, 6.0]);
-        assert_eq!(
-            values(x.grad(&grads).unwrap()),
-            [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-        );
-    }
-
-    #[test]
-    fn pointwise_layers_in_either_form_are_the_same_forward_and_backward() {
-        let device = Device::flex();
-        // Closed form: out = 1*a + 2*b + 0.5 at every pixel.
-        let conv = Conv2d {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(vec![1.0f32, 2.0], [1, 2, 1, 1]),
-                &device,
-            )),
-            bias: Some(Param::from_tensor(Tensor::from_data(
-                TensorData::new(vec![0.5f32], [1]),
-                &device,
-            ))),
-            ..Conv2dConfig::new([2, 1], [1, 1]).init(&device)
-        };
-        let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0], [1, 2, 1, 3]),
-            &device,
-        );
-        assert_eq!(values(conv2d(&conv, x)), [21.5, 42.5, 63.5]);
-
-        // Against burn's own convolution on random data: values, and the gradients of the
-        // input and the weight.
-        let ad = device.clone().autodiff();
-        let conv = Conv2dConfig::new([8, 6], [1, 1]).init(&ad);
-        let x = Tensor::<4>::random([2, 8, 5, 3], Distribution::Normal(0.0, 1.0), &ad);
-        // Both layouts of the matrix product (`None`: burn's convolution).
-        let run = |ours: Option<bool>| {
-            let x = x.clone().require_grad();
-            let y = match ours {
-                Some(channel_major) => pointwise(&conv, x.clone(), channel_major),
-                None => conv.forward(x.clone()),
-            };
-            let grads = (y.clone() * y.clone()).sum().backward();
-            let gx = x.grad(&grads).unwrap();
-            let gw = conv.weight.val().grad(&grads).unwrap();
-            let gb = conv.bias.as_ref().unwrap().val().grad(&grads).unwrap();
-            let flat = |t: Tensor<4>| t.flatten::<1>(0, 3);
-            [flat(y.inner()), flat(gx), flat(gw), gb].map(values)
-        };
-        let close = |a: &[f32], b: &[f32]| {
-            assert_eq!(a.len(), b.len());
-            for (u, v) in a.iter().zip(b) {
-                assert!((u - v).abs() <= 1e-4 * (1.0 + v.abs()), "{u} != {v}");
-            }
-        };
-        let reference = run(None);
-        for channel_major in [false, true] {
-            for (ours, theirs) in run(Some(channel_major)).iter().zip(&reference) {
-                close(ours, theirs);
-            }
-        }
-
-        // The browser's classifier layer as a 1x1 convolution against burn's Linear.
-        let fc = burn::nn::LinearConfig::new(12, 5).init(&ad);
-        let x = Tensor::<2>::random([3, 12], Distribution::Normal(0.0, 1.0), &ad);
-        let run = |ours: bool| {
-            let x = x.clone().require_grad();
-            let y = if ours {
-                linear_as_conv(&fc, x.clone())
-            } else {
-                fc.forward(x.clone())
-            };
-            let grads = (y.clone() * y.clone()).sum().backward();
-            let gx = x.grad(&grads).unwrap();
-            let gw = fc.weight.val().grad(&grads).unwrap();
-            let gb = fc.bias.as_ref().unwrap().val().grad(&grads).unwrap();
-            (values(y.inner()), values(gx), values(gw), values(gb))
-        };
-        let (y, gx, gw, gb) = run(true);
-        let (y_ref, gx_ref, gw_ref, gb_ref) = run(false);
-        close(&y, &y_ref);
-        close(&gx, &gx_ref);
-        close(&gw, &gw_ref);
-        close(&gb, &gb_ref);
-    }
-
-    #[test]
-    fn a_folded_layer_names_its_path_and_each_path_is_burns_convolution_bias_and_relu6() {
-        use crate::engine::test_util::assert_conv_bias_relu6;
-        use burn::nn::PaddingConfig2d;
-        let device = Device::flex();
-        let c = 6;
-        let layer = |conv: Conv2d| FoldedConv { conv, relu6: true };
-        let depthwise = layer(
-            Conv2dConfig::new([c, c], [3, 3])
-                .with_groups(c)
-                .with_padding(PaddingConfig2d::Same)
-                .init(&device),
-        );
-        let pointwise = layer(Conv2dConfig::new([c, 4], [1, 1]).init(&device));
-        let dense = layer(Conv2dConfig::new([c, 4], [3, 3]).init(&device));
-        let x = Tensor::<4>::random([2, c, 7, 9], Distribution::Normal(0.0, 8.0), &device);
-        // Natively on the CPU backend the depthwise and 1x1 layers take one pass of ours; a
-        // dense 3x3 layer (the stem's kind) keeps burn's operations.
-        assert_eq!(depthwise.path(&x), FoldedPath::Pass);
-        assert_eq!(pointwise.path(&x), FoldedPath::Pass);
-        assert_eq!(dense.path(&x), FoldedPath::Burn);
-        // An input that tracks gradients keeps burn's operations.
-        let tracked = Tensor::<4>::from_data(x.to_data(), &device.autodiff());
-        assert_eq!(depthwise.path(&tracked), FoldedPath::Burn);
-        assert_eq!(pointwise.path(&tracked), FoldedPath::Burn);
-        for (what, l) in [
-            ("depthwise", &depthwise),
-            ("1x1", &pointwise),
-            ("dense", &dense),
-        ] {
-            assert_conv_bias_relu6(what, l.forward(x.clone()), &l.conv, &x, true);
-        }
-    }
 
     #[test]
     fn block_table_matches_lite0() {

@@ -275,7 +275,7 @@ impl Frozen {
 /// the batch as one, and a browser's worker has one thread: there helper workers share passes).
 fn cpu_parts(x: &Tensor<4>) -> usize {
     #[cfg(not(target_arch = "wasm32"))]
-    if crate::engine::model::on_cpu_backend(&x.device()) {
+    if crate::engine::kernels::shared::on_cpu_backend(&x.device()) {
         return rayon::current_num_threads();
     }
     #[cfg(target_arch = "wasm32")]

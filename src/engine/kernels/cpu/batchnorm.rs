@@ -22,16 +22,13 @@ use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::engine::kernels::cpu::{tensor, values};
-use crate::engine::model::{on_cpu_backend, relu6};
+use crate::engine::kernels::shared::on_cpu_backend;
 
-/// `bn` on `x` (`[batch, channels, h, w]`), then ReLU6 when `relu6`: the layer's own forward
-/// (batch statistics when training, running statistics otherwise), fused on the CPU backend.
+/// `bn` on `x` (`[batch, channels, h, w]`) with batch statistics, then ReLU6 when `relu6`,
+/// as one operation, updating the running statistics as burn's `BatchNorm` does. Only where
+/// [`applies`] (the caller decides: [`crate::engine::kernels::batch_norm`]).
 pub fn forward(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> {
     let device = x.device();
-    if !fuses(bn, &device, x.dtype()) {
-        let y = bn.forward(x);
-        return if relu6_after { relu6(y) } else { y };
-    }
     let out = <Dispatch as FusedBatchNorm>::batch_norm_train_fused(
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
@@ -54,7 +51,7 @@ pub fn forward(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> {
 
 /// Whether [`forward`] runs `bn` as the fused operation on activations of `dtype` on `device`:
 /// a BatchNorm that trains (batch statistics, autodiff) on f32 on the CPU backend.
-pub fn fuses(bn: &BatchNorm, device: &Device, dtype: DType) -> bool {
+pub fn applies(bn: &BatchNorm, device: &Device, dtype: DType) -> bool {
     device.is_autodiff()
         && bn.training.is_enabled()
         && on_cpu_backend(device)
@@ -422,7 +419,9 @@ mod kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::model::{BN_EPS, BN_MOMENTUM};
+    // The checkpoint's BatchNorm settings (the model's own constants; kernels import no model).
+    const BN_EPS: f64 = 1e-3;
+    const BN_MOMENTUM: f64 = 0.01;
     use burn::module::{Param, RunningState};
     use burn::tensor::{Device, Distribution, TensorData};
 

@@ -25,12 +25,12 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::engine::kernels::cpu::{tensor, values};
-use crate::engine::model::on_cpu_backend;
+use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` on `x` through [`FusedDepthwise`] when it applies (a depthwise convolution without a
 /// bias, TF "same" padding, that trains on the CPU backend); `None` otherwise.
 pub fn forward(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
-    if !(covered(conv, x) && conv.bias.is_none() && x.device().is_autodiff()) {
+    if !applies(conv, x) {
         return None;
     }
     let (stride, padding) = padding_of(conv, x);
@@ -49,7 +49,7 @@ pub fn forward(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// go over the whole activation (up to 77 MB in Lite0 at batch 16);
 /// `None` where it does not apply (and in the browser: see [`FOLDED`]).
 pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
-    if !folds(conv, x) {
+    if !folded_applies(conv, x) {
         return None;
     }
     let bias = conv.bias.as_ref()?.val();
@@ -65,24 +65,30 @@ pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     Some(Tensor::from_dispatch(y))
 }
 
+/// Whether [`forward`] runs `conv` on `x`: a layer that trains (no bias, autodiff).
+pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    depthwise_on_cpu(conv, x) && conv.bias.is_none() && x.device().is_autodiff()
+}
+
 /// Whether [`folded`] runs `conv` on `x`.
-pub fn folds(conv: &Conv2d, x: &Tensor<4>) -> bool {
+pub fn folded_applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let f32s = |b: &Param<Tensor<1>>| {
         conv.weight.val().dtype() == DType::F32 && b.val().dtype() == DType::F32
     };
-    FOLDED && conv.bias.as_ref().is_some_and(f32s) && covered(conv, x) && !x.device().is_autodiff()
+    FOLDED
+        && conv.bias.as_ref().is_some_and(f32s)
+        && depthwise_on_cpu(conv, x)
+        && !x.device().is_autodiff()
 }
 
-/// Whether [`folded`] runs. Natively it made Lite0's frozen pass (batch 16) 509 -> 424 ms; in
-/// Chromium's worker (one thread, wasm SIMD) burn's convolution stayed faster: a feature pass
-/// at batch 2 took a median 264 ms against 239, a last-block step 443 against 373 (seven
-/// alternating runs of `scripts/profile_browser.mjs --device cpu`).
+/// Whether [`folded`] runs at all: natively it is faster than burn's convolution; in the
+/// browser's one-threaded worker burn's stayed faster (`docs/performance.md`).
 const FOLDED: bool = cfg!(not(target_arch = "wasm32"));
 
 /// Whether `conv` is a depthwise convolution with TF "same" padding that the kernels here
 /// cover (one tap per channel, square kernel and stride, no dilation), over f32 `x` on the
 /// CPU backend.
-fn covered(conv: &Conv2d, x: &Tensor<4>) -> bool {
+fn depthwise_on_cpu(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let [out, per_group, kh, kw] = conv.weight.dims();
     let channels = x.dims()[1];
     on_cpu_backend(&x.device())
@@ -104,13 +110,6 @@ fn padding_of(conv: &Conv2d, x: &Tensor<4>) -> (usize, [usize; 4]) {
     let (top, bottom) = same_padding(k, stride, h);
     let (left, right) = same_padding(k, stride, w);
     (stride, [top, bottom, left, right])
-}
-
-/// TensorFlow's "same" padding of one dimension: `(begin, end)`, the odd pixel at the end.
-pub(crate) fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
-    let out = size.div_ceil(stride);
-    let total = ((out.max(1) - 1) * stride + kernel).saturating_sub(size);
-    (total / 2, total - total / 2)
 }
 
 #[backend_extension(Flex, Autodiff)]

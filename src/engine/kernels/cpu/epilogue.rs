@@ -3,7 +3,7 @@
 //!
 //! As tensor operations the bias add, `relu` and `clamp_max` each go over the whole output
 //! (Lite0's expansions at batch 16: up to 77 MB); one loop reads it once and writes once.
-//! Elsewhere (training layers, GPUs) the operations of [`crate::engine::model::conv2d`] run.
+//! Elsewhere (training layers, GPUs) the operations of [`crate::engine::kernels::conv2d`] run.
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -13,12 +13,12 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::engine::kernels::cpu::{for_each_plane, values};
-use crate::engine::model::{as_matmul, batched_pointwise, on_cpu_backend};
+use crate::engine::kernels::shared::{as_matmul, batched_pointwise, on_cpu_backend};
 
 /// `conv` (1x1, stride 1, one group, with a bias) on `x`, then ReLU6 when `relu6`; `None`
 /// where this does not apply.
 pub fn pointwise(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
-    if !covers(conv, x) {
+    if !applies(conv, x) {
         return None;
     }
     let bias = conv.bias.as_ref()?.val();
@@ -30,7 +30,7 @@ pub fn pointwise(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>>
 }
 
 /// Whether [`pointwise`] runs `conv` on `x`.
-pub fn covers(conv: &Conv2d, x: &Tensor<4>) -> bool {
+pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let Some(bias) = &conv.bias else {
         return false;
     };

@@ -21,8 +21,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
-use crate::engine::kernels::cpu::depthwise::same_padding;
-use crate::engine::model::on_cpu_backend;
+use crate::engine::kernels::shared::{POINTWISE_AS_MATMUL, on_cpu_backend, same_padding};
 
 /// Output channels a 1x1 unit computes (the output channel count must be a multiple).
 const POINTWISE_CHANNELS: usize = 4;
@@ -30,10 +29,10 @@ const POINTWISE_CHANNELS: usize = 4;
 const RUN: usize = 4;
 
 /// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
-/// [`crate::engine::model::POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
+/// [`POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
 /// batch 2 against 755 ms for this kernel. In the browser this kernel replaces burn's direct
 /// convolution (with the other kernels here SwiftShader's first feature pass about 2.2x faster).
-const POINTWISE: bool = !crate::engine::model::POINTWISE_AS_MATMUL;
+const POINTWISE: bool = !POINTWISE_AS_MATMUL;
 
 /// `conv` (folded: with a bias) then ReLU6 when `relu6`, on `x`, through these kernels where
 /// they cover it; `None` otherwise (burn's operations run).
@@ -42,32 +41,47 @@ pub fn forward(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
 }
 
 /// Whether [`forward`] runs `conv` on `x` with these kernels.
-pub fn covers(conv: &Conv2d, x: &Tensor<4>) -> bool {
-    plan(conv, x, POINTWISE).is_some()
+pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    launch(conv, x, POINTWISE).is_some()
 }
 
 /// [`forward`], the 1x1 kernel included when `pointwise`.
 fn forward_with(conv: &Conv2d, x: &Tensor<4>, relu6: bool, pointwise: bool) -> Option<Tensor<4>> {
-    let plan = plan(conv, x, pointwise)?;
+    let launch = launch(conv, x, pointwise)?;
     let bias = conv.bias.as_ref()?.val().into_dispatch();
     let (x, weight) = (x.clone().into_dispatch(), conv.weight.val().into_dispatch());
-    let y = match plan {
-        Plan::Pointwise => <Dispatch as CubeConv>::pointwise_conv(x, weight, bias, relu6),
-        Plan::Direct(shape) => <Dispatch as CubeConv>::direct_conv(x, weight, bias, shape, relu6),
+    let y = match launch {
+        Launch::Pointwise => <Dispatch as CubeConv>::pointwise_conv(x, weight, bias, relu6),
+        Launch::Direct(geometry) => {
+            <Dispatch as CubeConv>::direct_conv(x, weight, bias, geometry, relu6)
+        }
     };
     Some(Tensor::from_dispatch(y))
 }
 
-enum Plan {
+/// Which of the kernels here runs a layer, and with what geometry.
+enum Launch {
     Pointwise,
-    /// `[kernel, stride, top padding, left padding, out height, out width, groups]`.
-    Direct([usize; 7]),
+    Direct(Direct),
+}
+
+/// The geometry of a [`CubeConv::direct_conv`] launch.
+#[derive(Debug, Clone, Copy)]
+pub struct Direct {
+    pub kernel: usize,
+    pub stride: usize,
+    /// Padding above and to the left (TF "same" puts the odd pixel below and to the right).
+    pub top: usize,
+    pub left: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub groups: usize,
 }
 
 /// Which kernel runs `conv` on `x`: a folded layer (with a bias) on a GPU, not training, f32,
 /// a 1x1 convolution with stride 1 over all channels (output channels a multiple of 4) or any
 /// other (grouped: depthwise too) with square kernel and stride, TF "same" or no padding.
-fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
+fn launch(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Launch> {
     let device = x.device();
     if on_cpu_backend(&device) || device.is_autodiff() || x.dtype() != DType::F32 {
         return None;
@@ -84,13 +98,13 @@ fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
         return None;
     }
     if k == 1 && stride == 1 && conv.groups == 1 {
-        return (pointwise && out % POINTWISE_CHANNELS == 0).then_some(Plan::Pointwise);
+        return (pointwise && out % POINTWISE_CHANNELS == 0).then_some(Launch::Pointwise);
     }
     let groups = conv.groups;
     if groups == 0 || channels != per_group * groups || out % groups != 0 {
         return None;
     }
-    let (top, left, oh, ow) = if same {
+    let (top, left, out_h, out_w) = if same {
         let top = same_padding(k, stride, h).0;
         let left = same_padding(k, stride, w).0;
         (top, left, h.div_ceil(stride), w.div_ceil(stride))
@@ -102,7 +116,15 @@ fn plan(conv: &Conv2d, x: &Tensor<4>, pointwise: bool) -> Option<Plan> {
             w.checked_sub(k)? / stride + 1,
         )
     };
-    Some(Plan::Direct([k, stride, top, left, oh, ow, groups]))
+    Some(Launch::Direct(Direct {
+        kernel: k,
+        stride,
+        top,
+        left,
+        out_h,
+        out_w,
+        groups,
+    }))
 }
 
 #[backend_extension(Cube)]
@@ -117,13 +139,12 @@ pub trait CubeConv: Backend {
     ) -> FloatTensor<Self>;
 
     /// Convolution of `x` `[n, in, h, w]` by `weight` `[out, in / groups, k, k]` plus `bias`
-    /// `[out]`, then ReLU6 when `relu6`; `shape` is `[k, stride, top, left, out h, out w,
-    /// groups]`.
+    /// `[out]`, then ReLU6 when `relu6`, with the launch's `geometry`.
     fn direct_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        shape: [usize; 7],
+        geometry: Direct,
         relu6: bool,
     ) -> FloatTensor<Self>;
 }
@@ -173,10 +194,18 @@ impl CubeConv for Cube {
         x: CubeTensor,
         weight: CubeTensor,
         bias: CubeTensor,
-        shape: [usize; 7],
+        geometry: Direct,
         relu6: bool,
     ) -> CubeTensor {
-        let [kernel, stride, top, left, oh, ow, groups] = shape;
+        let Direct {
+            kernel,
+            stride,
+            top,
+            left,
+            out_h: oh,
+            out_w: ow,
+            groups,
+        } = geometry;
         let [n, cin, h, w] = x.meta.shape().dims();
         let cout = weight.meta.shape()[0];
         let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
@@ -550,6 +579,6 @@ mod tests {
                 .with_padding(PaddingConfig2d::Same),
             &device,
         );
-        assert!(covers(&dw, &x));
+        assert!(applies(&dw, &x));
     }
 }
