@@ -17,10 +17,11 @@ use crate::engine::io::weights as weights_io;
 use crate::engine::io::weights::{Precision, weights_file};
 use crate::engine::limits::{MAX_MODEL_BYTES, MAX_PHOTO_BYTES};
 use crate::engine::model::{BackboneKind, BackboneSpec, Classifier};
+use crate::engine::train;
 use crate::engine::train::config::{Strategy, TrainConfig};
 use crate::engine::train::plan::RunPlan;
+use crate::engine::train::report::Progress;
 use crate::engine::train::schedule::Schedule;
-use crate::engine::train::{self, Progress};
 
 /// `--augment-set` values.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -171,7 +172,7 @@ fn train(
     if let Some(note) = RunPlan::new(cfg, ds.train.len()).note(cfg) {
         eprintln!("{note}");
     }
-    let (model, report) = pollster::block_on(train::train(
+    let (model, report) = pollster::block_on(train::run::train(
         &pretrained.backbone,
         &ds,
         spec,
@@ -188,7 +189,7 @@ fn train(
         },
     ))?;
     if let Some(path) = &out {
-        let meta = train::export_metadata(&ds.classes, cfg, &report);
+        let meta = train::report::export_metadata(&ds.classes, cfg, &report);
         let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
         convert::write_atomic(path, &bytes)?;
         eprintln!("wrote {}", path.display());
@@ -251,7 +252,7 @@ fn eval(backend: Backend, model_path: &Path, dir: &Path) -> Result<i32, EngineEr
             }
         }
     }
-    let report = pollster::block_on(train::evaluate(
+    let report = pollster::block_on(train::evaluate::evaluate(
         &predictor.model,
         &samples,
         predictor.labels.len(),

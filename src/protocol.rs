@@ -18,7 +18,7 @@ use crate::engine::measure::bench::DeviceSpeed;
 use crate::engine::model::BackboneKind;
 use crate::engine::train::config::TrainConfig;
 use crate::engine::train::plan::Unfreeze;
-use crate::engine::train::{Progress, TrainReport};
+use crate::engine::train::report::{Progress, TrainReport};
 
 /// One image sent for training; its RGB pixels travel as a buffer in the same order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,7 +304,7 @@ impl Lives {
 mod tests {
     use super::*;
     use crate::engine::measure::bench::SharedPass;
-    use crate::engine::train::EpochReport;
+    use crate::engine::train::report::EpochReport;
 
     fn epoch(val_loss: f64) -> EpochReport {
         EpochReport {
@@ -323,7 +323,7 @@ mod tests {
 
     fn report(val_loss: f64) -> TrainReport {
         TrainReport {
-            strategy: "head".into(),
+            strategy: crate::engine::train::config::Strategy::Head,
             epochs: vec![epoch(val_loss)],
             best_epoch: 1,
             val_acc: 1.0,

@@ -4,7 +4,7 @@
 //! model file is stays the page's business (`M`: in the browser a buffer in JS memory).
 
 use crate::engine::train::plan::RunPlan;
-use crate::engine::train::{EpochReport, Progress, TrainReport};
+use crate::engine::train::report::{EpochReport, Progress, TrainReport};
 use crate::protocol::{RunError, RunOutcome};
 
 /// Where the run is.
@@ -246,7 +246,7 @@ mod tests {
 
     fn report(best_epoch: usize) -> TrainReport {
         TrainReport {
-            strategy: "head".into(),
+            strategy: crate::engine::train::config::Strategy::Head,
             epochs: (1..=best_epoch).map(row).collect(),
             best_epoch,
             val_acc: 0.8,

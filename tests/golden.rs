@@ -51,7 +51,7 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
     // The frozen pass cut into parts run side by side (natively on the CPU backend, one part
     // per core): three parts here whatever the machine's cores, so uneven parts and their
     // order are checked against PyTorch too.
-    let (frozen, _) = finetune::engine::train::split(model.clone(), Unfreeze::Blocks(0));
+    let (frozen, _) = finetune::engine::train::split::split(model.clone(), Unfreeze::Blocks(0));
     let in_parts = frozen
         .forward_in_parts(preprocess::batch_tensor(&images, spec, device), 3)
         .into_data()

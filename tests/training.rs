@@ -14,6 +14,8 @@ use finetune::engine::model::{Backbone, BackboneKind, LITE0};
 use finetune::engine::train;
 use finetune::engine::train::config::{Strategy, TrainConfig};
 use finetune::engine::train::plan::Unfreeze;
+use finetune::engine::train::report::{Progress, Stop};
+use finetune::engine::train::run::Trainer;
 use finetune::engine::train::schedule::Schedule;
 use finetune::engine::train::share::{self, HelperFuture, Helpers};
 use rand::SeedableRng;
@@ -55,7 +57,10 @@ fn run(
     backbone: &Backbone,
     ds: &Dataset,
     cfg: &TrainConfig,
-) -> (finetune::engine::model::Classifier, train::TrainReport) {
+) -> (
+    finetune::engine::model::Classifier,
+    train::report::TrainReport,
+) {
     run_with(backbone, ds, cfg, None, |_, _| {})
 }
 
@@ -66,19 +71,20 @@ fn run_with(
     cfg: &TrainConfig,
     helpers: Option<&dyn Helpers>,
     on_best: impl FnMut(usize, &finetune::engine::model::Classifier),
-) -> (finetune::engine::model::Classifier, train::TrainReport) {
+) -> (
+    finetune::engine::model::Classifier,
+    train::report::TrainReport,
+) {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    pollster::block_on(train::train_with(
-        backbone,
-        ds,
-        cfg.backbone.spec(),
+    let trainer = Trainer {
+        pretrained: backbone,
+        data: ds,
+        spec: cfg.backbone.spec(),
         cfg,
-        &Device::flex(),
+        device: &Device::flex(),
         helpers,
-        |_| true,
-        on_best,
-    ))
-    .unwrap()
+    };
+    pollster::block_on(trainer.run(|_| true, on_best)).unwrap()
 }
 
 #[test]
@@ -140,7 +146,10 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
         .min_by(|x, y| x.val_loss.total_cmp(&y.val_loss))
         .unwrap();
     assert_eq!(a.best_epoch, best.epoch);
-    let eval = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate::evaluate(
+        &model, &ds.val, 2, &LITE0, &device,
+    ))
+    .unwrap();
     assert!(
         (eval.val_loss - best.val_loss).abs() < 1e-5,
         "{} vs {}",
@@ -163,7 +172,8 @@ fn same_seed_same_metrics_and_early_stopping_restores_the_best_epoch() {
     assert_eq!(bests.iter().map(|b| b.0).collect::<Vec<_>>(), improving);
     let (last_epoch, last) = bests.last().unwrap();
     assert_eq!(*last_epoch, a.best_epoch);
-    let kept = pollster::block_on(train::evaluate(last, &ds.val, 2, &LITE0, &device)).unwrap();
+    let kept =
+        pollster::block_on(train::evaluate::evaluate(last, &ds.val, 2, &LITE0, &device)).unwrap();
     assert!((kept.val_loss - best.val_loss).abs() < 1e-5);
 }
 
@@ -181,12 +191,18 @@ fn early_stopping_triggers_and_restores_the_best_epoch() {
     let (model, report) = run(&backbone, &ds, &cfg);
     assert_eq!(report.epochs.len(), 3);
     assert_eq!(report.best_epoch, 1);
-    let stopped = report.stopped.as_deref().unwrap_or_default();
-    assert!(
-        stopped.starts_with("early stopping after epoch 3") && stopped.contains("restored epoch 1"),
-        "{stopped}"
+    assert_eq!(
+        report.stopped,
+        Some(Stop::EarlyStopping {
+            epoch: 3,
+            waited: 2,
+            restored: 1
+        })
     );
-    let eval = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate::evaluate(
+        &model, &ds.val, 2, &LITE0, &device,
+    ))
+    .unwrap();
     assert!((eval.val_loss - report.epochs[0].val_loss).abs() < 1e-5);
 }
 
@@ -200,7 +216,10 @@ fn a_classroom_sized_set_learns_in_two_epochs() {
     let tiny = subset(&full, 5, 1);
     let cfg = TrainConfig::new().with_epochs(2).with_seed(7);
     let (model, report) = run(&backbone, &tiny, &cfg);
-    let eval = pollster::block_on(train::evaluate(&model, &full.val, 2, &LITE0, &device)).unwrap();
+    let eval = pollster::block_on(train::evaluate::evaluate(
+        &model, &full.val, 2, &LITE0, &device,
+    ))
+    .unwrap();
     println!(
         "5 photos per class, 2 epochs: {} steps, val loss {:.4} -> {:.4}; accuracy on 153 photos {:.3}",
         finetune::engine::train::plan::RunPlan::new(&cfg, 10).total_steps(),
@@ -239,14 +258,19 @@ fn a_non_finite_validation_loss_ends_the_run_with_a_reason() {
         .with_strategy(Strategy::LastBlock)
         .with_epochs(2);
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let result = pollster::block_on(train::train(&backbone, &ds, &LITE0, &cfg, &device, |_| {
-        true
-    }));
+    let result = pollster::block_on(train::run::train(
+        &backbone,
+        &ds,
+        &LITE0,
+        &cfg,
+        &device,
+        |_| true,
+    ));
     match result {
         // Whatever a run returns must survive the trip to the page as JSON.
         Ok((_, report)) => {
             let json = serde_json::to_string(&report).unwrap();
-            let back: Result<train::TrainReport, _> = serde_json::from_str(&json);
+            let back: Result<train::report::TrainReport, _> = serde_json::from_str(&json);
             panic!(
                 "a NaN validation loss was reported as a result (decodes: {})",
                 back.is_ok()
@@ -338,7 +362,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
         .with_epochs(1)
         .with_batch_size(4);
     // Lite0's backbone with Lite2's settings is refused, naming both.
-    let err = pollster::block_on(train::train(
+    let err = pollster::block_on(train::run::train(
         &pretrained(&device),
         &ds,
         spec,
@@ -369,7 +393,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
             assert_eq!(a != b, trains, "{k}: changed = {}", a != b);
         }
     }
-    let meta = train::export_metadata(&ds.classes, &cfg, &report);
+    let meta = train::report::export_metadata(&ds.classes, &cfg, &report);
     let exported = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&exported).unwrap();
     let checkpoint = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -387,9 +411,16 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
     assert_eq!(predictor.spec, *spec);
     let map = weights::WeightMap::from_safetensors("lite2.safetensors", &exported).unwrap();
     assert_eq!(map.metadata[weights::META_BACKBONE], "efficientnet-lite2");
-    let trained = pollster::block_on(train::evaluate(&model, &ds.val, 2, spec, &device)).unwrap();
-    let imported =
-        pollster::block_on(train::evaluate(&predictor.model, &ds.val, 2, spec, &device)).unwrap();
+    let trained =
+        pollster::block_on(train::evaluate::evaluate(&model, &ds.val, 2, spec, &device)).unwrap();
+    let imported = pollster::block_on(train::evaluate::evaluate(
+        &predictor.model,
+        &ds.val,
+        2,
+        spec,
+        &device,
+    ))
+    .unwrap();
     assert_eq!(trained.confusion, imported.confusion);
     assert!((trained.val_loss - imported.val_loss).abs() < 1e-5);
 }
@@ -405,13 +436,13 @@ fn each_layer_group_moves_by_its_own_learning_rate() {
             .head,
         backbone,
     };
-    let (frozen, trainable) = train::split(model, Unfreeze::Blocks(1));
+    let (frozen, trainable) = train::split::split(model, Unfreeze::Blocks(1));
     let trainable = trainable.fork(&ad).train();
     let cfg = TrainConfig::new()
         .with_lr(1e-2)
         .with_lr_mult(0.1)
         .with_schedule(Schedule::Constant);
-    let mut sched = train::lr_scheduler(&trainable, 15, &cfg, 10);
+    let mut sched = train::step::lr_scheduler(&trainable, 15, &cfg, 10);
     let img = image::open(golden_dir().join("coffee_224.png"))
         .unwrap()
         .to_rgb8();
@@ -493,8 +524,11 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
     let x = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), &device);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let cfg = TrainConfig::new().with_mixup(0.4);
-    let (mixed, mix) = train::mix_batch(x.clone(), &cfg, &mut rng);
-    let (perm, lambda) = mix.expect("mix_prob 1 mixes every batch");
+    let (mixed, mix) = train::batches::mix_batch(x.clone(), &cfg, &mut rng);
+    let train::batches::Mix {
+        partner: perm,
+        own_weight: lambda,
+    } = mix.expect("mix_prob 1 mixes every batch");
     assert!(lambda > 0.0 && lambda < 1.0);
     let m = to_host(mixed);
     for i in 0..n {
@@ -502,8 +536,11 @@ fn mixup_and_cutmix_mix_images_with_the_sampled_lambda() {
         assert!((m[i * 3 * h * w] - want).abs() < 1e-5);
     }
     let cfg = TrainConfig::new().with_cutmix(1.0);
-    let (mixed, mix) = train::mix_batch(x, &cfg, &mut rng);
-    let (perm, lambda) = mix.unwrap();
+    let (mixed, mix) = train::batches::mix_batch(x, &cfg, &mut rng);
+    let train::batches::Mix {
+        partner: perm,
+        own_weight: lambda,
+    } = mix.unwrap();
     let m = to_host(mixed);
     for i in 0..n {
         let plane = &m[i * 3 * h * w..i * 3 * h * w + h * w];
@@ -549,8 +586,11 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
     )
     .unwrap();
     assert_eq!(predictor.labels, ds.classes);
-    let before = pollster::block_on(train::evaluate(&model, &ds.val, 2, &LITE0, &device)).unwrap();
-    let after = pollster::block_on(train::evaluate(
+    let before = pollster::block_on(train::evaluate::evaluate(
+        &model, &ds.val, 2, &LITE0, &device,
+    ))
+    .unwrap();
+    let after = pollster::block_on(train::evaluate::evaluate(
         &predictor.model,
         &ds.val,
         2,
@@ -756,15 +796,17 @@ fn cancel_during_the_feature_pass_ends_it_within_one_batch() {
     for helpers in [None, Some(local_helpers(&backbone, 1, false))] {
         let mut reports = Vec::new();
         let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let result = pollster::block_on(train::train_with(
-            &backbone,
-            &ds,
-            &LITE0,
-            &cfg,
-            &device,
-            helpers.as_ref().map(|h| h as &dyn Helpers),
+        let trainer = Trainer {
+            pretrained: &backbone,
+            data: &ds,
+            spec: &LITE0,
+            cfg: &cfg,
+            device: &device,
+            helpers: helpers.as_ref().map(|h| h as &dyn Helpers),
+        };
+        let result = pollster::block_on(trainer.run(
             |p| {
-                if let train::Progress::Features { done, .. } = p {
+                if let Progress::Features { done, .. } = p {
                     reports.push(*done);
                 }
                 // Cancel at the first batch's report.

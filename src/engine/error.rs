@@ -34,6 +34,30 @@ pub enum EngineError {
     #[error("cancelled")]
     Cancelled,
 
+    /// Too few photos to train on: at least 2 classes, each split has photos.
+    #[error(
+        "need at least 2 classes with training and validation images (have {classes} classes, {train} train, {val} val)"
+    )]
+    TooFewImages {
+        classes: usize,
+        train: usize,
+        val: usize,
+    },
+
+    /// The settings, the photos' preparation and the weights name different backbones.
+    #[error(
+        "the settings ask for {settings}, the photos are prepared for {photos} and the weights are {weights}"
+    )]
+    BackboneMismatch {
+        settings: &'static str,
+        photos: &'static str,
+        weights: &'static str,
+    },
+
+    /// A run that ended before any epoch finished, and why.
+    #[error("{0}")]
+    Stopped(crate::engine::train::report::Stop),
+
     /// A setting or request the engine cannot carry out.
     #[error("{0}")]
     Unsupported(String),

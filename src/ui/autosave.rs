@@ -17,7 +17,7 @@ use super::storage::{self, AUTOSAVE_KEY, AUTOSAVE_MODEL_KEY};
 use super::workspace::ImageSnapshot;
 use crate::engine::io::project::{Project, ProjectClass, ProjectImage, orphaned_images};
 use crate::engine::limits::MAX_CLASSES;
-use crate::engine::train::TrainReport;
+use crate::engine::train::report::TrainReport;
 
 /// Layout version of the manifest: 2 names the model's record (version 1 kept it under
 /// [`AUTOSAVE_MODEL_KEY`], written before the manifest, so a failed manifest write could leave

@@ -8,8 +8,8 @@
 
 use leptos::prelude::*;
 
-use crate::engine::train::EpochReport;
 use crate::engine::train::plan::RunPlan;
+use crate::engine::train::report::EpochReport;
 
 const W: f64 = 320.0;
 const H: f64 = 170.0;

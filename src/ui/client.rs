@@ -25,7 +25,7 @@ use crate::engine::insight::pca::FeatureSpace;
 use crate::engine::measure::bench::DeviceSpeed;
 use crate::engine::model::BackboneKind;
 use crate::engine::train::config::TrainConfig;
-use crate::engine::train::{Progress, TrainReport};
+use crate::engine::train::report::{Progress, TrainReport};
 use crate::protocol::{
     self, AfterCrash, Answer, Explained, FromWorker, ImageMeta, InitError, Lives, Request,
     RunError, RunOutcome, ToWorker, Which,

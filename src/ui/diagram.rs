@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::engine::model::BackboneSpec;
 use crate::engine::train::plan::{Stage, Unfreeze};
-use crate::engine::train::{block_group, group_multipliers};
+use crate::engine::train::step::{block_group, group_multipliers};
 
 /// Whether `block` of `blocks` trains when `unfreeze` is in effect.
 fn block_trains(unfreeze: Unfreeze, blocks: usize, block: usize) -> bool {

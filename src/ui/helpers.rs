@@ -20,9 +20,9 @@ use super::client::{Assets, pack, unpack};
 use super::worker;
 use crate::engine::insight::inference::Predictor;
 use crate::engine::model::{Backbone, BackboneSpec, LITE0};
-use crate::engine::train::Frozen;
 use crate::engine::train::plan::Unfreeze;
 use crate::engine::train::share::{self, HelperFuture, Helpers};
+use crate::engine::train::split::Frozen;
 use crate::protocol::{FromHelper, HelperRequest, ToHelper};
 
 type Buffers = Vec<js_sys::Uint8Array>;

@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use super::model_file::ModelFile;
 use super::workspace::Workspace;
 use crate::engine::io::project::Project;
-use crate::engine::train::TrainReport;
 use crate::engine::train::config::PanelSettings;
+use crate::engine::train::report::TrainReport;
 
 /// Everything of the panel that a project holds. The panel owns the signals; this only reads
 /// and writes them.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::engine::train::{EpochReport, TrainReport, most_confused};
+use crate::engine::train::report::{EpochReport, TrainReport, most_confused};
 
 /// One row per finished epoch: losses, accuracies and time.
 #[component]
@@ -120,7 +120,15 @@ fn LargeReport(report: TrainReport, classes: Vec<String>) -> impl IntoView {
     };
     let pairs = most_confused(&report.confusion, PAIRS_SHOWN)
         .into_iter()
-        .map(|(truth, said, n)| view! { <li>{format!("{} taken for {}: {n}", name(truth), name(said))}</li> })
+        .map(|c| {
+            let line = format!(
+                "{} taken for {}: {}",
+                name(c.truth),
+                name(c.predicted),
+                c.count
+            );
+            view! { <li>{line}</li> }
+        })
         .collect_view();
     view! {
         {val_accuracy(&report)}

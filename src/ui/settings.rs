@@ -232,7 +232,8 @@ pub fn SettingsPanel(
         })
         .collect_view();
 
-    let stages = Signal::derive(move || train::plan(&run_config(&settings.get(), strategy.get())));
+    let stages =
+        Signal::derive(move || train::plan::stages(&run_config(&settings.get(), strategy.get())));
     let lr_mult = Signal::derive(move || settings.with(|s| s.train.lr_mult));
     let spec = Signal::derive(move || settings.with(|s| s.train.backbone.spec()));
     let augmentation = Memo::new(move |_| settings.with(|s| s.train.augmentation.clone()));

@@ -22,10 +22,10 @@ use super::trained::{PROJECT_MODEL, TrainedModel, TrainedModelPanel};
 use super::workspace::Workspace;
 use crate::engine::data::{self, Sample};
 use crate::engine::model::BackboneKind;
-use crate::engine::train::TrainReport;
 use crate::engine::train::advisor::{self, Domain};
 use crate::engine::train::config::PanelSettings;
 use crate::engine::train::plan::RunPlan;
+use crate::engine::train::report::TrainReport;
 use crate::run::{RunModel, RunState};
 
 #[component]

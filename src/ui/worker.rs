@@ -26,10 +26,12 @@ use crate::engine::insight::pca;
 use crate::engine::io::weights;
 use crate::engine::measure::bench::{self, DeviceSpeed};
 use crate::engine::model::{BackboneKind, Classifier};
+use crate::engine::train;
 use crate::engine::train::config::TrainConfig;
 use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::report::{EpochReport, Progress, Stop, TrainReport};
+use crate::engine::train::run::Trainer;
 use crate::engine::train::share::Helpers;
-use crate::engine::train::{self, EpochReport, Progress, TrainReport};
 use crate::protocol::{
     Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
     ToWorker, Which,
@@ -498,25 +500,24 @@ fn samples(metas: &[ImageMeta], buffers: &[js_sys::Uint8Array]) -> Result<Vec<Sa
 
 /// The report of a run's best epoch so far, for its `BestSoFar` snapshot.
 fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) -> TrainReport {
-    let at_best = epochs.iter().find(|e| e.epoch == best);
-    TrainReport {
-        strategy: config.strategy.name().to_string(),
-        epochs: epochs.to_vec(),
-        best_epoch: best,
-        val_acc: at_best.map_or(0.0, |e| e.val_acc),
-        per_class_acc: at_best.map(|e| e.per_class_acc.clone()).unwrap_or_default(),
-        confusion: at_best.map(|e| e.confusion.clone()).unwrap_or_default(),
-        val_predicted: at_best.map(|e| e.val_predicted.clone()).unwrap_or_default(),
-        seconds_total: epochs.iter().map(|e| e.seconds).sum(),
-        stopped: Some(format!("the run had finished {} epochs", epochs.len())),
-    }
+    let seconds = epochs.iter().map(|e| e.seconds).sum();
+    let unfinished = Stop::Unfinished {
+        epochs: epochs.len(),
+    };
+    TrainReport::new(
+        config.strategy,
+        epochs.to_vec(),
+        best,
+        seconds,
+        Some(unfinished),
+    )
 }
 
 /// Exports a new best model and sends it to the page, in the background while training goes
 /// on (reading the weights back from the GPU takes a while).
 fn send_best(classes: Vec<String>, config: TrainConfig, report: TrainReport, model: Classifier) {
     wasm_bindgen_futures::spawn_local(async move {
-        let meta = train::export_metadata(&classes, &config, &report);
+        let meta = train::report::export_metadata(&classes, &config, &report);
         match weights::export_safetensors(&model, meta).await {
             Ok(bytes) => post(
                 &FromWorker::BestSoFar { report },
@@ -558,31 +559,34 @@ async fn run(
         let alone_ms = 200.0 * (train.len() + val.len()) as f64;
         pool.settle(alone_ms.min(HELPER_WAIT_MS)).await;
     }
-    let result = train::train_with(
-        &backbone,
-        &dataset,
-        &spec,
-        config,
-        &device,
-        pool.as_deref().map(|p| p as &dyn Helpers),
-        |p| {
-            if let Progress::Epoch(r) = p {
-                epochs.borrow_mut().push(r.clone());
-            }
-            post(&FromWorker::Progress(p.clone()), Vec::new());
-            !state.cancel.get()
-        },
-        |epoch, model| {
-            let report = snapshot_report(config, &epochs.borrow(), epoch);
-            send_best(
-                dataset.classes.clone(),
-                config.clone(),
-                report,
-                model.clone(),
-            );
-        },
-    )
-    .await;
+    let trainer = Trainer {
+        pretrained: &backbone,
+        data: &dataset,
+        spec: &spec,
+        cfg: config,
+        device: &device,
+        helpers: pool.as_deref().map(|p| p as &dyn Helpers),
+    };
+    let result = trainer
+        .run(
+            |p| {
+                if let Progress::Epoch(r) = p {
+                    epochs.borrow_mut().push(r.clone());
+                }
+                post(&FromWorker::Progress(p.clone()), Vec::new());
+                !state.cancel.get()
+            },
+            |epoch, model| {
+                let report = snapshot_report(config, &epochs.borrow(), epoch);
+                send_best(
+                    dataset.classes.clone(),
+                    config.clone(),
+                    report,
+                    model.clone(),
+                );
+            },
+        )
+        .await;
     let (model, report) = match result {
         Ok(done) => done,
         Err(EngineError::Cancelled) => return Err(RunError::Cancelled),
@@ -590,7 +594,7 @@ async fn run(
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };
-    let meta = train::export_metadata(&dataset.classes, config, &report);
+    let meta = train::report::export_metadata(&dataset.classes, config, &report);
     let trained = Rc::new(Predictor::new(
         model.clone(),
         dataset.classes.clone(),

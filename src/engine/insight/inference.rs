@@ -10,7 +10,8 @@ use crate::engine::io::weights;
 use crate::engine::model::labels;
 use crate::engine::model::{BackboneSpec, Classifier};
 use crate::engine::train::plan::Unfreeze;
-use crate::engine::train::{Frozen, split};
+use crate::engine::train::split::Frozen;
+use crate::engine::train::split::split;
 
 /// One class with its score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

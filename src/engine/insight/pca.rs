@@ -11,7 +11,7 @@ use crate::engine::data::preprocess;
 use crate::engine::data::{Dataset, Sample};
 use crate::engine::model::{Backbone, BackboneSpec};
 use crate::engine::read_f32;
-use crate::engine::train::eval_images;
+use crate::engine::train::evaluate::eval_images;
 
 /// Iterations of the power method per component (converges long before for real features).
 const ITERATIONS: usize = 200;

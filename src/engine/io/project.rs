@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
 use crate::engine::limits::{MAX_CLASSES, MAX_PROJECT_BYTES, mb};
-use crate::engine::train::TrainReport;
 use crate::engine::train::config::PanelSettings;
+use crate::engine::train::report::TrainReport;
 
 /// Header metadata key of the project layout.
 const META_PROJECT: &str = "finetune_project";

@@ -2,10 +2,7 @@
 //! batch at 224x224, medians over timed iterations after a warm-up (shader compilation,
 //! allocation). Reported by `finetune bench`; benches report numbers, tests assert behaviour.
 
-use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 use serde::Serialize;
 use std::sync::Arc;
@@ -19,8 +16,11 @@ use crate::engine::model::{Backbone, BackboneSpec, Classifier};
 use crate::engine::train::config::{Strategy, TrainConfig};
 use crate::engine::train::plan::RunPlan;
 use crate::engine::train::plan::Unfreeze;
+use crate::engine::train::report::Progress;
+use crate::engine::train::run::train;
 use crate::engine::train::share::{self, Helpers};
-use crate::engine::train::{self, Frozen, Progress, Trainable, new_head, split};
+use crate::engine::train::split::{new_head, split};
+use crate::engine::train::step::{TrainStep, index_tensor};
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]
@@ -74,57 +74,23 @@ fn watch_extra_pass(
     Some(guard)
 }
 
-/// The training step that `finetune bench` times and `finetune profile` cuts into phases: the
-/// model split at `unfreeze` (its trainable part on the autodiff device, in training mode),
-/// AdamW at a learning rate of 1e-4, and cross-entropy against the labels `i % 2`.
-pub(crate) struct StepSetup {
-    pub frozen: Frozen,
-    pub trainable: Trainable,
-    optim: ModuleOptimizer,
-    loss_fn: CrossEntropyLoss,
-    labels: Tensor<1, Int>,
-}
-
-impl StepSetup {
-    pub fn new(model: &Classifier, unfreeze: Unfreeze, batch: usize, device: &Device) -> Self {
-        let ad = device.clone().autodiff();
-        let (frozen, trainable) = split(model.clone(), unfreeze);
-        let labels = (0..batch as i64).map(|i| i % 2).collect::<Vec<_>>();
-        Self {
-            frozen,
-            trainable: trainable.fork(&ad).train(),
-            optim: AdamWConfig::new().init(),
-            loss_fn: CrossEntropyLossConfig::new().init(&ad),
-            labels: Tensor::from_data(TensorData::new(labels, [batch]), &ad),
-        }
-    }
-
-    /// The loss of the trainable part on the frozen part's output.
-    pub fn loss(&self, boundary: Tensor<4>) -> Tensor<1> {
-        let logits = self.trainable.forward(boundary.autodiff());
-        self.loss_fn.forward(logits, self.labels.clone())
-    }
-
-    /// The gradients of `loss` for the trainable part.
-    pub fn gradients(&self, loss: Tensor<1>) -> GradientsParams {
-        GradientsParams::from_grads(loss.backward(), &self.trainable)
-    }
-
-    /// One AdamW update with `grads`.
-    pub fn apply(mut self, grads: GradientsParams) -> Self {
-        self.trainable = self.optim.step(1e-4, self.trainable, grads);
-        self
-    }
-
-    /// Backward and update.
-    pub fn update(self, loss: Tensor<1>) -> Self {
-        let grads = self.gradients(loss);
-        self.apply(grads)
-    }
+/// The training step that `finetune bench` times and `finetune profile` cuts into phases: a
+/// run's own [`TrainStep`] with the default settings, `model` split at `unfreeze`, and the
+/// labels `i % 2` of a batch of `batch`.
+pub(crate) fn bench_step(
+    model: &Classifier,
+    unfreeze: Unfreeze,
+    batch: usize,
+    device: &Device,
+) -> (TrainStep, Vec<usize>) {
+    let cfg = TrainConfig::default();
+    // The schedule's length only sets the rates, not the work of a step.
+    let step = TrainStep::new(model.clone(), unfreeze, &cfg, 100, device);
+    (step, (0..batch).map(|i| i % 2).collect())
 }
 
 /// `model`'s backbone with a new head for two classes, as a run that teaches two classes
-/// trains it (the labels of [`StepSetup`]). ImageNet's head of 1000 classes would time an
+/// trains it (the labels of [`bench_step`]). ImageNet's head of 1000 classes would time an
 /// AdamW update over its 1.28 million weights, which no run has: with it 20 cached head epochs
 /// took 1.5-1.9x a feature pass (`finetune bench`, CPU). `finetune profile` times the same.
 pub(crate) fn two_classes(model: &Classifier, device: &Device) -> Classifier {
@@ -157,14 +123,14 @@ pub(crate) async fn observed_steps(
     device: &Device,
     kernels: Option<bool>,
 ) -> Result<(f64, Option<Arc<Kernels>>), EngineError> {
-    let mut step = StepSetup::new(model, unfreeze, x.dims()[0], device);
+    let (mut step, labels) = bench_step(model, unfreeze, x.dims()[0], device);
     let mut times = Vec::new();
     let mut watched = None;
     for i in 0..=iters + usize::from(kernels.is_some()) {
         let guard = watch_extra_pass(i, iters, kernels, &mut watched);
         let t = Instant::now();
         let boundary = step.frozen.forward(x.clone());
-        let loss = step.loss(boundary);
+        let (_, loss) = step.forward(boundary, &labels, None);
         step = step.update(loss.clone());
         // Reading a parameter waits for the whole step, optimizer update included.
         sync(
@@ -440,7 +406,7 @@ impl HostSyncs {
     }
 }
 
-/// Counts the host syncs of a real run (`train::train`, last-block, 2 epochs over 16
+/// Counts the host syncs of a real run (`train::run::train`, last-block, 2 epochs over 16
 /// pattern images and 4 for validation) where the engine reads from the device. A run reads
 /// the loss and accuracy once per epoch, the validation logits, the frozen pass once per batch,
 /// and the progress line at most every 0.25 s: a step slower than that has its loss read (a
@@ -472,7 +438,7 @@ pub async fn host_syncs(
         .with_augment(false);
     let mut progress_reads = 0;
     let before = crate::engine::host_reads();
-    train::train(pretrained, &data, spec, &cfg, device, |p| {
+    train(pretrained, &data, spec, &cfg, device, |p| {
         if matches!(p, Progress::Step { .. }) {
             progress_reads += 1;
         }
@@ -510,43 +476,23 @@ pub async fn run(
 
     // Cached head, as training does it: one feature pass over 4 batches kept on the device,
     // then 20 epochs of head steps on batches `select`ed from it (loss read every step).
-    let (frozen, trainable) = split(model.clone(), Unfreeze::Blocks(0));
+    let (mut step, labels) = bench_step(model, Unfreeze::Blocks(0), batch, device);
     let t = Instant::now();
     let mut parts = Vec::new();
     for _ in 0..4 {
-        let f = frozen.forward(x.clone());
+        let f = step.frozen.forward(x.clone());
         sync(f.clone().flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
         parts.push(f);
     }
     let cache = Tensor::cat(parts, 0);
     let feature_pass = t.elapsed().as_secs_f64();
-    let ad = device.clone().autodiff();
-    let mut head = trainable.fork(&ad).train();
-    let mut optim = AdamWConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    let y = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            (0..batch as i64).map(|i| i % 2).collect::<Vec<_>>(),
-            [batch],
-        ),
-        &ad,
-    );
-    let rows = |b: usize| {
-        Tensor::<1, Int>::from_data(
-            TensorData::new(
-                ((b * batch) as i64..((b + 1) * batch) as i64).collect::<Vec<_>>(),
-                [batch],
-            ),
-            device,
-        )
-    };
     let t = Instant::now();
     for _ in 0..20 {
         for b in 0..4 {
-            let features = cache.clone().select(0, rows(b));
-            let loss = loss_fn.forward(head.forward(features.autodiff()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optim.step(1e-3, head, grads);
+            let rows: Vec<usize> = (b * batch..(b + 1) * batch).collect();
+            let features = cache.clone().select(0, index_tensor(&rows, device));
+            let (_, loss) = step.forward(features, &labels, None);
+            step = step.update(loss.clone());
             sync(loss).await?;
         }
     }

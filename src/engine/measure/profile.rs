@@ -448,7 +448,7 @@ async fn step_phases(
     device: &Device,
 ) -> Result<Ops, EngineError> {
     // The very step `finetune bench` times.
-    let mut step = bench::StepSetup::new(model, unfreeze, x.dims()[0], device);
+    let (mut step, labels) = bench::bench_step(model, unfreeze, x.dims()[0], device);
     let mut ops = Ops::default();
     for _ in 0..2 {
         ops = Ops {
@@ -463,7 +463,7 @@ async fn step_phases(
             t.elapsed().as_secs_f64(),
         );
         let t = Instant::now();
-        let loss = step.loss(boundary);
+        let (_, loss) = step.forward(boundary, &labels, None);
         settle(&loss).await?;
         ops.add(
             "trainable part: forward and loss",

@@ -16,7 +16,7 @@ use crate::engine::data::preprocess;
 use crate::engine::model::{Backbone, BackboneSpec, Classifier, FEATURE_DIM, Head};
 use crate::engine::read_f32;
 use crate::engine::train::plan::Unfreeze;
-use crate::engine::train::{Frozen, split};
+use crate::engine::train::split::{Frozen, even_ranges, split};
 
 /// A helper's answer: the boundary outputs of its images, row-major, or why it failed.
 pub type HelperFuture = Pin<Box<dyn Future<Output = Result<Vec<f32>, String>>>>;
@@ -37,21 +37,6 @@ pub const MIN_SHARE: usize = 2;
 /// differing by at most one; fewer parts when a share would fall below [`MIN_SHARE`].
 pub fn shares(n: usize, helpers: usize) -> Vec<Range<usize>> {
     even_ranges(n, (helpers + 1).min((n / MIN_SHARE).max(1)))
-}
-
-/// `0..n` cut into `parts` contiguous ranges (at least one) whose lengths differ by at most one.
-pub fn even_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
-    let parts = parts.max(1);
-    let (size, extra) = (n / parts, n % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|i| {
-            let len = size + usize::from(i < extra);
-            let range = start..start + len;
-            start += len;
-            range
-        })
-        .collect()
 }
 
 /// The frozen part of the pretrained `backbone` below `unfreeze`: what a helper builds once
