@@ -11,7 +11,7 @@ use web_time::Instant;
 use crate::engine::EngineError;
 use crate::engine::data::preprocess;
 use crate::engine::data::{Dataset, Sample};
-use crate::engine::measure::profile::Kernels;
+use crate::engine::measure::launches::Kernels;
 use crate::engine::model::{Backbone, BackboneSpec, Classifier};
 use crate::engine::train::config::{Strategy, TrainConfig};
 use crate::engine::train::plan::RunPlan;

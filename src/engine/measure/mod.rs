@@ -2,4 +2,5 @@
 //! `profile` (time per layer and operation).
 
 pub mod bench;
+pub mod launches;
 pub mod profile;

@@ -7,16 +7,12 @@
 //! optimiser update, autodiff bookkeeping). `finetune profile` prints it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 use cubecl_runtime::config::{TypeNameFormatLevel, type_name_format};
-use cubecl_runtime::logging::{
-    Duration, LaunchObservation, LaunchObserver, TimingMethod, TimingRequest,
-};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -25,6 +21,7 @@ use crate::engine::kernels::cpu::batchnorm;
 use crate::engine::kernels::shared::relu6;
 use crate::engine::kernels::{Route, batch_norm, conv2d, linear};
 use crate::engine::measure::bench;
+use crate::engine::measure::launches::Kernels;
 use crate::engine::model::{BackboneSpec, Classifier, ConvBn, FoldedConv, MbConv};
 use crate::engine::train::plan::Unfreeze;
 
@@ -124,71 +121,23 @@ impl Ops {
 /// Kernels are timed one by one natively; a browser cannot wait for a kernel, so it counts them.
 const TIME_KERNELS: bool = cfg!(not(target_arch = "wasm32"));
 
-/// The GPU kernels launched while a [`Kernels::watch`] guard lives (burn's CPU backend launches
-/// none), each with its device time when timed. Process-wide: run nothing else meanwhile.
-#[derive(Default)]
-pub struct Kernels {
-    timed: bool,
-    seen: Mutex<BTreeMap<&'static str, (usize, f64)>>,
-}
-
-impl LaunchObserver for Kernels {
-    fn launched(&self, kernel: &'static str) {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.entry(kernel).or_insert((0, 0.0)).0 += 1;
-        }
+/// The kernels `kernels` saw as a profile, by kernel name (generic arguments shortened).
+fn kernel_profile(
+    kernels: &Kernels,
+    pass: &str,
+    batch: usize,
+    measured_seconds: f64,
+) -> PassProfile {
+    let mut ops = Ops::default();
+    for (name, (calls, seconds)) in kernels.seen() {
+        let row = ops
+            .rows
+            .entry(type_name_format(name, TypeNameFormatLevel::Short))
+            .or_insert((0, 0.0));
+        row.0 += calls;
+        row.1 += seconds;
     }
-
-    fn timing(&self) -> TimingRequest {
-        // Resolved waits for each kernel before the next: right for each one's cost.
-        if self.timed {
-            TimingRequest::Resolved
-        } else {
-            TimingRequest::None
-        }
-    }
-
-    fn timed(&self, kernel: &'static str, duration: Duration, _method: TimingMethod) {
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.entry(kernel).or_insert((0, 0.0)).1 += duration.as_secs_f64();
-        }
-    }
-}
-
-impl Kernels {
-    /// Counts (and times, if `timed`) every launch until the guard drops.
-    pub fn watch(timed: bool) -> (Arc<Kernels>, LaunchObservation) {
-        let kernels = Arc::new(Kernels {
-            timed,
-            ..Kernels::default()
-        });
-        let guard = LaunchObservation::new(kernels.clone());
-        (kernels, guard)
-    }
-
-    /// Launches seen so far.
-    pub fn launches(&self) -> usize {
-        self.seen
-            .lock()
-            .map(|s| s.values().map(|v| v.0).sum())
-            .unwrap_or(0)
-    }
-
-    /// The kernels as a profile, by kernel name (generic arguments shortened).
-    pub fn profile(&self, pass: &str, batch: usize, measured_seconds: f64) -> PassProfile {
-        let mut ops = Ops::default();
-        if let Ok(seen) = self.seen.lock() {
-            for (name, (calls, seconds)) in seen.iter() {
-                let row = ops
-                    .rows
-                    .entry(type_name_format(name, TypeNameFormatLevel::Short))
-                    .or_insert((0, 0.0));
-                row.0 += calls;
-                row.1 += seconds;
-            }
-        }
-        ops.finish(pass, batch, measured_seconds)
-    }
+    ops.finish(pass, batch, measured_seconds)
 }
 
 /// Waits until `t` is computed by reading one of its values.
@@ -546,7 +495,7 @@ pub async fn run(
             ops: ops.finish(name, batch, measured),
             kernels: kernels
                 .filter(|k| k.launches() > 0)
-                .map(|k| k.profile(name, batch, measured)),
+                .map(|k| kernel_profile(&k, name, batch, measured)),
         });
     }
     Ok(out)
