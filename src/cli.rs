@@ -189,7 +189,7 @@ fn train(
         },
     ))?;
     if let Some(path) = &out {
-        let meta = train::report::export_metadata(&ds.classes, cfg, &report);
+        let meta = weights_io::export_metadata(&ds.classes, cfg, &report);
         let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
         convert::write_atomic(path, &bytes)?;
         eprintln!("wrote {}", path.display());

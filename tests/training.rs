@@ -393,7 +393,7 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
             assert_eq!(a != b, trains, "{k}: changed = {}", a != b);
         }
     }
-    let meta = train::report::export_metadata(&ds.classes, &cfg, &report);
+    let meta = weights::export_metadata(&ds.classes, &cfg, &report);
     let exported = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&exported).unwrap();
     let checkpoint = safetensors::SafeTensors::deserialize(&bytes).unwrap();

@@ -23,5 +23,5 @@ unsafe extern "C" {
 pub fn start() {
     // SAFETY: runs once per wasm instance, first, before anything reads what it registers.
     unsafe { __wasm_call_ctors() };
-    finetune::ui::start();
+    finetune::browser::start();
 }

@@ -15,6 +15,8 @@ use crate::engine::model::{
     BACKBONES, Backbone, BackboneKind, BackboneSpec, BlockSpec, Classifier, ConvBn, FEATURE_DIM,
     Head, LITE0, MbConv, STEM_CHANNELS,
 };
+use crate::engine::train::config::TrainConfig;
+use crate::engine::train::report::TrainReport;
 
 /// How a converted weights file stores its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -612,6 +614,40 @@ pub fn class_names(map: &WeightMap) -> Option<Vec<String>> {
     map.metadata
         .get(META_CLASSES)
         .and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// Header metadata of an exported model: class names (read back by import), backbone,
+/// preprocessing, head layout, training settings and the best epoch's metrics.
+pub fn export_metadata(
+    classes: &[String],
+    cfg: &TrainConfig,
+    report: &TrainReport,
+) -> std::collections::HashMap<String, String> {
+    let json = |v: serde_json::Value| v.to_string();
+    [
+        (META_CLASSES, json(serde_json::json!(classes))),
+        (META_BACKBONE, cfg.backbone.spec().id.to_string()),
+        (
+            "preprocessing",
+            json(serde_json::json!(cfg.backbone.spec())),
+        ),
+        (
+            "head",
+            json(serde_json::json!({"layout": "dropout+linear", "dropout": cfg.dropout})),
+        ),
+        ("training", cfg.to_string()),
+        (
+            "metrics",
+            json(serde_json::json!({
+                "val_acc": report.val_acc,
+                "best_epoch": report.best_epoch,
+                "per_class_acc": report.per_class_acc,
+            })),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 #[cfg(test)]

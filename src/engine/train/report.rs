@@ -1,9 +1,9 @@
 //! What a run reports: progress as it goes, each epoch's figures, why it stopped early, the
-//! report of the finished run (built here, in one place) and the metadata of its model file.
+//! report of the finished run (built here, in one place).
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::train::config::{Strategy, TrainConfig};
+use crate::engine::train::config::Strategy;
 
 /// Figures of one finished epoch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -201,46 +201,6 @@ impl std::fmt::Display for NotFinite {
             NotFinite::NegativeInfinity => "-inf",
         })
     }
-}
-
-/// Header metadata of an exported model: class names (read back by import), backbone,
-/// preprocessing, head layout, training settings and the best epoch's metrics.
-pub fn export_metadata(
-    classes: &[String],
-    cfg: &TrainConfig,
-    report: &TrainReport,
-) -> std::collections::HashMap<String, String> {
-    let json = |v: serde_json::Value| v.to_string();
-    [
-        (
-            crate::engine::io::weights::META_CLASSES,
-            json(serde_json::json!(classes)),
-        ),
-        (
-            crate::engine::io::weights::META_BACKBONE,
-            cfg.backbone.spec().id.to_string(),
-        ),
-        (
-            "preprocessing",
-            json(serde_json::json!(cfg.backbone.spec())),
-        ),
-        (
-            "head",
-            json(serde_json::json!({"layout": "dropout+linear", "dropout": cfg.dropout})),
-        ),
-        ("training", cfg.to_string()),
-        (
-            "metrics",
-            json(serde_json::json!({
-                "val_acc": report.val_acc,
-                "best_epoch": report.best_epoch,
-                "per_class_acc": report.per_class_acc,
-            })),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
 }
 
 /// One off-diagonal cell of a confusion matrix: `count` photos of class `truth` taken for
