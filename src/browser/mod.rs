@@ -5,6 +5,7 @@
 //! JavaScript interop both use.
 
 mod js;
+mod notify;
 mod object_url;
 mod page;
 mod spawn;

@@ -17,6 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, Worker};
 
 use crate::app::protocol::{FromHelper, HelperRequest, ToHelper};
+use crate::browser::notify::Notify;
 use crate::browser::spawn::Assets;
 use crate::browser::wire::{pack, unpack};
 use crate::browser::worker::port;
@@ -143,6 +144,8 @@ struct Link {
     init_id: Cell<Option<u64>>,
     ready: Cell<bool>,
     dead: Cell<bool>,
+    /// The pool's: told when this helper becomes ready or is lost.
+    settled: Rc<Notify>,
     next_id: Cell<u64>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
     _on_message: RefCell<Option<OnMessage>>,
@@ -178,7 +181,10 @@ impl Link {
             FromHelper::Answer { id, result } if self.init_id.get() == Some(id) => {
                 self.init_id.set(None);
                 match result {
-                    Ok(()) => self.ready.set(true),
+                    Ok(()) => {
+                        self.ready.set(true);
+                        self.settled.notify_all();
+                    }
                     Err(e) => self.lost(&format!("its network did not build: {e}")),
                 }
             }
@@ -197,6 +203,7 @@ impl Link {
             leptos::logging::warn!("a helper worker stopped: {reason}");
         }
         self.ready.set(false);
+        self.settled.notify_all();
         self.worker.terminate();
         for (_, tx) in self.pending.borrow_mut().drain() {
             tx.send(Err(reason.to_string())).ok();
@@ -213,6 +220,7 @@ impl Drop for Link {
 /// The worker's helpers (see the module's text).
 pub struct HelperPool {
     links: Vec<Rc<Link>>,
+    settled: Rc<Notify>,
 }
 
 impl HelperPool {
@@ -220,9 +228,13 @@ impl HelperPool {
     /// background; they count as ready once built. A helper that cannot start is left out.
     pub fn start(count: usize, weights: &Rc<Vec<u8>>) -> HelperPool {
         let Some(assets) = Assets::of_worker() else {
-            return HelperPool { links: Vec::new() };
+            return HelperPool {
+                links: Vec::new(),
+                settled: Rc::default(),
+            };
         };
         let mut links = Vec::new();
+        let settled = Rc::new(Notify::default());
         for _ in 0..count {
             let worker = match assets.start(HELPER_NAME) {
                 Ok(w) => w,
@@ -237,6 +249,7 @@ impl HelperPool {
                 init_id: Cell::new(None),
                 ready: Cell::new(false),
                 dead: Cell::new(false),
+                settled: Rc::clone(&settled),
                 next_id: Cell::new(1),
                 pending: RefCell::default(),
                 _on_message: RefCell::new(None),
@@ -264,7 +277,7 @@ impl HelperPool {
             *link._on_error.borrow_mut() = Some(on_error);
             links.push(link);
         }
-        HelperPool { links }
+        HelperPool { links, settled }
     }
 
     /// Waits (at most `max_ms`) until no helper is still starting. The worker handles a
@@ -272,10 +285,15 @@ impl HelperPool {
     /// task (a device check, a run) is ready only once the worker has waited like this.
     pub async fn settle(&self, max_ms: f64) {
         let started = crate::browser::js::now_ms();
+        // Woken by each helper that becomes ready or is lost, and once when time is up.
+        let settled = Rc::clone(&self.settled);
+        let _deadline = gloo_timers::callback::Timeout::new(max_ms.max(0.0) as u32, move || {
+            settled.notify_all();
+        });
         while self.links.iter().any(|l| !l.ready.get() && !l.dead.get())
             && crate::browser::js::now_ms() - started < max_ms
         {
-            crate::browser::js::sleep_ms(50.0).await;
+            self.settled.notified().await;
         }
     }
 

@@ -20,7 +20,7 @@ use crate::app::protocol::{
     Answer, Decoded, Explained, FromWorker, ImageMeta, InitError, Request, RunError, RunOutcome,
     ToWorker, Which,
 };
-use crate::browser::js;
+use crate::browser::notify::Notify;
 use crate::browser::wire::{pack, unpack};
 use crate::browser::worker::helpers::HelperPool;
 use crate::browser::worker::port::{scope, send};
@@ -93,6 +93,8 @@ struct Held {
     weights: RefCell<Option<(Rc<Vec<u8>>, DeviceKind)>>,
     /// Set when `Init` failed, so waiting requests give up.
     init_failed: RefCell<Option<String>>,
+    /// Told when an `Init` has ended, either way.
+    init_done: Notify,
     /// Helper workers sharing the frozen layers' pass (CPU only).
     helpers: RefCell<Option<Rc<HelperPool>>>,
     /// The model that `Predict` uses: the last trained or loaded one.
@@ -123,7 +125,7 @@ impl Held {
             if let Some(e) = self.init_failed.borrow().as_ref() {
                 return Err(e.clone());
             }
-            js::sleep_ms(50.0).await;
+            self.init_done.notified().await;
         }
     }
 }
@@ -182,10 +184,12 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
                     *state.weights.borrow_mut() = bytes.map(|b| (b, device));
                     *state.imagenet.borrow_mut() = Some(Rc::new(predictor));
                     *state.init_failed.borrow_mut() = None;
+                    state.init_done.notify_all();
                     (Answer::Initialized(Ok(())), Vec::new())
                 }
                 Err(e) => {
                     *state.init_failed.borrow_mut() = Some(e.to_string());
+                    state.init_done.notify_all();
                     (Answer::Initialized(Err(e)), Vec::new())
                 }
             }

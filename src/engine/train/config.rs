@@ -70,6 +70,8 @@ pub const MAX_BATCH: usize = 256;
 pub const VAL_FRACTION_RANGE: (f64, f64) = (0.05, 0.5);
 /// Largest mixup/CutMix alpha offered.
 pub const MAX_MIX_ALPHA: f64 = 10.0;
+/// Highest learning rate a run accepts.
+pub const MAX_LR: f64 = 1.0;
 
 /// Training settings, with the lesson's defaults: the only place they are declared.
 #[derive(Config, Debug, PartialEq)]
@@ -189,7 +191,7 @@ impl TrainConfig {
                 format!("{} is outside 1 to {MAX_BATCH}", self.batch_size),
             );
         }
-        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
             return err(
                 "lr",
                 format!(
