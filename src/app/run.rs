@@ -221,6 +221,36 @@ impl<M> RunState<M> {
     }
 }
 
+/// Why the classes as they are cannot be trained on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("Add at least two classes.")]
+    TooFewClasses,
+    #[error("\"{0}\" needs at least 2 images (one is kept aside to check the model).")]
+    TooFewImages(String),
+    #[error("Two classes are called \"{0}\"; give each its own name.")]
+    SameName(String),
+}
+
+/// Whether classes (name, number of photos) can be trained on: two or more, each with two
+/// photos or more (one is kept aside), no two named alike (`data::class_key`).
+pub fn check_classes(classes: &[(String, usize)]) -> Result<(), NotReady> {
+    if classes.len() < 2 {
+        return Err(NotReady::TooFewClasses);
+    }
+    if let Some((name, _)) = classes.iter().find(|(_, n)| *n < 2) {
+        return Err(NotReady::TooFewImages(name.clone()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    match classes
+        .iter()
+        .find(|(name, _)| !seen.insert(crate::engine::data::class_key(name)))
+    {
+        Some((name, _)) => Err(NotReady::SameName(name.clone())),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +374,25 @@ mod tests {
         // A late snapshot of the ended run changes nothing.
         run.on_best(report(1), vec![0]);
         assert_eq!(run.kept, None);
+    }
+
+    #[test]
+    fn classes_are_checked_before_a_run() {
+        let c = |v: &[(&str, usize)]| -> Vec<(String, usize)> {
+            v.iter().map(|(n, k)| (n.to_string(), *k)).collect()
+        };
+        assert_eq!(
+            check_classes(&c(&[("ants", 5)])),
+            Err(NotReady::TooFewClasses)
+        );
+        assert_eq!(
+            check_classes(&c(&[("ants", 5), ("bees", 1)])),
+            Err(NotReady::TooFewImages("bees".into()))
+        );
+        assert_eq!(
+            check_classes(&c(&[("Bees ", 3), ("ants", 5), ("bees", 2)])),
+            Err(NotReady::SameName("bees".into()))
+        );
+        assert_eq!(check_classes(&c(&[("ants", 2), ("bees", 2)])), Ok(()));
     }
 }

@@ -13,7 +13,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::browser::js;
-use crate::browser::page::state::workspace::Workspace;
+use crate::browser::notify::Notify;
+use crate::browser::page::state::workspace::{ClassCard, Workspace};
 
 /// Longest side of a captured frame: training works on far smaller images (Lite2's working size
 /// is 292 on the shorter side), and small JPEGs encode fast and keep projects light.
@@ -359,8 +360,145 @@ fn frame_name(class: &str, n: u64) -> String {
     format!("webcam-{slug}-{n}.jpg")
 }
 
+/// Frames grabbed and not yet encoded, shared by a hold's two loops.
+#[derive(Default)]
+struct Frames {
+    buffer: RefCell<VecDeque<(u64, js_sys::Promise)>>,
+    /// The grab loop is still going.
+    grabbing: Cell<bool>,
+    /// Told when a frame arrives or grabbing ends.
+    changed: Notify,
+}
+
+/// One hold of the capture button, as the page follows it.
+#[derive(Clone, Copy)]
+struct Recorder {
+    ws: Workspace,
+    cam: Camera,
+    holding: RwSignal<bool>,
+    /// Frames added by the current (or last) hold, and how many a second.
+    taken: RwSignal<usize>,
+    rate: RwSignal<f64>,
+    taken_class: RwSignal<String>,
+    /// Numbers frames across holds, so names do not repeat.
+    serial: StoredValue<u64>,
+    /// Each hold has its own number; a loop ends when a newer hold starts.
+    hold_id: StoredValue<u64>,
+}
+
+impl Recorder {
+    fn new(ws: Workspace, cam: Camera) -> Self {
+        Self {
+            ws,
+            cam,
+            holding: RwSignal::new(false),
+            taken: RwSignal::new(0),
+            rate: RwSignal::new(0.0),
+            taken_class: RwSignal::new(String::new()),
+            serial: StoredValue::new(0),
+            hold_id: StoredValue::new(0),
+        }
+    }
+
+    /// Adds frames to `card` until released or `stop` says so (just one frame when `once`).
+    /// Frames are grabbed on a fixed clock into a small buffer; one encoder turns them into
+    /// JPEGs for the class meanwhile (the clock never waits for it, nor for the worker).
+    fn press(self, card: ClassCard, once: bool, disabled: Signal<bool>) {
+        let id = self.hold_id.get_value() + 1;
+        self.hold_id.set_value(id);
+        self.holding.set(true);
+        self.taken.set(0);
+        self.rate.set(0.0);
+        let class = card.name.try_get_untracked().unwrap_or_default();
+        self.taken_class.set(class.clone());
+        self.cam.error.set(None);
+        let frames = Rc::new(Frames::default());
+        frames.grabbing.set(true);
+        leptos::task::spawn_local(self.encode_frames(card, class, Rc::clone(&frames)));
+        leptos::task::spawn_local(self.grab_frames(id, once, disabled, frames));
+    }
+
+    fn release(self) {
+        self.holding.try_set(false);
+    }
+
+    /// Whether hold `id` goes on.
+    fn still(self, id: u64, disabled: Signal<bool>) -> bool {
+        self.holding.try_get_untracked() == Some(true)
+            && self.hold_id.try_get_value() == Some(id)
+            && disabled.try_get_untracked() == Some(false)
+            && self.cam.live.try_get_untracked() == Some(true)
+    }
+
+    /// The clock: a frame every [`CAPTURE_EVERY_MS`] into the buffer while hold `id` goes on.
+    async fn grab_frames(self, id: u64, once: bool, disabled: Signal<bool>, frames: Rc<Frames>) {
+        let started = js::now_ms();
+        let mut next_at = started;
+        while self.still(id, disabled) {
+            let wait = next_at - js::now_ms();
+            if wait > 0.0 {
+                js::sleep_ms(wait).await;
+                continue;
+            }
+            next_at = next_at.max(js::now_ms() - CAPTURE_EVERY_MS) + CAPTURE_EVERY_MS;
+            if frames.buffer.borrow().len() < MAX_BUFFERED {
+                match self.cam.grab() {
+                    Ok(frame) => {
+                        let n = self.serial.try_get_value().unwrap_or(0) + 1;
+                        self.serial.try_set_value(n);
+                        frames.buffer.borrow_mut().push_back((n, frame));
+                        frames.changed.notify_all();
+                        self.taken.try_update(|t| *t += 1);
+                    }
+                    Err(e) => {
+                        self.cam.error.try_set(Some(e));
+                        break;
+                    }
+                }
+            }
+            let seconds = ((js::now_ms() - started) / 1000.0).max(CAPTURE_EVERY_MS / 1000.0);
+            let taken = self.taken.try_get_untracked().unwrap_or(0);
+            self.rate.try_set(taken as f64 / seconds);
+            if once {
+                break;
+            }
+        }
+        frames.grabbing.set(false);
+        frames.changed.notify_all();
+        if self.hold_id.try_get_value() == Some(id) {
+            self.holding.try_set(false);
+        }
+    }
+
+    /// The encoder: each buffered frame as a JPEG into `card`, until grabbing has ended and
+    /// the buffer is empty.
+    async fn encode_frames(self, card: ClassCard, class: String, frames: Rc<Frames>) {
+        loop {
+            let next = frames.buffer.borrow_mut().pop_front();
+            let Some((n, frame)) = next else {
+                if !frames.grabbing.get() {
+                    break;
+                }
+                frames.changed.notified().await;
+                continue;
+            };
+            match encode(&frame).await {
+                Ok(bytes) => {
+                    let frame = vec![(frame_name(&class, n), bytes, false)];
+                    let ws = self.ws;
+                    leptos::task::spawn_local(async move { ws.add_images(card, frame).await });
+                }
+                Err(e) => {
+                    self.cam.error.try_set(Some(e));
+                    self.holding.try_set(false);
+                }
+            }
+        }
+    }
+}
+
 /// "Use the webcam": a panel with a preview, the camera and class to fill, and a button that
-/// adds a frame every 200 ms while it is held (pointer, Space or Enter).
+/// adds frames while it is held (pointer, Space or Enter).
 #[component]
 pub fn WebcamCapture(
     /// Cards cannot change (no model yet, or training): nothing is captured.
@@ -371,18 +509,16 @@ pub fn WebcamCapture(
     let classes = ws.classes;
     let open = RwSignal::new(false);
     let cam = Camera::new();
+    let rec = Recorder::new(ws, cam);
+    let Recorder {
+        holding,
+        taken,
+        rate,
+        taken_class,
+        ..
+    } = rec;
     // Chosen class; `None` or a deleted class: the first one.
     let target = RwSignal::new(None::<u64>);
-    let holding = RwSignal::new(false);
-    // Frames added by the current (or last) hold.
-    let taken = RwSignal::new(0usize);
-    // Frames a second taken during the current (or last) hold.
-    let rate = RwSignal::new(0.0f64);
-    let taken_class = RwSignal::new(String::new());
-    // Numbers frames across holds, so names do not repeat.
-    let serial = StoredValue::new(0u64);
-    // Each hold has its own number; a loop ends when a newer hold starts.
-    let hold_id = StoredValue::new(0u64);
     // A pointer or key started this press: the click that follows is not a separate capture.
     let engaged = StoredValue::new(false);
 
@@ -396,99 +532,14 @@ pub fn WebcamCapture(
         })
     };
     let can_capture = move || !disabled.get() && cam.live.get() && classes.with(|c| !c.is_empty());
-
-    let release = move || {
-        holding.try_set(false);
-    };
-    // Adds frames to the chosen class until released (or just one frame when `once`).
+    let release = move || rec.release();
     let press = move |once: bool| {
         if holding.get_untracked() || !can_capture() {
             return;
         }
-        let Some(card) = chosen() else {
-            return;
-        };
-        let id = hold_id.get_value() + 1;
-        hold_id.set_value(id);
-        holding.set(true);
-        taken.set(0);
-        rate.set(0.0);
-        taken_class.set(card.name.try_get_untracked().unwrap_or_default());
-        cam.error.set(None);
-        // Frames are grabbed on a fixed clock into a small buffer; one encoder turns them into
-        // JPEGs for the class meanwhile (the clock never waits for it, nor for the worker).
-        let buffer: Rc<RefCell<VecDeque<(u64, js_sys::Promise)>>> = Rc::default();
-        let grabbing = Rc::new(Cell::new(true));
-        {
-            let (buffer, grabbing) = (Rc::clone(&buffer), Rc::clone(&grabbing));
-            let class = card.name.try_get_untracked().unwrap_or_default();
-            leptos::task::spawn_local(async move {
-                loop {
-                    let next = buffer.borrow_mut().pop_front();
-                    let Some((n, frame)) = next else {
-                        if !grabbing.get() {
-                            break;
-                        }
-                        js::sleep_ms(CAPTURE_EVERY_MS).await;
-                        continue;
-                    };
-                    match encode(&frame).await {
-                        Ok(bytes) => {
-                            let frame = vec![(frame_name(&class, n), bytes, false)];
-                            leptos::task::spawn_local(
-                                async move { ws.add_images(card, frame).await },
-                            );
-                        }
-                        Err(e) => {
-                            cam.error.try_set(Some(e));
-                            holding.try_set(false);
-                        }
-                    }
-                }
-            });
+        if let Some(card) = chosen() {
+            rec.press(card, once, disabled);
         }
-        let started = js::now_ms();
-        leptos::task::spawn_local(async move {
-            let mut next_at = js::now_ms();
-            loop {
-                let still = holding.try_get_untracked() == Some(true)
-                    && hold_id.try_get_value() == Some(id)
-                    && disabled.try_get_untracked() == Some(false)
-                    && cam.live.try_get_untracked() == Some(true);
-                if !still {
-                    break;
-                }
-                let wait = next_at - js::now_ms();
-                if wait > 0.0 {
-                    js::sleep_ms(wait).await;
-                    continue;
-                }
-                next_at = next_at.max(js::now_ms() - CAPTURE_EVERY_MS) + CAPTURE_EVERY_MS;
-                if buffer.borrow().len() < MAX_BUFFERED {
-                    match cam.grab() {
-                        Ok(frame) => {
-                            let n = serial.try_get_value().unwrap_or(0) + 1;
-                            serial.try_set_value(n);
-                            buffer.borrow_mut().push_back((n, frame));
-                            taken.try_update(|t| *t += 1);
-                        }
-                        Err(e) => {
-                            cam.error.try_set(Some(e));
-                            break;
-                        }
-                    }
-                }
-                let seconds = ((js::now_ms() - started) / 1000.0).max(CAPTURE_EVERY_MS / 1000.0);
-                rate.try_set(taken.try_get_untracked().unwrap_or(0) as f64 / seconds);
-                if once {
-                    break;
-                }
-            }
-            grabbing.set(false);
-            if hold_id.try_get_value() == Some(id) {
-                holding.try_set(false);
-            }
-        });
     };
 
     let close = move || {

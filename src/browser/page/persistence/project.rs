@@ -57,72 +57,67 @@ fn has_work(project: &ProjectSignals) -> bool {
             .any(|c| !c.images.is_empty())
 }
 
-/// Save / open buttons and the autosave line. Restores the autosave once, then saves every
-/// change after a short quiet time. `restoring` is true while saved work is being put back
-/// (photos added meanwhile would be replaced by it, so the cards wait).
-#[component]
-pub fn ProjectBar(
+/// The project bar's state: where the autosave stands, the Open that can be undone, and
+/// the last error. `Copy` (signals only).
+#[derive(Clone, Copy)]
+struct Keeper {
     project: ProjectSignals,
-    disabled: Signal<bool>,
+    save_state: RwSignal<SaveState>,
+    /// The name of the file whose Open can still be undone.
+    undo_open: RwSignal<Option<String>>,
+    open_error: RwSignal<Option<String>>,
+    /// Autosave starts only after the restore, so the empty start page never overwrites it.
+    restored: RwSignal<bool>,
+    saves: RwSignal<u32>,
+    /// Saved work being put back (the cards wait meanwhile).
     restoring: RwSignal<bool>,
-) -> impl IntoView {
-    let save_state = RwSignal::new(SaveState::Restoring);
-    // The name of the file whose Open can still be undone.
-    let undo_open = RwSignal::new(None::<String>);
-    let open_error = RwSignal::new(None::<String>);
-    // Autosave starts only after the restore, so the empty start page never overwrites it.
-    let restored = RwSignal::new(false);
-    let saves = RwSignal::new(0u32);
-    let autosave = Rc::new(Autosave::default());
+}
 
-    {
-        let autosave = Rc::clone(&autosave);
-        leptos::task::spawn_local(async move {
-            storage::request_persistence();
-            let result = autosave.restore().await;
-            match result {
-                Ok(Some(found)) => {
-                    let images = found.project.image_count();
-                    project.apply(found.project).await;
-                    for file in found.missing {
-                        let message = format!("{file}: missing from the autosave, not restored");
-                        project.workspace.report(file, message);
-                    }
-                    save_state.set(if found.migrated {
-                        SaveState::Migrated(images)
-                    } else {
-                        SaveState::Restored(images)
-                    });
+impl Keeper {
+    /// Puts back the autosaved work, if there is any.
+    async fn restore_saved(self, autosave: Rc<Autosave>) {
+        storage::request_persistence();
+        match autosave.restore().await {
+            Ok(Some(found)) => {
+                let images = found.project.image_count();
+                self.project.apply(found.project).await;
+                for file in found.missing {
+                    let message = format!("{file}: missing from the autosave, not restored");
+                    self.project.workspace.report(file, message);
                 }
-                Ok(None) => save_state.set(SaveState::Idle),
-                Err(e) => {
-                    restoring.set(false);
-                    // Autosaving now would replace the saved work with this empty page.
-                    save_state.set(SaveState::Failed(format!(
-                        "Your saved work could not be restored ({e}). Autosave is paused so it is not overwritten; use Save project to keep new work."
-                    )));
-                    return;
-                }
+                self.save_state.set(if found.migrated {
+                    SaveState::Migrated(images)
+                } else {
+                    SaveState::Restored(images)
+                });
             }
-            restoring.set(false);
-            restored.set(true);
-            // An Open before the reload can still be undone.
-            if storage::keys()
-                .await
-                .is_ok_and(|keys| keys.iter().any(|k| k == UNDO_OPEN_KEY))
-            {
-                undo_open.set(Some("a project".into()));
+            Ok(None) => self.save_state.set(SaveState::Idle),
+            Err(e) => {
+                self.restoring.set(false);
+                // Autosaving now would replace the saved work with this empty page.
+                self.save_state.set(SaveState::Failed(format!(
+                    "Your saved work could not be restored ({e}). Autosave is paused so it is not overwritten; use Save project to keep new work."
+                )));
+                return;
             }
-        });
+        }
+        self.restoring.set(false);
+        self.restored.set(true);
+        // An Open before the reload can still be undone.
+        if storage::keys()
+            .await
+            .is_ok_and(|keys| keys.iter().any(|k| k == UNDO_OPEN_KEY))
+        {
+            self.undo_open.set(Some("a project".into()));
+        }
     }
 
-    // One save at a time: a change during a save waits for it, and changes coalesce.
-    let saving = Rc::new(std::cell::Cell::new(false));
-    let again = Rc::new(std::cell::Cell::new(false));
-    let run_save: Rc<dyn Fn()> = {
-        let autosave = Rc::clone(&autosave);
-        let (saving, again) = (Rc::clone(&saving), Rc::clone(&again));
-        Rc::new(move || {
+    /// Saves the work after each change, once it has been quiet for [`AUTOSAVE_DELAY_MS`]. One
+    /// save at a time: a change during a save waits for it, and changes coalesce.
+    fn autosave_changes(self, autosave: Rc<Autosave>) {
+        let saving = Rc::new(std::cell::Cell::new(false));
+        let again = Rc::new(std::cell::Cell::new(false));
+        let run_save: Rc<dyn Fn()> = Rc::new(move || {
             if saving.replace(true) {
                 again.set(true);
                 return;
@@ -132,11 +127,11 @@ pub fn ProjectBar(
             leptos::task::spawn_local(async move {
                 loop {
                     again.set(false);
-                    let result = autosave.save(&project).await;
+                    let result = autosave.save(&self.project).await;
                     if result.is_ok() {
-                        saves.try_update(|n| *n += 1);
+                        self.saves.try_update(|n| *n += 1);
                     }
-                    save_state.try_set(match result {
+                    self.save_state.try_set(match result {
                         Ok(()) => SaveState::Saved,
                         Err(e) => SaveState::Failed(save_failure(&e)),
                     });
@@ -146,24 +141,25 @@ pub fn ProjectBar(
                 }
                 saving.set(false);
             });
-        })
-    };
+        });
+        // Each change restarts the quiet time: dropping the pending timer cancels it.
+        let timer = StoredValue::new_local(None::<Timeout>);
+        Effect::new(move |_| {
+            self.project.track();
+            if !self.restored.get() {
+                return;
+            }
+            let run_save = Rc::clone(&run_save);
+            let pending = Timeout::new(AUTOSAVE_DELAY_MS, move || run_save());
+            timer.set_value(Some(pending));
+        });
+    }
 
-    // Each change restarts the quiet time: dropping the pending timer cancels it.
-    let timer = StoredValue::new_local(None::<Timeout>);
-    Effect::new(move |_| {
-        project.track();
-        if !restored.get() {
-            return;
-        }
-        let run_save = Rc::clone(&run_save);
-        let pending = Timeout::new(AUTOSAVE_DELAY_MS, move || run_save());
-        timer.set_value(Some(pending));
-    });
-
-    let save = move |_| {
-        open_error.set(None);
-        let result = project
+    /// Offers the whole project as a file.
+    fn save_file(self) {
+        self.open_error.set(None);
+        let result = self
+            .project
             .snapshot()
             .to_bytes()
             .map_err(|e| e.to_string())
@@ -171,26 +167,25 @@ pub fn ProjectBar(
                 storage::download(&js_sys::Uint8Array::from(bytes.as_slice()), PROJECT_FILE)
             });
         if let Err(e) = result {
-            open_error.set(Some(format!("The project could not be saved: {e}")));
+            self.open_error
+                .set(Some(format!("The project could not be saved: {e}")));
         }
-    };
+    }
 
-    let open = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let file = input.files().and_then(|f| f.get(0));
-        input.set_value("");
-        let Some(file) = file else { return };
-        open_error.set(None);
+    /// Opens a project file, asking first when it replaces work (which is then kept for an
+    /// undo).
+    fn open_file(self, file: web_sys::File) {
+        self.open_error.set(None);
         let name = file.name();
         if file.size() > MAX_PROJECT_BYTES as f64 {
-            open_error.set(Some(format!(
+            self.open_error.set(Some(format!(
                 "{name}: {:.0} MB is more than the {} MB a project may have; nothing was changed.",
                 file.size() / 1_048_576.0,
                 MAX_PROJECT_BYTES >> 20
             )));
             return;
         }
-        let replacing = has_work(&project);
+        let replacing = has_work(&self.project);
         if replacing
             && !crate::browser::js::confirm(&format!(
                 "Open {name}? It replaces your classes, photos and model. You can undo it right after."
@@ -202,7 +197,8 @@ pub fn ProjectBar(
             let bytes = match crate::browser::js::await_promise(file.array_buffer()).await {
                 Ok(buffer) => js_sys::Uint8Array::new(&buffer).to_vec(),
                 Err(e) => {
-                    open_error.set(Some(format!("{name}: could not read the file: {e}")));
+                    self.open_error
+                        .set(Some(format!("{name}: could not read the file: {e}")));
                     return;
                 }
             };
@@ -213,62 +209,109 @@ pub fn ProjectBar(
             match parsed {
                 Ok(p) => {
                     // The work it replaces stays stored until the user keeps the new one.
-                    if replacing {
-                        let kept = project.snapshot().to_bytes().map_err(|e| e.to_string());
-                        let stored = match kept {
-                            Ok(bytes) => storage::put(UNDO_OPEN_KEY, &bytes).await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = stored {
-                            open_error.set(Some(format!(
-                                "{name} was not opened: your current work could not be kept for an undo ({e}). Save it as a file first."
-                            )));
-                            return;
-                        }
-                        undo_open.set(Some(name.clone()));
+                    if replacing && !self.keep_for_undo(&name).await {
+                        return;
                     }
-                    let images = p.image_count();
-                    restoring.set(true);
-                    project.apply(p).await;
-                    restoring.set(false);
-                    save_state.set(SaveState::Restored(images));
+                    self.apply(p).await;
                 }
-                Err(e) => open_error.set(Some(format!("{e}. Nothing was changed."))),
+                Err(e) => self
+                    .open_error
+                    .set(Some(format!("{e}. Nothing was changed."))),
             }
         });
-    };
+    }
 
-    let undo = move |_| {
-        undo_open.set(None);
-        leptos::task::spawn_local(async move {
-            let kept = match storage::get(UNDO_OPEN_KEY).await {
-                Ok(Some(bytes)) => Project::from_bytes("your previous work", &bytes),
-                Ok(None) => return,
-                Err(e) => {
-                    open_error.set(Some(format!("The undo failed: {e}")));
-                    return;
-                }
-            };
-            match kept {
-                Ok(p) => {
-                    let images = p.image_count();
-                    restoring.set(true);
-                    project.apply(p).await;
-                    restoring.set(false);
-                    storage::delete(UNDO_OPEN_KEY).await.ok();
-                    save_state.set(SaveState::Restored(images));
-                }
-                Err(e) => open_error.set(Some(format!("The undo failed: {e}"))),
+    /// Stores the work as it is for "Undo open"; `false` (and why, shown) when it cannot.
+    async fn keep_for_undo(self, name: &str) -> bool {
+        let kept = self
+            .project
+            .snapshot()
+            .to_bytes()
+            .map_err(|e| e.to_string());
+        let stored = match kept {
+            Ok(bytes) => storage::put(UNDO_OPEN_KEY, &bytes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            self.open_error.set(Some(format!(
+                "{name} was not opened: your current work could not be kept for an undo ({e}). Save it as a file first."
+            )));
+            return false;
+        }
+        self.undo_open.set(Some(name.to_string()));
+        true
+    }
+
+    /// Puts `project` in place of the work on the page.
+    async fn apply(self, project: Project) {
+        let images = project.image_count();
+        self.restoring.set(true);
+        self.project.apply(project).await;
+        self.restoring.set(false);
+        self.save_state.set(SaveState::Restored(images));
+    }
+
+    /// Brings back the work the last Open replaced.
+    async fn undo(self) {
+        self.undo_open.set(None);
+        let kept = match storage::get(UNDO_OPEN_KEY).await {
+            Ok(Some(bytes)) => Project::from_bytes("your previous work", &bytes),
+            Ok(None) => return,
+            Err(e) => {
+                self.open_error.set(Some(format!("The undo failed: {e}")));
+                return;
             }
-        });
-    };
-    let keep = move |_| {
-        undo_open.set(None);
-        leptos::task::spawn_local(async move {
-            storage::delete(UNDO_OPEN_KEY).await.ok();
-        });
-    };
+        };
+        match kept {
+            Ok(p) => {
+                self.apply(p).await;
+                storage::delete(UNDO_OPEN_KEY).await.ok();
+            }
+            Err(e) => self.open_error.set(Some(format!("The undo failed: {e}"))),
+        }
+    }
 
+    /// Keeps the opened project: the replaced work is let go.
+    async fn keep(self) {
+        self.undo_open.set(None);
+        storage::delete(UNDO_OPEN_KEY).await.ok();
+    }
+}
+
+/// Save / open buttons and the autosave line. Restores the autosave once, then saves every
+/// change after a short quiet time. `restoring` is true while saved work is being put back
+/// (photos added meanwhile would be replaced by it, so the cards wait).
+#[component]
+pub fn ProjectBar(
+    project: ProjectSignals,
+    disabled: Signal<bool>,
+    restoring: RwSignal<bool>,
+) -> impl IntoView {
+    let keeper = Keeper {
+        project,
+        save_state: RwSignal::new(SaveState::Restoring),
+        undo_open: RwSignal::new(None),
+        open_error: RwSignal::new(None),
+        restored: RwSignal::new(false),
+        saves: RwSignal::new(0),
+        restoring,
+    };
+    let autosave = Rc::new(Autosave::default());
+    leptos::task::spawn_local(keeper.restore_saved(Rc::clone(&autosave)));
+    keeper.autosave_changes(autosave);
+    let open = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let file = input.files().and_then(|f| f.get(0));
+        input.set_value("");
+        if let Some(file) = file {
+            keeper.open_file(file);
+        }
+    };
+    let Keeper {
+        undo_open,
+        open_error,
+        ..
+    } = keeper;
     view! {
         <div class="project-bar">
             <button
@@ -276,7 +319,7 @@ pub fn ProjectBar(
                 class="button secondary"
                 data-testid="save-project"
                 disabled=disabled
-                on:click=save
+                on:click=move |_| keeper.save_file()
             >
                 "Save project"
             </button>
@@ -291,37 +334,59 @@ pub fn ProjectBar(
                 />
                 "Open project"
             </label>
-            <span
-                class="muted small"
-                data-testid="autosave-status"
-                data-saves=move || saves.get()
-                data-state=move || match save_state.get() {
-                    SaveState::Restoring => "restoring",
-                    SaveState::Restored(_) => "restored",
-                    SaveState::Migrated(_) => "migrated",
-                    SaveState::Idle => "idle",
-                    SaveState::Saved => "saved",
-                    SaveState::Failed(_) => "failed",
-                }
-            >
-                {move || match save_state.get() {
-                    SaveState::Restoring => "Looking for your saved work…".to_string(),
-                    SaveState::Restored(n) => format!("Restored your project ({n} images)."),
-                    SaveState::Migrated(n) => format!("Restored your project ({n} images) from an earlier version of the app; it is now saved in the current layout."),
-                    SaveState::Idle => "Your work is saved in this browser as you go.".to_string(),
-                    SaveState::Saved => "Saved in this browser.".to_string(),
-                    SaveState::Failed(e) => e,
-                }}
-            </span>
+            <SaveStatus state=keeper.save_state saves=keeper.saves />
         </div>
         {move || undo_open.get().map(|name| view! {
             <p class="undo-bar" role="status" data-testid="undo-open-bar">
                 {format!("Opened {name}; your previous work is kept until you choose. ")}
-                <button type="button" class="link-button" data-testid="undo-open" on:click=undo>"Undo open"</button>
+                <button
+                    type="button"
+                    class="link-button"
+                    data-testid="undo-open"
+                    on:click=move |_| leptos::task::spawn_local(keeper.undo())
+                >
+                    "Undo open"
+                </button>
                 " "
-                <button type="button" class="link-button" data-testid="keep-open" on:click=keep>"Keep"</button>
+                <button
+                    type="button"
+                    class="link-button"
+                    data-testid="keep-open"
+                    on:click=move |_| leptos::task::spawn_local(keeper.keep())
+                >
+                    "Keep"
+                </button>
             </p>
         })}
         {move || open_error.get().map(|e| view! { <p class="file-error" role="alert" data-testid="project-error">{e}</p> })}
+    }
+}
+
+/// Where the autosave stands, in words.
+#[component]
+fn SaveStatus(state: RwSignal<SaveState>, saves: RwSignal<u32>) -> impl IntoView {
+    view! {
+        <span
+            class="muted small"
+            data-testid="autosave-status"
+            data-saves=move || saves.get()
+            data-state=move || match state.get() {
+                SaveState::Restoring => "restoring",
+                SaveState::Restored(_) => "restored",
+                SaveState::Migrated(_) => "migrated",
+                SaveState::Idle => "idle",
+                SaveState::Saved => "saved",
+                SaveState::Failed(_) => "failed",
+            }
+        >
+            {move || match state.get() {
+                SaveState::Restoring => "Looking for your saved work…".to_string(),
+                SaveState::Restored(n) => format!("Restored your project ({n} images)."),
+                SaveState::Migrated(n) => format!("Restored your project ({n} images) from an earlier version of the app; it is now saved in the current layout."),
+                SaveState::Idle => "Your work is saved in this browser as you go.".to_string(),
+                SaveState::Saved => "Saved in this browser.".to_string(),
+                SaveState::Failed(e) => e,
+            }}
+        </span>
     }
 }

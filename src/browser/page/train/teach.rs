@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use crate::app::run::{RunModel, RunState};
+use crate::app::run::{RunModel, RunState, check_classes};
 use crate::browser::js;
 use crate::browser::page::gather::Gather;
 use crate::browser::page::insight::feature_map::FeatureSpaceView;
@@ -23,202 +23,248 @@ use crate::browser::page::train::settings::{SettingsPanel, run_config};
 use crate::browser::page::train::trained::{PROJECT_MODEL, TrainedModel, TrainedModelPanel};
 use crate::engine::data::{self, Sample};
 use crate::engine::model::BackboneKind;
+use crate::engine::train::advisor::Advice;
 use crate::engine::train::advisor::{self, Domain};
 use crate::engine::train::config::PanelSettings;
+use crate::engine::train::config::Strategy;
 use crate::engine::train::plan::RunPlan;
 use crate::engine::train::report::TrainReport;
 
-#[component]
-pub fn TeachPanel() -> impl IntoView {
-    let worker = use_worker();
-    let ws = Workspace::new(worker.clone());
-    provide_context(ws);
-    let model = TrainedModel::new(worker.clone());
-    provide_context(model);
-    let classes = ws.classes;
+/// The teach panel's shared state: the workspace, the settings, the run and what it left.
+/// `Copy` (signals only), so callbacks and views take it as it is.
+#[derive(Clone, Copy)]
+struct Teach {
+    ws: Workspace,
+    model: TrainedModel,
+    /// Everything the user sets for training: the engine's config (saved with the project).
+    settings: RwSignal<PanelSettings>,
+    advice: Memo<Advice>,
+    run: RwSignal<RunState<ModelFile>, LocalStorage>,
+    /// The report on show (this session's run, or a project's) and its class names.
+    report: RwSignal<Option<TrainReport>>,
+    report_classes: RwSignal<Vec<String>>,
+    /// The run's validation images in the order sent to the worker (`val_predicted`'s order).
+    run_val: StoredValue<Vec<Sample>>,
+    /// Its training images, in the same way (the feature map's order: train, then val).
+    run_train: StoredValue<Vec<Sample>>,
+    handle: WorkerContext,
+}
 
-    let total = move || classes.get().iter().map(|c| c.count.get()).sum::<usize>();
-    let advice = Memo::new(move |_| {
-        let n = classes.with(Vec::len);
-        advisor::advise(total(), n.max(1), Domain::SimilarToImageNet)
-    });
-    // Everything the user sets for training: the engine's config (saved with the project).
-    let settings = RwSignal::new(PanelSettings::default());
-    let strategy = move || {
-        settings
+impl Teach {
+    fn new() -> Self {
+        let worker = use_worker();
+        let ws = Workspace::new(worker.clone());
+        let classes = ws.classes;
+        let advice = Memo::new(move |_| {
+            let total = classes.get().iter().map(|c| c.count.get()).sum::<usize>();
+            advisor::advise(
+                total,
+                classes.with(Vec::len).max(1),
+                Domain::SimilarToImageNet,
+            )
+        });
+        Self {
+            ws,
+            model: TrainedModel::new(worker),
+            settings: RwSignal::new(PanelSettings::default()),
+            advice,
+            run: RwSignal::new_local(RunState::default()),
+            report: RwSignal::new(None),
+            report_classes: RwSignal::new(Vec::new()),
+            run_val: StoredValue::new(Vec::new()),
+            run_train: StoredValue::new(Vec::new()),
+            handle: WorkerContext::handle(),
+        }
+    }
+
+    /// The strategy in use: the user's, or the advisor's.
+    fn strategy(self) -> Strategy {
+        self.settings
             .with(|s| s.chosen_strategy)
-            .unwrap_or_else(|| advice.get().strategy)
-    };
+            .unwrap_or_else(|| self.advice.get().strategy)
+    }
 
-    let run = RwSignal::new_local(RunState::<ModelFile>::default());
-    // The report on show (this session's run, or a project's) and its class names.
-    let report = RwSignal::new(None::<TrainReport>);
-    let report_classes = RwSignal::new(Vec::<String>::new());
-    // The run's validation images in the order sent to the worker (`val_predicted`'s order).
-    let run_val = StoredValue::new(Vec::<Sample>::new());
-    // Its training images, in the same way (the feature map's order: train, then val).
-    let run_train = StoredValue::new(Vec::<Sample>::new());
+    fn running(self) -> bool {
+        self.run.with(RunState::running)
+    }
 
-    // What the charts and the table draw: memos, so a step's progress redraws only what moved.
-    let rows = Memo::new(move |_| run.with(|r| r.rows.clone()));
-    let plan = Memo::new(move |_| run.with(|r| r.plan.clone()));
-    let steps_done = Memo::new(move |_| run.with(|r| r.steps_done));
+    fn total(self) -> usize {
+        self.ws.classes.get().iter().map(|c| c.count.get()).sum()
+    }
 
-    let status = worker.status;
-    let ready = move || status.with(|s| *s == WorkerStatus::Ready);
-    let running = move || run.with(RunState::running);
-
-    // The backbone: no switch while a run goes; the settings name the one the worker holds
-    // (photos are prepared again for a new one); a restored project's backbone is loaded.
-    let pretrained = Pretrained::get();
-    Effect::new(move |_| pretrained.locked.set(running()));
-    Effect::new(move |before: Option<Option<BackboneKind>>| {
-        let now = pretrained.loaded.get();
-        if let Some(kind) = now {
-            if settings.with_untracked(|s| s.train.backbone != kind) {
-                settings.update(|s| s.train.backbone = kind);
+    /// The backbone: no switch while a run goes; the settings name the one the worker holds
+    /// (photos are prepared again for a new one); a restored project's backbone is loaded.
+    fn follow_backbone(self) {
+        let (settings, ws) = (self.settings, self.ws);
+        let pretrained = Pretrained::get();
+        Effect::new(move |_| pretrained.locked.set(self.running()));
+        Effect::new(move |before: Option<Option<BackboneKind>>| {
+            let now = pretrained.loaded.get();
+            if let Some(kind) = now {
+                if settings.with_untracked(|s| s.train.backbone != kind) {
+                    settings.update(|s| s.train.backbone = kind);
+                }
+                if before.flatten().is_some_and(|b| b != kind) {
+                    leptos::task::spawn_local(async move { ws.redecode().await });
+                }
             }
-            if before.flatten().is_some_and(|b| b != kind) {
-                leptos::task::spawn_local(async move { ws.redecode().await });
+            now.or(before.flatten())
+        });
+        let wanted = Memo::new(move |_| settings.with(|s| s.train.backbone));
+        Effect::new(move |_| {
+            let wanted = wanted.get();
+            if let Some(loaded) = pretrained.loaded.get_untracked()
+                && loaded != wanted
+            {
+                pretrained.chosen.set(wanted);
             }
-        }
-        now.or(before.flatten())
-    });
-    let wanted = Memo::new(move |_| settings.with(|s| s.train.backbone));
-    Effect::new(move |_| {
-        let wanted = wanted.get();
-        if let Some(loaded) = pretrained.loaded.get_untracked()
-            && loaded != wanted
-        {
-            pretrained.chosen.set(wanted);
-        }
-    });
+        });
+    }
 
-    // A model a run leaves (finished, cancelled, or the best epoch of a failed one): the
-    // report and the model in use. A kept model goes to the (new) worker.
-    let use_run_model = move |m: RunModel<ModelFile>, in_worker: bool| {
+    /// The worker's events. After a crash the new worker gets the model back (a run's own
+    /// answer handles the model of a run that was going).
+    fn listen(self) {
+        let (run, model) = (self.run, self.model);
+        self.handle.client().subscribe(move |event| match event {
+            Event::Progress(p) => {
+                run.try_update(|r| r.on_progress(p));
+            }
+            Event::BestSoFar { report, model } => {
+                run.try_update(|r| r.on_best(report.clone(), model.clone()));
+            }
+            Event::Crashed => {
+                let going = run.try_with_untracked(RunState::running) == Some(true);
+                let bytes = model.bytes.try_get_untracked().flatten();
+                if let (false, Some(bytes)) = (going, bytes) {
+                    let note = "Your model, back after the worker restarted".to_string();
+                    model.load(bytes, PROJECT_MODEL.to_string(), note);
+                }
+            }
+        });
+    }
+
+    /// A model a run leaves (finished, cancelled, or the best epoch of a failed one): the
+    /// report and the model in use. A kept model goes to the (new) worker.
+    fn use_run_model(self, m: RunModel<ModelFile>, in_worker: bool) {
         let best_epoch = m.report.best_epoch;
-        report_classes.set(m.classes.clone());
-        report.set(Some(m.report));
+        self.report_classes.set(m.classes.clone());
+        self.report.set(Some(m.report));
         if in_worker {
-            model.adopt(m.bytes, m.classes, m.note);
+            self.model.adopt(m.bytes, m.classes, m.note);
         } else {
             // The worker that made it is gone: the new one loads it (the note gets the names).
             let note = format!("Kept from epoch {best_epoch} of a run that did not finish");
-            model.load(m.bytes, PROJECT_MODEL.to_string(), note);
+            self.model.load(m.bytes, PROJECT_MODEL.to_string(), note);
         }
-    };
+    }
 
-    // The worker's events. After a crash the new worker gets the model back (a run's own
-    // answer handles the model of a run that was going).
-    worker.subscribe(move |event| match event {
-        Event::Progress(p) => {
-            run.try_update(|r| r.on_progress(p));
+    /// Starts a run with the classes and settings as they are, or says why it cannot.
+    fn start(self) {
+        let ready = self
+            .handle
+            .client()
+            .status
+            .with_untracked(|s| *s == WorkerStatus::Ready);
+        if !ready || self.running() {
+            return;
         }
-        Event::BestSoFar { report, model } => {
-            run.try_update(|r| r.on_best(report.clone(), model.clone()));
+        let run = self.run;
+        let refuse = move |message: String| run.update(|r| r.fail(message));
+        let cards = self.ws.classes.get_untracked();
+        let names: Vec<String> = cards.iter().map(|c| c.name.get_untracked()).collect();
+        let counts: Vec<(String, usize)> = cards
+            .iter()
+            .map(|c| (c.name.get_untracked(), c.count.get_untracked()))
+            .collect();
+        if let Err(e) = check_classes(&counts) {
+            return refuse(e.to_string());
         }
-        Event::Crashed => {
-            let going = run.try_with_untracked(RunState::running) == Some(true);
-            let bytes = model.bytes.try_get_untracked().flatten();
-            if let (false, Some(bytes)) = (going, bytes) {
-                let note = "Your model, back after the worker restarted".to_string();
-                model.load(bytes, PROJECT_MODEL.to_string(), note);
+        let Some(backbone) = Pretrained::get().loaded.get_untracked() else {
+            return refuse("The pretrained model is still loading.".into());
+        };
+        let settings = self.settings.get_untracked();
+        let cfg = run_config(&settings, self.strategy()).with_backbone(backbone);
+        if let Err(e) = cfg.validate() {
+            return refuse(format!("{e}."));
+        }
+        if !run.try_update(RunState::begin).unwrap_or(false) {
+            return;
+        }
+        // Gather and send the pixels in a later task: this one only repaints the panel.
+        leptos::task::spawn_local(async move {
+            js::next_task().await;
+            let mut samples: Vec<(Sample, bool)> = Vec::new();
+            for (label, c) in cards.iter().enumerate() {
+                let class = c.samples().into_iter();
+                samples.extend(class.map(|(s, val)| (Sample { label, ..s }, val)));
+                js::next_task().await;
             }
-        }
-    });
-
-    let handle = WorkerContext::handle();
-    let start = {
-        move |_: ()| {
-            if !ready() || running() {
+            let (train, val) =
+                data::split_samples(samples, names.len(), cfg.val_fraction, cfg.seed);
+            if val.is_empty() {
+                return refuse("No images are left to check the model: add more images.".into());
+            }
+            run.update(|r| r.planned(RunPlan::new(&cfg, train.len()), names.clone()));
+            let train_pixels = client::pixels(&train).await;
+            let val_pixels = client::pixels(&val).await;
+            self.run_val.set_value(val);
+            self.run_train.set_value(train);
+            let result = self
+                .handle
+                .client()
+                .train(names, cfg, train_pixels, val_pixels)
+                .await;
+            // The worker still holds a model it finished; a kept one went with a dead worker.
+            let in_worker = result.is_ok();
+            let Some(made) = run.try_update(|r| r.finish(result)).flatten() else {
                 return;
-            }
-            let cards = classes.get_untracked();
-            let names: Vec<String> = cards.iter().map(|c| c.name.get_untracked()).collect();
-            let refuse = move |message: String| run.update(|r| r.fail(message));
-            if cards.len() < 2 {
-                return refuse("Add at least two classes.".into());
-            }
-            if let Some(c) = cards.iter().find(|c| c.count.get_untracked() < 2) {
-                return refuse(format!(
-                    "\"{}\" needs at least 2 images (one is kept aside to check the model).",
-                    c.name.get_untracked()
-                ));
-            }
-            let mut seen = std::collections::HashSet::new();
-            if let Some(dup) = names
-                .iter()
-                .find(|n| !seen.insert(crate::engine::data::class_key(n)))
-            {
-                return refuse(format!(
-                    "Two classes are called \"{dup}\"; give each its own name."
-                ));
-            }
-            let Some(backbone) = pretrained.loaded.get_untracked() else {
-                return refuse("The pretrained model is still loading.".into());
             };
-            let cfg = run_config(&settings.get_untracked(), strategy()).with_backbone(backbone);
-            if let Err(e) = cfg.validate() {
-                return refuse(format!("{e}."));
-            }
-            if !run.try_update(RunState::begin).unwrap_or(false) {
-                return;
-            }
-            let worker = handle.client();
-            // Gather and send the pixels in a later task: this one only repaints the panel.
-            leptos::task::spawn_local(async move {
-                js::next_task().await;
-                let mut samples: Vec<(Sample, bool)> = Vec::new();
-                for (label, c) in cards.iter().enumerate() {
-                    let class = c.samples().into_iter();
-                    samples.extend(class.map(|(s, val)| (Sample { label, ..s }, val)));
-                    js::next_task().await;
-                }
-                let (train, val) =
-                    data::split_samples(samples, names.len(), cfg.val_fraction, cfg.seed);
-                if val.is_empty() {
-                    return run.update(|r| {
-                        r.fail("No images are left to check the model: add more images.".into())
-                    });
-                }
-                run.update(|r| r.planned(RunPlan::new(&cfg, train.len()), names.clone()));
-                let train_pixels = client::pixels(&train).await;
-                let val_pixels = client::pixels(&val).await;
-                run_val.set_value(val);
-                run_train.set_value(train);
-                let train = train_pixels;
-                let result = worker.train(names, cfg, train, val_pixels).await;
-                // The worker still holds a model it finished; a kept one went with a dead worker.
-                let in_worker = result.is_ok();
-                let Some(made) = run.try_update(|r| r.finish(result)).flatten() else {
-                    return;
-                };
-                // The results render in later tasks, so no single one keeps the page busy.
-                js::next_task().await;
-                use_run_model(made, in_worker);
-            });
+            // The results render in later tasks, so no single one keeps the page busy.
+            js::next_task().await;
+            self.use_run_model(made, in_worker);
+        });
+    }
+
+    /// What a project saves and restores of the panel.
+    fn project(self) -> ProjectSignals {
+        let model = self.model;
+        // A model from a restored project goes to the worker; a project without one leaves
+        // no model in use.
+        let apply_model = move |bytes: Option<ModelFile>| match bytes {
+            Some(bytes) => model.load(bytes, PROJECT_MODEL.to_string(), "From your project".into()),
+            None => model.clear(),
+        };
+        ProjectSignals {
+            workspace: self.ws,
+            settings: self.settings,
+            report: self.report,
+            report_classes: self.report_classes,
+            model: model.bytes,
+            apply_model: Callback::new(apply_model),
         }
-    };
+    }
+}
 
-    let on_cancel = move |_: ()| handle.client().cancel();
-
-    // A model from a restored project goes to the worker; a project without one leaves no
-    // model in use.
-    let apply_model = move |bytes: Option<ModelFile>| match bytes {
-        Some(bytes) => model.load(bytes, PROJECT_MODEL.to_string(), "From your project".into()),
-        None => model.clear(),
+#[component]
+pub fn TeachPanel() -> impl IntoView {
+    let teach = Teach::new();
+    provide_context(teach.ws);
+    provide_context(teach.model);
+    teach.follow_backbone();
+    teach.listen();
+    let ready = move || {
+        teach
+            .handle
+            .client()
+            .status
+            .with(|s| *s == WorkerStatus::Ready)
     };
+    let running = Signal::derive(move || teach.running());
     // Saved work being put back: the cards wait, or the restore would replace new photos.
     let restoring = RwSignal::new(true);
-    let project = ProjectSignals {
-        workspace: ws,
-        settings,
-        report,
-        report_classes,
-        model: model.bytes,
-        apply_model: Callback::new(apply_model),
-    };
+    let classes = teach.ws.classes;
+    let (settings, advice, run) = (teach.settings, teach.advice, teach.run);
+    let on_cancel = move |_: ()| teach.handle.client().cancel();
 
     view! {
         <section class="card teach" aria-labelledby="teach-title" data-testid="teach-section">
@@ -229,47 +275,68 @@ pub fn TeachPanel() -> impl IntoView {
                 "ImageNet photos. We keep that knowledge and teach it your classes with a few "
                 "examples each."
             </p>
-            <ProjectBar project disabled=Signal::derive(running) restoring />
+            <ProjectBar project=teach.project() disabled=running restoring />
             <Gather
-                disabled=Signal::derive(move || !ready() || running() || restoring.get())
-                running=Signal::derive(running)
+                disabled=Signal::derive(move || !ready() || running.get() || restoring.get())
+                running
             />
             <p class="advice" data-testid="data-advice">
-                {move || format!("{} images in {} classes. ", total(), classes.with(Vec::len))}
+                {move || format!("{} images in {} classes. ", teach.total(), classes.with(Vec::len))}
                 {move || advice.get().why}
             </p>
 
             <h3>"Train"</h3>
             <SettingsPanel
                 settings
-                strategy=Signal::derive(strategy)
+                strategy=Signal::derive(move || teach.strategy())
                 advice
                 classes
-                running=Signal::derive(running)
+                running
             />
-            <RunControls run start=Callback::new(start) cancel=Callback::new(on_cancel) />
-            <TrainCharts rows=rows.into() shape=plan.into() step=steps_done.into() />
-            <EpochTable rows=rows.into() />
-            {move || report.get().map(|r| view! { <ReportView report=r classes=report_classes.get() /> })}
-            {move || {
-                // Only for this session's run: a report from a saved project has no images.
-                let predicted = report.with(|r| r.as_ref().map(|r| r.val_predicted.clone()))?;
-                (run_val.with_value(Vec::len) == predicted.len() && !predicted.is_empty()).then(|| {
-                    view! { <Mistakes predicted val=run_val classes=report_classes.get() /> }
-                })
-            }}
-            {move || {
-                // This session's run only (the worker keeps its photos).
-                let predicted = report.with(|r| r.as_ref().map(|r| r.val_predicted.len()))?;
-                (run_val.with_value(Vec::len) == predicted && predicted > 0).then(|| {
-                    let samples: Vec<Sample> = run_train.with_value(|t| {
-                        run_val.with_value(|v| t.iter().chain(v).cloned().collect())
-                    });
-                    view! { <FeatureSpaceView classes=report_classes.get() samples /> }
-                })
-            }}
-
+            <RunControls run start=Callback::new(move |_| teach.start()) cancel=Callback::new(on_cancel) />
+            <RunResults teach />
             <TrainedModelPanel />
         </section>
+    }
+}
+
+/// What a run shows: charts and the epoch table as it goes, then the report, the mistakes and
+/// the feature space.
+#[component]
+fn RunResults(teach: Teach) -> impl IntoView {
+    let Teach {
+        run,
+        report,
+        report_classes,
+        run_val,
+        run_train,
+        ..
+    } = teach;
+    // What the charts and the table draw: memos, so a step's progress redraws only what moved.
+    let rows = Memo::new(move |_| run.with(|r| r.rows.clone()));
+    let plan = Memo::new(move |_| run.with(|r| r.plan.clone()));
+    let steps_done = Memo::new(move |_| run.with(|r| r.steps_done));
+    // This session's run only: a report from a saved project has no photos (`None`).
+    let this_run = move || {
+        let predicted = report.with(|r| r.as_ref().map(|r| r.val_predicted.clone()))?;
+        (run_val.with_value(Vec::len) == predicted.len() && !predicted.is_empty())
+            .then_some(predicted)
+    };
+    view! {
+        <TrainCharts rows=rows.into() shape=plan.into() step=steps_done.into() />
+        <EpochTable rows=rows.into() />
+        {move || report.get().map(|r| view! { <ReportView report=r classes=report_classes.get() /> })}
+        {move || {
+            this_run().map(|predicted| {
+                view! { <Mistakes predicted val=run_val classes=report_classes.get() /> }
+            })
+        }}
+        {move || {
+            this_run().map(|_| {
+                let samples: Vec<Sample> = run_train
+                    .with_value(|t| run_val.with_value(|v| t.iter().chain(v).cloned().collect()));
+                view! { <FeatureSpaceView classes=report_classes.get() samples /> }
+            })
+        }}
     }
 }
