@@ -238,15 +238,25 @@ pub enum FromHelper {
 /// The message as JSON text. A message that would not decode on the other side (JSON has no
 /// NaN or infinity: serde writes `null`, which a number field refuses) is an error here, at the
 /// sender, with the reason, instead of a lost answer there.
-pub fn encode<T: Serialize + for<'de> Deserialize<'de>>(message: &T) -> Result<String, String> {
-    let text = serde_json::to_string(message).map_err(|e| format!("unwritable message: {e}"))?;
-    serde_json::from_str::<T>(&text)
-        .map_err(|e| format!("the message would not decode (a number that is not finite?): {e}"))?;
+pub fn encode<T: Serialize + for<'de> Deserialize<'de>>(message: &T) -> Result<String, WireError> {
+    let text = serde_json::to_string(message).map_err(WireError::Unwritable)?;
+    serde_json::from_str::<T>(&text).map_err(WireError::WouldNotDecode)?;
     Ok(text)
 }
 
-pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
-    serde_json::from_str(text).map_err(|e| format!("unreadable message: {e}"))
+pub fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, WireError> {
+    serde_json::from_str(text).map_err(WireError::Unreadable)
+}
+
+/// A message that cannot cross between the page and a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("unwritable message: {0}")]
+    Unwritable(serde_json::Error),
+    #[error("the message would not decode (a number that is not finite?): {0}")]
+    WouldNotDecode(serde_json::Error),
+    #[error("unreadable message: {0}")]
+    Unreadable(serde_json::Error),
 }
 
 /// Worker deaths after which no new one starts (a device that fails at once).
@@ -470,9 +480,9 @@ mod tests {
             body: body.clone(),
         })
         .unwrap_err();
-        assert!(e.contains("would not decode"), "{e}");
+        assert!(matches!(e, WireError::WouldNotDecode(_)), "{e}");
         // The request still gets one answer: the same kind, failed with the reason.
-        let failed = body.failed(e);
+        let failed = body.failed(e.to_string());
         assert!(
             matches!(&failed, Answer::RunEnded(Err(RunError::Failed(r))) if r.contains("would not decode"))
         );

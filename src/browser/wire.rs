@@ -14,7 +14,7 @@ pub(crate) fn pack<T: serde::Serialize + for<'de> serde::Deserialize<'de>>(
     message: &T,
     buffers: Buffers,
 ) -> Result<(JsValue, js_sys::Array), String> {
-    let text = protocol::encode(message)?;
+    let text = protocol::encode(message).map_err(|e| e.to_string())?;
     let object = js_sys::Object::new();
     js_sys::Reflect::set(&object, &"json".into(), &text.into()).ok();
     let list = js_sys::Array::new();
@@ -32,7 +32,7 @@ pub(crate) fn unpack<T: for<'de> serde::Deserialize<'de>>(
     data: &JsValue,
 ) -> Result<(T, Buffers), String> {
     let text = js::get_string(data, "json").ok_or("a message without a body")?;
-    let message = protocol::decode(&text)?;
+    let message = protocol::decode(&text).map_err(|e| e.to_string())?;
     let buffers = js::get(data, "buffers")
         .map(|list| {
             js_sys::Array::from(&list)

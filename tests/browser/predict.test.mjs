@@ -405,7 +405,7 @@ describe('the device choice: the CPU backend where there is no usable GPU', { ti
     assert.equal(calls(step.ops, 'depthwise conv 3x3 + bias'), 6);
     assert.equal(calls(step.ops, 'conv 1x1 (head), forward + backward'), 1);
     // Its four BatchNorms: the expansion's, the depthwise's and the head's with their ReLU6 as
-    // one operation on the CPU backend (engine/batchnorm.rs), the projection's alone.
+    // one operation on the CPU backend (engine/kernels/cpu/batchnorm.rs), the projection's alone.
     assert.equal(calls(step.ops, 'batch norm (batch statistics) + relu6, forward + backward'), 3);
     assert.equal(calls(step.ops, 'batch norm (batch statistics), forward + backward'), 1);
     assert.deepEqual(step.phases.rows.map((r) => r.op).sort(), [

@@ -284,15 +284,17 @@ impl HelperPool {
     /// helper's messages only between its own tasks, so a helper started just before a long
     /// task (a device check, a run) is ready only once the worker has waited like this.
     pub async fn settle(&self, max_ms: f64) {
-        let started = crate::browser::js::now_ms();
-        // Woken by each helper that becomes ready or is lost, and once when time is up.
-        let settled = Rc::clone(&self.settled);
-        let _deadline = gloo_timers::callback::Timeout::new(max_ms.max(0.0) as u32, move || {
-            settled.notify_all();
-        });
-        while self.links.iter().any(|l| !l.ready.get() && !l.dead.get())
-            && crate::browser::js::now_ms() - started < max_ms
-        {
+        // Woken by each helper that becomes ready or is lost, and once when time is up (the
+        // timer says so itself: a clock read could still be a hair short of the deadline).
+        let expired = Rc::new(Cell::new(false));
+        let _deadline = {
+            let (settled, expired) = (Rc::clone(&self.settled), Rc::clone(&expired));
+            gloo_timers::callback::Timeout::new(max_ms.max(0.0) as u32, move || {
+                expired.set(true);
+                settled.notify_all();
+            })
+        };
+        while !expired.get() && self.links.iter().any(|l| !l.ready.get() && !l.dead.get()) {
             self.settled.notified().await;
         }
     }

@@ -114,8 +114,8 @@ fn pointwise(conv: &Conv2d, x: Tensor<4>, channel_major: bool) -> Tensor<4> {
 }
 
 /// The classifier layer: natively burn's matmul; in the browser a 1x1 convolution over the
-/// pooled features (the same sums). On SwiftShader burn's matmul kernel took 2 s for
-/// ImageNet's 1280 x 1000 layer at batch 2, 15% of a prediction (`?profile`).
+/// pooled features (the same sums): on SwiftShader burn's matmul kernel was a large share of a
+/// prediction for ImageNet's 1280 x 1000 layer (`?profile` shows it).
 pub fn linear(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
     if POINTWISE_AS_MATMUL {
         fc.forward(x)

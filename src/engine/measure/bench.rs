@@ -91,8 +91,8 @@ pub(crate) fn bench_step(
 
 /// `model`'s backbone with a new head for two classes, as a run that teaches two classes
 /// trains it (the labels of [`bench_step`]). ImageNet's head of 1000 classes would time an
-/// AdamW update over its 1.28 million weights, which no run has: with it 20 cached head epochs
-/// took 1.5-1.9x a feature pass (`finetune bench`, CPU). `finetune profile` times the same.
+/// AdamW update over its 1.28 million weights, which no run has. `finetune profile` times the
+/// same.
 pub(crate) fn two_classes(model: &Classifier, device: &Device) -> Classifier {
     Classifier {
         backbone: model.backbone.clone(),

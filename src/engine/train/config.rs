@@ -177,7 +177,7 @@ fn in_range(setting: &'static str, x: f64, lo: f64, hi: f64) -> Result<(), Confi
 
 impl TrainConfig {
     /// Checks every setting; the first problem is returned. Every entry point (CLI, page,
-    /// worker, `training::train`) calls this, so a bad value never reaches burn.
+    /// worker, `train::run`) calls this, so a bad value never reaches burn.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_EPOCHS).contains(&self.epochs) {
             return err(

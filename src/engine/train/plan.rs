@@ -108,7 +108,7 @@ impl RunPlan {
         let wanted = cfg.batch_size.max(1);
         let batch = wanted.min(n.div_ceil(MIN_STEPS_PER_EPOCH).max(MIN_BATCH));
         let steps_per_pass = n.div_ceil(batch);
-        // As `training::train` decides: without augmentation or mixing the frozen part's output
+        // As `train::run` decides: without augmentation or mixing the frozen part's output
         // is computed once (tiny datasets always fit the cache).
         let cached = !cfg.augment && cfg.mixup <= 0.0 && cfg.cutmix <= 0.0;
         let stages = stages(cfg)

@@ -60,7 +60,7 @@ impl Frozen {
 
     /// [`Frozen::forward`] with the batch cut into `parts` parts, run side by side in rayon's
     /// pool (burn-flex's own: a part's matrix products share its threads instead of competing
-    /// with them; 1.2x over a thread per part, measured), joined back in order. Natively only
+    /// with them, faster than a thread per part), joined back in order. Natively only
     /// (one part in the browser).
     pub fn forward_in_parts(&self, x: Tensor<4>, parts: usize) -> Tensor<4> {
         let n = x.dims()[0];

@@ -1,7 +1,6 @@
 //! An exported model file as the page holds it: in JS memory, never copied into wasm's. A
 //! trained model arrives from the worker as a transferred buffer; copying it (13 MB for Lite0)
-//! into wasm memory took 56 ms of the page's time in one CI run, over the 50 ms a task may take
-//! while training. Export, the autosave and the worker take the JS buffer as it is; only saving
+//! into wasm memory could take longer than the 50 ms a task may take while training. Export, the autosave and the worker take the JS buffer as it is; only saving
 //! a project file copies it.
 
 use std::rc::Rc;

@@ -3,7 +3,7 @@
 //!
 //! burn's default `batch_norm_train` is built from tensor operations: two transposed copies, the
 //! reductions and about six element-wise passes forward, a dozen backward, each on one thread of
-//! burn-flex. That was 45% of a full training step on the CPU (`finetune profile`). Here the
+//! burn-flex: the largest part of a full training step on the CPU (`finetune profile`). Here the
 //! forward is two passes (statistics per channel, then scale, shift and clamp per plane) and the
 //! backward two (two sums per channel, then the input's gradient per plane), in rayon's pool
 //! natively. Elsewhere (wgpu, WebGPU) burn's own BatchNorm runs, as before.

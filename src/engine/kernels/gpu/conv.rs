@@ -29,9 +29,8 @@ const POINTWISE_CHANNELS: usize = 4;
 const RUN: usize = 4;
 
 /// Whether the 1x1 layers run here too. Natively burn's matrix product runs them (see
-/// [`POINTWISE_AS_MATMUL`]): on lavapipe it took 605 ms of a feature pass at
-/// batch 2 against 755 ms for this kernel. In the browser this kernel replaces burn's direct
-/// convolution (with the other kernels here SwiftShader's first feature pass about 2.2x faster).
+/// [`POINTWISE_AS_MATMUL`]), faster on lavapipe than this kernel; in the browser this kernel
+/// replaces burn's direct convolution, faster on SwiftShader (`docs/performance.md`).
 const POINTWISE: bool = !POINTWISE_AS_MATMUL;
 
 /// `conv` (folded: with a bias) then ReLU6 when `relu6`, on `x`, through these kernels where
