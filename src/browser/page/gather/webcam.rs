@@ -519,8 +519,6 @@ pub fn WebcamCapture(
     } = rec;
     // Chosen class; `None` or a deleted class: the first one.
     let target = RwSignal::new(None::<u64>);
-    // A pointer or key started this press: the click that follows is not a separate capture.
-    let engaged = StoredValue::new(false);
 
     let chosen = move || {
         let wanted = target.get();
@@ -532,15 +530,15 @@ pub fn WebcamCapture(
         })
     };
     let can_capture = move || !disabled.get() && cam.live.get() && classes.with(|c| !c.is_empty());
-    let release = move || rec.release();
-    let press = move |once: bool| {
+    let release = Callback::new(move |()| rec.release());
+    let press = Callback::new(move |once: bool| {
         if holding.get_untracked() || !can_capture() {
             return;
         }
         if let Some(card) = chosen() {
             rec.press(card, once, disabled);
         }
-    };
+    });
 
     let close = move || {
         holding.set(false);
@@ -560,65 +558,10 @@ pub fn WebcamCapture(
         cam.stop();
     });
 
-    let is_hold_key = |key: &str| key == " " || key == "Enter";
-    let on_key_down = move |ev: leptos::ev::KeyboardEvent| {
-        if is_hold_key(&ev.key()) {
-            // No click (and no page scroll for Space): the key itself is the hold.
-            ev.prevent_default();
-            if !ev.repeat() {
-                engaged.set_value(true);
-                press(false);
-            }
-        }
-    };
-    let on_key_up = move |ev: leptos::ev::KeyboardEvent| {
-        if is_hold_key(&ev.key()) {
-            ev.prevent_default();
-            engaged.set_value(false);
-            release();
-        }
-    };
-    let on_pointer_down = move |ev: leptos::ev::PointerEvent| {
-        if ev.button() == 0 {
-            // The button keeps the pointer while it is held: the cards above it grow with each
-            // frame, and a mouse the layout moved off the button would end the hold.
-            if let Some(button) = ev
-                .current_target()
-                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            {
-                button.set_pointer_capture(ev.pointer_id()).ok();
-            }
-            engaged.set_value(true);
-            press(false);
-        }
-    };
-    // Screen readers may send a bare click with no press: that takes one frame.
-    let on_click = move |_| {
-        if engaged.get_value() {
-            engaged.set_value(false);
-        } else {
-            press(true);
-        }
-    };
     let on_class = move |ev: leptos::ev::Event| {
         target.set(event_target_value(&ev).parse().ok());
     };
 
-    let capture_label = move || {
-        if holding.get() {
-            "Capturing… keep holding"
-        } else {
-            "Hold to capture"
-        }
-    };
-    let count_text = move || {
-        let n = taken.get();
-        (n > 0 || holding.get()).then(|| {
-            let class = taken_class.get();
-            let frames = if n == 1 { "frame" } else { "frames" };
-            format!("{n} {frames} added to {class} this time")
-        })
-    };
     let hint = move || {
         if disabled.get() {
             Some("Capturing is off while the model loads or trains.")
@@ -663,12 +606,95 @@ pub fn WebcamCapture(
                         </select>
                     </label>
                 </div>
+                <CaptureButton rec can_capture=Signal::derive(can_capture) press release />
+                <p
+                    class="webcam-count"
+                    role="status"
+                    data-testid="webcam-count"
+                    data-frames=move || taken.get()
+                    data-fps=move || format!("{:.1}", rate.get())
+                >
+                    {move || count_text(taken.get(), holding.get(), taken_class.get())}
+                </p>
+                {move || hint().map(|h| view! { <p class="muted small">{h}</p> })}
+                <p class="webcam-why muted small">
+                    "Move the object while you hold: turn it, bring it closer and further, try "
+                    "another background and other light. Then the model learns the object, not "
+                    "the room behind it."
+                </p>
+            </div>
+        </div>
+    }
+}
+
+/// The hold-to-capture button: held by pointer (captured, so a layout shift does not end the
+/// hold), by Space or Enter, or a bare click (screen readers) for one frame.
+#[component]
+fn CaptureButton(
+    rec: Recorder,
+    can_capture: Signal<bool>,
+    press: Callback<bool>,
+    release: Callback<()>,
+) -> impl IntoView {
+    let holding = rec.holding;
+    // A pointer or key started this press: the click that follows is not a separate capture.
+    let engaged = StoredValue::new(false);
+    let press = move |once| press.run(once);
+    let release = move || release.run(());
+    let is_hold_key = |key: &str| key == " " || key == "Enter";
+    let on_key_down = move |ev: leptos::ev::KeyboardEvent| {
+        if is_hold_key(&ev.key()) {
+            // No click (and no page scroll for Space): the key itself is the hold.
+            ev.prevent_default();
+            if !ev.repeat() {
+                engaged.set_value(true);
+                press(false);
+            }
+        }
+    };
+    let on_key_up = move |ev: leptos::ev::KeyboardEvent| {
+        if is_hold_key(&ev.key()) {
+            ev.prevent_default();
+            engaged.set_value(false);
+            release();
+        }
+    };
+    let on_pointer_down = move |ev: leptos::ev::PointerEvent| {
+        if ev.button() == 0 {
+            // The button keeps the pointer while it is held: the cards above it grow with each
+            // frame, and a mouse the layout moved off the button would end the hold.
+            if let Some(button) = ev
+                .current_target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            {
+                button.set_pointer_capture(ev.pointer_id()).ok();
+            }
+            engaged.set_value(true);
+            press(false);
+        }
+    };
+    // Screen readers may send a bare click with no press: that takes one frame.
+    let on_click = move |_| {
+        if engaged.get_value() {
+            engaged.set_value(false);
+        } else {
+            press(true);
+        }
+    };
+    let capture_label = move || {
+        if holding.get() {
+            "Capturing… keep holding"
+        } else {
+            "Hold to capture"
+        }
+    };
+    view! {
                 <button
                     type="button"
                     class="button webcam-capture"
                     class:holding=move || holding.get()
                     data-testid="webcam-capture"
-                    disabled=move || !can_capture()
+                    disabled=move || !can_capture.get()
                     on:pointerdown=on_pointer_down
                     on:pointerup=move |_| release()
                     on:pointerleave=move |_| release()
@@ -681,24 +707,15 @@ pub fn WebcamCapture(
                 >
                     {capture_label}
                 </button>
-                <p
-                    class="webcam-count"
-                    role="status"
-                    data-testid="webcam-count"
-                    data-frames=move || taken.get()
-                    data-fps=move || format!("{:.1}", rate.get())
-                >
-                    {count_text}
-                </p>
-                {move || hint().map(|h| view! { <p class="muted small">{h}</p> })}
-                <p class="webcam-why muted small">
-                    "Move the object while you hold: turn it, bring it closer and further, try "
-                    "another background and other light. Then the model learns the object, not "
-                    "the room behind it."
-                </p>
-            </div>
-        </div>
     }
+}
+
+/// "12 frames added to ants this time", while and after a hold.
+fn count_text(n: usize, holding: bool, class: String) -> Option<String> {
+    (n > 0 || holding).then(|| {
+        let frames = if n == 1 { "frame" } else { "frames" };
+        format!("{n} {frames} added to {class} this time")
+    })
 }
 
 /// "Live webcam": predicts on the camera picture, one frame at a time: the next frame is taken

@@ -10,6 +10,7 @@ use crate::browser::js;
 use crate::browser::object_url::ObjectUrl;
 use crate::browser::page::setup::pretrained::Pretrained;
 use crate::browser::page::state::client::use_worker;
+use crate::browser::page::state::file_button::FileButton;
 use crate::engine::insight::layer_views::LayerView;
 use crate::engine::train::plan::{Stage, Unfreeze};
 
@@ -135,16 +136,12 @@ pub fn LayerViews(stages: Signal<Vec<Stage>>) -> impl IntoView {
                 "Pick one of your photos to see it as the network does: the first layers answer to "
                 "edges and colours, the last ones to whole things."
             </p>
-            <label class="button secondary">
-                <input
-                    class="visually-hidden"
-                    type="file"
-                    accept=crate::engine::data::ACCEPT_IMAGES
-                    data-testid="layers-input"
-                    on:change=pick
-                />
-                "Pick a photo"
-            </label>
+            <FileButton
+                label="Pick a photo"
+                testid="layers-input"
+                accept=crate::engine::data::ACCEPT_IMAGES
+                on_change=pick
+            />
             {body}
         </section>
     }

@@ -12,6 +12,7 @@ use web_sys::HtmlInputElement;
 use crate::browser::page::persistence::autosave::Autosave;
 use crate::browser::page::persistence::project_state::ProjectSignals;
 use crate::browser::page::persistence::storage;
+use crate::browser::page::state::file_button::FileButton;
 use crate::engine::io::project::Project;
 use crate::engine::limits::MAX_PROJECT_BYTES;
 
@@ -323,17 +324,7 @@ pub fn ProjectBar(
             >
                 "Save project"
             </button>
-            <label class="button secondary" class:disabled=disabled>
-                <input
-                    class="visually-hidden"
-                    type="file"
-                    accept=".ftproj"
-                    data-testid="open-project"
-                    disabled=disabled
-                    on:change=open
-                />
-                "Open project"
-            </label>
+            <FileButton label="Open project" testid="open-project" accept=".ftproj" disabled on_change=open />
             <SaveStatus state=keeper.save_state saves=keeper.saves />
         </div>
         {move || undo_open.get().map(|name| view! {

@@ -2,5 +2,6 @@
 //! photos, and model files.
 
 pub(crate) mod client;
+pub(crate) mod file_button;
 pub(crate) mod model_file;
 pub(crate) mod workspace;

@@ -10,9 +10,8 @@ use crate::browser::js;
 use crate::browser::page::gather::webcam::WebcamPredict;
 use crate::browser::page::insight::explain::WhereItLooks;
 use crate::browser::page::persistence::storage;
-use crate::browser::page::state::client::{
-    Photo, WorkerClient, WorkerContext, WorkerStatus, use_worker,
-};
+use crate::browser::page::state::client::{Photo, WorkerClient, WorkerStatus, use_worker};
+use crate::browser::page::state::file_button::FileButton;
 use crate::browser::page::state::model_file::ModelFile;
 
 use crate::app::protocol::Which;
@@ -112,95 +111,65 @@ impl TrainedModel {
     }
 }
 
-/// Classify a photo, export, import, live webcam; and the latest result.
-#[component]
-pub fn TrainedModelPanel() -> impl IntoView {
-    let model = expect_context::<TrainedModel>();
-    let worker = use_worker();
-    let status = worker.status;
-    let ready = move || status.with(|s| *s == WorkerStatus::Ready);
-    let has_model = move || model.classes.with(Option::is_some);
-    // A live webcam frame is with the worker: the next one waits for its answer.
-    let webcam_busy = RwSignal::new(false);
-
-    let handle = WorkerContext::handle();
-    let predict = {
-        move |file: String, bytes: Vec<u8>, webcam: bool| {
-            let worker = handle.client();
-            leptos::task::spawn_local(async move {
-                let result = worker.predict(&file, &bytes, TOP_K).await;
-                let bytes = std::sync::Arc::new(bytes);
-                if webcam {
-                    webcam_busy.set(false);
-                    // A frame asked for before the user held the one on show.
-                    if model.held.try_get_untracked() == Some(true) {
-                        return;
-                    }
+/// What the "Use your model" panel does with the model.
+impl TrainedModel {
+    /// Classifies `bytes` with the model and shows the answer; a `live` frame (the webcam)
+    /// clears `live_busy` and is dropped when the user holds the one on show.
+    fn classify(self, file: String, bytes: Vec<u8>, live: bool, live_busy: RwSignal<bool>) {
+        let worker = self.worker.get_value();
+        leptos::task::spawn_local(async move {
+            let result = worker.predict(&file, &bytes, TOP_K).await;
+            let bytes = std::sync::Arc::new(bytes);
+            if live {
+                live_busy.set(false);
+                // A frame asked for before the user held the one on show.
+                if self.held.try_get_untracked() == Some(true) {
+                    return;
                 }
-                model.show(match result {
-                    Ok(top) => TrainedResult::Done {
-                        file,
-                        top: top.into_iter().map(|c| (c.label, c.prob)).collect(),
-                        bytes,
-                        live: webcam,
-                    },
-                    Err(message) => TrainedResult::Failed { file, message },
-                });
+            }
+            self.show(match result {
+                Ok(top) => TrainedResult::Done {
+                    file,
+                    top: top.into_iter().map(|c| (c.label, c.prob)).collect(),
+                    bytes,
+                    live,
+                },
+                Err(message) => TrainedResult::Failed { file, message },
             });
-        }
-    };
+        });
+    }
 
-    let predict_photo = {
-        move |ev: leptos::ev::Event| {
-            let input: HtmlInputElement = event_target(&ev);
-            let file = js::files_of(&input).into_iter().next();
-            input.set_value("");
-            let Some(file) = file else {
-                return;
-            };
-            let name = file.name();
-            model.show(TrainedResult::Pending(name.clone()));
-            leptos::task::spawn_local(async move {
-                match js::read_file(&file, &name, crate::engine::limits::MAX_PHOTO_BYTES).await {
-                    Ok(bytes) => predict(name, bytes, false),
-                    Err(message) => model.show(TrainedResult::Failed {
-                        file: name,
-                        message,
-                    }),
-                }
-            });
-        }
-    };
+    /// Reads a photo the user picked, then classifies it.
+    fn classify_file(self, file: web_sys::File, live_busy: RwSignal<bool>) {
+        let name = file.name();
+        self.show(TrainedResult::Pending(name.clone()));
+        leptos::task::spawn_local(async move {
+            match js::read_file(&file, &name, crate::engine::limits::MAX_PHOTO_BYTES).await {
+                Ok(bytes) => self.classify(name, bytes, false, live_busy),
+                Err(message) => self.show(TrainedResult::Failed {
+                    file: name,
+                    message,
+                }),
+            }
+        });
+    }
 
-    let export = move |_| {
-        model.error.set(None);
-        if let Some(bytes) = model.bytes.get_untracked()
+    /// Offers the model file as a download.
+    fn export(self) {
+        self.error.set(None);
+        if let Some(bytes) = self.bytes.get_untracked()
             && let Err(e) = storage::download(bytes.js(), "model.safetensors")
         {
-            model.error.set(Some(format!("Export failed: {e}")));
+            self.error.set(Some(format!("Export failed: {e}")));
         }
-    };
+    }
 
-    // The model an import replaced, until the user undoes or keeps it.
-    let replaced = RwSignal::new_local(None::<ModelFile>);
-    let undo_import = move |_| {
-        if let Some(bytes) = replaced.get_untracked() {
-            replaced.set(None);
-            let note = "Your model from before the import".to_string();
-            model.load(bytes, PROJECT_MODEL.to_string(), note);
-        }
-    };
-    let import = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let file = js::files_of(&input).into_iter().next();
-        input.set_value("");
-        let Some(file) = file else {
-            return;
-        };
-        model.error.set(None);
+    /// Imports a model file. The model in use is replaced only when the user says so, and is
+    /// kept in `replaced` so it can come back once.
+    fn import(self, file: web_sys::File, replaced: RwSignal<Option<ModelFile>, LocalStorage>) {
+        self.error.set(None);
         let name = file.name();
-        // The model in use is replaced only when the user says so, and can come back once.
-        let current = model.bytes.get_untracked();
+        let current = self.bytes.get_untracked();
         if current.is_some()
             && !js::confirm(&format!(
                 "Import {name}? It replaces the model you have now. You can undo it right after."
@@ -214,16 +183,55 @@ pub fn TrainedModelPanel() -> impl IntoView {
                     if let Some(previous) = current {
                         replaced.set(Some(previous));
                     }
-                    model.load(
-                        ModelFile::from_bytes(&bytes),
-                        name.clone(),
-                        format!("Imported {name}"),
-                    );
+                    let note = format!("Imported {name}");
+                    self.load(ModelFile::from_bytes(&bytes), name, note);
                 }
-                Err(e) => model.error.set(Some(e)),
+                Err(e) => self.error.set(Some(e)),
             }
         });
+    }
+
+    /// Brings back the model an import replaced.
+    fn undo_import(self, replaced: RwSignal<Option<ModelFile>, LocalStorage>) {
+        if let Some(bytes) = replaced.get_untracked() {
+            replaced.set(None);
+            let note = "Your model from before the import".to_string();
+            self.load(bytes, PROJECT_MODEL.to_string(), note);
+        }
+    }
+}
+
+/// The first file of a file input, which is emptied so the same file can be picked again.
+fn picked_file(ev: &leptos::ev::Event) -> Option<web_sys::File> {
+    let input: HtmlInputElement = event_target(ev);
+    let file = js::files_of(&input).into_iter().next();
+    input.set_value("");
+    file
+}
+
+/// Classify a photo, export, import, live webcam; and the latest result.
+#[component]
+pub fn TrainedModelPanel() -> impl IntoView {
+    let model = expect_context::<TrainedModel>();
+    let status = use_worker().status;
+    let ready = move || status.with(|s| *s == WorkerStatus::Ready);
+    let has_model = move || model.classes.with(Option::is_some);
+    // A live webcam frame is with the worker: the next one waits for its answer.
+    let webcam_busy = RwSignal::new(false);
+    // The model an import replaced, until the user undoes or keeps it.
+    let replaced = RwSignal::new_local(None::<ModelFile>);
+    let predict_photo = move |ev: leptos::ev::Event| {
+        if let Some(file) = picked_file(&ev) {
+            model.classify_file(file, webcam_busy);
+        }
     };
+    let import = move |ev: leptos::ev::Event| {
+        if let Some(file) = picked_file(&ev) {
+            model.import(file, replaced);
+        }
+    };
+    let export = move |_| model.export();
+    let undo_import = move |_| model.undo_import(replaced);
 
     view! {
         <h3>"Use your model"</h3>
@@ -234,17 +242,14 @@ pub fn TrainedModelPanel() -> impl IntoView {
             }}
         </p>
         <div class="train-actions">
-            <label class="button" class:disabled=move || !has_model()>
-                <input
-                    class="visually-hidden"
-                    type="file"
-                    accept=crate::engine::data::ACCEPT_IMAGES
-                    data-testid="trained-predict-input"
-                    disabled=move || !has_model()
-                    on:change=predict_photo
-                />
-                "Classify a photo"
-            </label>
+            <FileButton
+                label="Classify a photo"
+                testid="trained-predict-input"
+                accept=crate::engine::data::ACCEPT_IMAGES
+                class="button"
+                disabled=Signal::derive(move || !has_model())
+                on_change=predict_photo
+            />
             <button
                 type="button"
                 class="button secondary"
@@ -254,22 +259,18 @@ pub fn TrainedModelPanel() -> impl IntoView {
             >
                 "Export model"
             </button>
-            <label class="button secondary" class:disabled=move || !ready()>
-                <input
-                    class="visually-hidden"
-                    type="file"
-                    accept=".safetensors"
-                    data-testid="import-model"
-                    disabled=move || !ready()
-                    on:change=import
-                />
-                "Import model"
-            </label>
+            <FileButton
+                label="Import model"
+                testid="import-model"
+                accept=".safetensors"
+                disabled=Signal::derive(move || !ready())
+                on_change=import
+            />
         </div>
         <WebcamPredict
             predict=Callback::new(move |(file, jpeg): (String, Vec<u8>)| {
                 webcam_busy.set(true);
-                predict(file, jpeg, true);
+                model.classify(file, jpeg, true, webcam_busy);
             })
             busy=Signal::derive(move || webcam_busy.get() || model.held.get())
             enabled=Signal::derive(has_model)

@@ -1,0 +1,41 @@
+//! The file picker as a button: a label styled as a button around a hidden file input, so a
+//! keyboard, a screen reader and a tap all reach the browser's own picker.
+
+use leptos::prelude::*;
+
+/// A button that opens the file picker; `on_change` gets the input's change event.
+#[component]
+pub fn FileButton<F>(
+    /// The button's words.
+    label: &'static str,
+    testid: &'static str,
+    on_change: F,
+    /// The file types offered (`None`: any).
+    #[prop(optional)]
+    accept: Option<&'static str>,
+    #[prop(optional)] multiple: bool,
+    /// Picks a folder (with everything below it) instead of files.
+    #[prop(optional)]
+    folders: bool,
+    #[prop(optional, into)] disabled: Signal<bool>,
+    #[prop(default = "button secondary")] class: &'static str,
+) -> impl IntoView
+where
+    F: FnMut(leptos::ev::Event) + 'static,
+{
+    view! {
+        <label class=class class:disabled=move || disabled.get()>
+            <input
+                class="visually-hidden"
+                type="file"
+                accept=accept
+                multiple=multiple
+                prop:webkitdirectory=folders
+                data-testid=testid
+                disabled=move || disabled.get()
+                on:change=on_change
+            />
+            {label}
+        </label>
+    }
+}
