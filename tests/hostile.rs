@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-use finetune::engine::io::weights::{META_BACKBONE, META_CLASSES};
+use finetune::engine::io::export::META_CLASSES;
+use finetune::engine::io::weights::META_BACKBONE;
 use safetensors::tensor::TensorView;
 
 fn finetune(args: &[&str], paths: &[&Path]) -> (Output, Duration) {

@@ -9,6 +9,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use finetune::engine::data::{self, Dataset};
+use finetune::engine::io::export;
 use finetune::engine::io::weights;
 use finetune::engine::model::{Backbone, BackboneKind, LITE0};
 use finetune::engine::train;
@@ -295,14 +296,14 @@ fn last_block_trains_only_its_layers_and_keeps_frozen_ones_bit_identical() {
         .with_augment(true);
     let (model, report) = run(&backbone, &ds, &cfg);
     assert_eq!(report.epochs.len(), 1);
-    let before = pollster::block_on(weights::named_tensors(
+    let before = pollster::block_on(export::named_tensors(
         &finetune::engine::model::Classifier {
             backbone: backbone.clone(),
             head: model.head.clone(),
         },
     ))
     .unwrap();
-    let after = pollster::block_on(weights::named_tensors(&model)).unwrap();
+    let after = pollster::block_on(export::named_tensors(&model)).unwrap();
     let trainable = |k: &str| {
         k.starts_with("_blocks.15.")
             || k.starts_with("_conv_head")
@@ -378,14 +379,14 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
         "{err}"
     );
     let (model, report) = run(&backbone, &ds, &cfg);
-    let before = pollster::block_on(weights::named_tensors(
+    let before = pollster::block_on(export::named_tensors(
         &finetune::engine::model::Classifier {
             backbone: backbone.clone(),
             head: model.head.clone(),
         },
     ))
     .unwrap();
-    let after = pollster::block_on(weights::named_tensors(&model)).unwrap();
+    let after = pollster::block_on(export::named_tensors(&model)).unwrap();
     for ((k, _, a), (_, _, b)) in before.iter().zip(&after) {
         let trains =
             k.starts_with("_blocks.20.") || k.starts_with("_conv_head") || k.starts_with("_bn1.");
@@ -393,8 +394,8 @@ fn a_lite2_run_trains_its_own_last_block_and_its_export_imports_as_lite2() {
             assert_eq!(a != b, trains, "{k}: changed = {}", a != b);
         }
     }
-    let meta = weights::export_metadata(&ds.classes, &cfg, &report);
-    let exported = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
+    let meta = export::export_metadata(&ds.classes, &cfg, &report);
+    let exported = pollster::block_on(export::export_safetensors(&model, meta)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&exported).unwrap();
     let checkpoint = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut a: Vec<&str> = st.names().into_iter().collect();
@@ -564,12 +565,12 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
     let ds = subset(&hymenoptera(), 6, 3);
     let (model, _) = run(&backbone, &ds, &TrainConfig::new().with_epochs(2));
     let meta = [(
-        weights::META_CLASSES.to_string(),
+        export::META_CLASSES.to_string(),
         serde_json::to_string(&ds.classes).unwrap(),
     )]
     .into_iter()
     .collect();
-    let bytes = pollster::block_on(weights::export_safetensors(&model, meta)).unwrap();
+    let bytes = pollster::block_on(export::export_safetensors(&model, meta)).unwrap();
     let exported = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let checkpoint_bytes = weights_bytes();
     let checkpoint = safetensors::SafeTensors::deserialize(&checkpoint_bytes).unwrap();
@@ -602,12 +603,12 @@ fn exported_model_has_the_checkpoint_keys_and_predicts_the_same_after_import() {
     assert!((before.val_loss - after.val_loss).abs() < 1e-5);
     // A file whose head does not match its class names is refused with a reason.
     let wrong = [(
-        weights::META_CLASSES.to_string(),
+        export::META_CLASSES.to_string(),
         "[\"a\",\"b\",\"c\"]".to_string(),
     )]
     .into_iter()
     .collect();
-    let bytes = pollster::block_on(weights::export_safetensors(&model, wrong)).unwrap();
+    let bytes = pollster::block_on(export::export_safetensors(&model, wrong)).unwrap();
     let err = finetune::engine::insight::inference::Predictor::from_model_file(
         "bad.safetensors",
         &bytes,

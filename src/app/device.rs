@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Browsers that ship WebGPU, named wherever it is missing.
-pub const WEBGPU_BROWSERS: &str =
+const WEBGPU_BROWSERS: &str =
     "Chrome or Edge 113 or newer, Safari 26 or newer, or Firefox 141 or newer on Windows";
 
 /// Where the network runs.

@@ -262,7 +262,7 @@ pub enum WireError {
 /// Worker deaths after which no new one starts (a device that fails at once).
 pub const MAX_RESTARTS: u32 = 3;
 /// A worker that ran this long was healthy: its crash starts the restart budget afresh.
-pub const HEALTHY_MS: f64 = 60_000.0;
+const HEALTHY_MS: f64 = 60_000.0;
 
 /// What the page does about a report that a worker died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

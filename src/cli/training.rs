@@ -11,6 +11,7 @@ use crate::engine::data;
 use crate::engine::data::augment::AugmentConfig;
 use crate::engine::insight::inference::Predictor;
 use crate::engine::io::convert;
+use crate::engine::io::export;
 use crate::engine::io::weights as weights_io;
 use crate::engine::model::BackboneKind;
 use crate::engine::train;
@@ -182,8 +183,8 @@ pub(crate) fn train(
         },
     ))?;
     if let Some(path) = &out {
-        let meta = weights_io::export_metadata(&ds.classes, cfg, &report);
-        let bytes = pollster::block_on(weights_io::export_safetensors(&model, meta))?;
+        let meta = export::export_metadata(&ds.classes, cfg, &report);
+        let bytes = pollster::block_on(export::export_safetensors(&model, meta))?;
         convert::write_atomic(path, &bytes)?;
         eprintln!("wrote {}", path.display());
     }

@@ -33,7 +33,7 @@ type OnMessage = Closure<dyn FnMut(MessageEvent)>;
 type OnError = Closure<dyn FnMut(web_sys::ErrorEvent)>;
 
 /// The worker name that makes the module a helper.
-pub const HELPER_NAME: &str = "finetune-helper";
+const HELPER_NAME: &str = "finetune-helper";
 
 /// Images per batch in a helper's pass.
 const HELPER_BATCH: usize = 4;

@@ -31,7 +31,7 @@ use crate::engine::insight::gradcam;
 use crate::engine::insight::inference::{ClassScore, Predictor, top_k};
 use crate::engine::insight::layer_views::{self, LayerView};
 use crate::engine::insight::pca;
-use crate::engine::io::weights;
+use crate::engine::io::export;
 use crate::engine::measure::bench::{self, DeviceSpeed};
 use crate::engine::model::{BackboneKind, Classifier};
 use crate::engine::train::config::TrainConfig;
@@ -513,8 +513,8 @@ fn snapshot_report(config: &TrainConfig, epochs: &[EpochReport], best: usize) ->
 /// on (reading the weights back from the GPU takes a while).
 fn send_best(classes: Vec<String>, config: TrainConfig, report: TrainReport, model: Classifier) {
     wasm_bindgen_futures::spawn_local(async move {
-        let meta = weights::export_metadata(&classes, &config, &report);
-        match weights::export_safetensors(&model, meta).await {
+        let meta = export::export_metadata(&classes, &config, &report);
+        match export::export_safetensors(&model, meta).await {
             Ok(bytes) => post(
                 &FromWorker::BestSoFar { report },
                 vec![js_sys::Uint8Array::from(bytes.as_slice())],
@@ -590,7 +590,7 @@ async fn run(
         Err(_) if state.cancel.get() => return Err(RunError::Cancelled),
         Err(e) => return Err(failed(e.to_string())),
     };
-    let meta = weights::export_metadata(&dataset.classes, config, &report);
+    let meta = export::export_metadata(&dataset.classes, config, &report);
     let trained = Rc::new(Predictor::new(
         model.clone(),
         dataset.classes.clone(),
@@ -609,7 +609,7 @@ async fn run(
         // Moved: the run is over and needs its photos no more.
         dataset,
     }));
-    let bytes = weights::export_safetensors(&model, meta)
+    let bytes = export::export_safetensors(&model, meta)
         .await
         .map_err(|e| failed(format!("the model could not be exported: {e}")))?;
     let outcome = RunOutcome {

@@ -108,7 +108,7 @@ fn gray(p: [f32; 3]) -> f32 {
 }
 
 /// Colour jitter with the given factors (brightness, contrast, saturation) and hue shift in turns.
-pub fn color_jitter(img: &mut RgbImage, brightness: f32, contrast: f32, saturation: f32, hue: f32) {
+fn color_jitter(img: &mut RgbImage, brightness: f32, contrast: f32, saturation: f32, hue: f32) {
     let n = (img.width() * img.height()).max(1) as f32;
     let mean = img.pixels().map(|p| gray(p.0.map(f32::from))).sum::<f32>() / n * brightness;
     for px in img.pixels_mut() {
@@ -157,7 +157,7 @@ fn shift_hue(p: [f32; 3], turns: f32) -> [f32; 3] {
 
 /// torchvision's RandomResizedCrop box: area fraction in `scale`, aspect ratio in [3/4, 4/3]
 /// (log-uniform), 10 tries, then the largest centred box of in-range aspect.
-pub fn rrc_box(w: u32, h: u32, scale: (f64, f64), rng: &mut impl Rng) -> (u32, u32, u32, u32) {
+fn rrc_box(w: u32, h: u32, scale: (f64, f64), rng: &mut impl Rng) -> (u32, u32, u32, u32) {
     let area = f64::from(w) * f64::from(h);
     let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
     for _ in 0..10 {

@@ -166,7 +166,7 @@ pub fn split_samples(
 
 /// Images a class of `n` keeps aside for validation at `fraction`: rounded, at least one when
 /// the class has two or more, never all of them.
-pub fn val_count(n: usize, fraction: f64) -> usize {
+fn val_count(n: usize, fraction: f64) -> usize {
     if n < 2 {
         return 0;
     }
@@ -187,7 +187,7 @@ pub fn val_per_class(counts: &[(usize, usize)], fraction: f64) -> Vec<usize> {
 
 /// Seeded stratified split: `fraction` of each class goes to validation, at least one image
 /// for every class that has two or more.
-pub fn stratified_split(
+fn stratified_split(
     samples: Vec<Sample>,
     classes: usize,
     fraction: f64,

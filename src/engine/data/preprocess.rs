@@ -96,7 +96,7 @@ fn strict_jpeg(file: &str, bytes: &[u8], w: u32, h: u32) -> Result<RgbImage, Eng
 /// whole view; a longer strip is first cropped to 4:1 around its centre, so resizing a 1x60000
 /// image gives 256x1024 (not 256x15,360,000, 11 GB). The evaluation crop is central, so it sees
 /// the same pixels either way.
-pub const MAX_ASPECT: u32 = 4;
+const MAX_ASPECT: u32 = 4;
 
 /// Resizes so the shorter side is `short` (bilinear with antialiasing, as PIL), keeping the
 /// aspect ratio; the longer side is truncated as torchvision does (`int(short * long / short_side)`).
@@ -147,7 +147,7 @@ pub fn eval_transform(img: &RgbImage, spec: &BackboneSpec) -> RgbImage {
 }
 
 /// Normalised NCHW values of one image, `(u8 - mean) / std` per channel.
-pub fn normalize(img: &RgbImage, spec: &BackboneSpec) -> Vec<f32> {
+fn normalize(img: &RgbImage, spec: &BackboneSpec) -> Vec<f32> {
     let (w, h) = img.dimensions();
     let plane = (w * h) as usize;
     let mut out = vec![0.0f32; 3 * plane];

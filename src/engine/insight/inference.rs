@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
 use crate::engine::data::preprocess;
+use crate::engine::io::export;
 use crate::engine::io::weights;
 use crate::engine::model::labels;
 use crate::engine::model::{BackboneSpec, Classifier};
@@ -74,7 +75,7 @@ impl Predictor {
         let map = weights::WeightMap::from_safetensors(file, bytes)?;
         let spec = map.backbone().clone();
         let model = map.classifier(device);
-        let labels = match weights::class_names(&map) {
+        let labels = match export::class_names(&map) {
             Some(names) => names,
             None if model.head.classes() == labels::imagenet().len() => labels::imagenet().to_vec(),
             None => return Err(EngineError::weights(file, "no class names in its metadata")),

@@ -14,7 +14,7 @@ use crate::engine::read_f32;
 use crate::engine::train::plan::Unfreeze;
 
 /// Channels shown per layer.
-pub const CHANNELS_SHOWN: usize = 8;
+const CHANNELS_SHOWN: usize = 8;
 /// Side of one channel's tile in the grid, in pixels.
 pub const TILE: u32 = 56;
 /// Tiles per row of a layer's grid.

@@ -40,7 +40,7 @@ fn normalise(v: &mut [f32]) -> f32 {
 /// `rows` (each of the same length) projected on their first two principal components. Each
 /// axis's sign is fixed so that its largest loading is positive (the same data always gives the
 /// same picture). Fewer than 2 rows or no variance give zeros.
-pub fn project_2d(rows: &[Vec<f32>]) -> Projection {
+fn project_2d(rows: &[Vec<f32>]) -> Projection {
     let n = rows.len();
     let d = rows.first().map_or(0, Vec::len);
     let zero = Projection {
@@ -106,7 +106,7 @@ pub fn project_2d(rows: &[Vec<f32>]) -> Projection {
 }
 
 /// Most photos placed on the map (the first ones of the run's order): each costs a forward pass.
-pub const MAX_MAP_PHOTOS: usize = 400;
+const MAX_MAP_PHOTOS: usize = 400;
 
 /// One photo on the map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

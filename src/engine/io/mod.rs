@@ -3,6 +3,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
+pub mod export;
 pub mod project;
 pub mod quant;
 pub mod weights;

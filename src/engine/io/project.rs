@@ -17,7 +17,7 @@ use crate::engine::train::report::TrainReport;
 /// Header metadata key of the project layout.
 const META_PROJECT: &str = "finetune_project";
 /// Layout version written by this build; older files are read, newer ones refused.
-pub const PROJECT_VERSION: u32 = 1;
+const PROJECT_VERSION: u32 = 1;
 /// Tensor holding the exported model (safetensors bytes), when there is one.
 const MODEL_TENSOR: &str = "model";
 
@@ -260,7 +260,7 @@ impl Project {
 }
 
 /// Prefix of the autosave's image records (each image stored once, by content).
-pub const AUTOSAVE_IMAGE_PREFIX: &str = "image/";
+const AUTOSAVE_IMAGE_PREFIX: &str = "image/";
 
 /// The autosave's image records that no manifest names any more (left by a tab closed during
 /// a save, or by an older version): to be deleted.

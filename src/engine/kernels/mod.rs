@@ -125,7 +125,7 @@ pub fn linear(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// `fc` on `x` as a 1x1 convolution (see [`linear`]).
-pub fn linear_as_conv(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
+fn linear_as_conv(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
     let [n, c] = x.dims();
     // burn keeps the weight as `[in, out]`; a convolution wants `[out, in, 1, 1]`.
     let w = fc.weight.val().transpose();

@@ -189,7 +189,7 @@ pub(crate) async fn observed_inference(
 
 /// Augmented photos a second on this thread: 16 pattern photos at the working size through
 /// the lesson's full augmentation, twice (the first warms up).
-pub fn augment_ips(spec: &BackboneSpec) -> f64 {
+fn augment_ips(spec: &BackboneSpec) -> f64 {
     use rand::SeedableRng;
     let photos: Vec<RgbImage> = pattern_images(spec, 16)
         .iter()
@@ -312,7 +312,7 @@ pub async fn shared_pass_speed(
 /// A training step's time over an inference pass of the same batch, measured with
 /// `finetune bench` on burn's CPU backend (head, last block, full network): what the device
 /// check assumes for the steps it had no time to time.
-pub const STEP_OVER_INFERENCE: [f64; 3] = [1.05, 1.4, 6.0];
+const STEP_OVER_INFERENCE: [f64; 3] = [1.05, 1.4, 6.0];
 
 /// Whether timing a kind of step (a warm-up and a timed batch) still fits the device check's
 /// budget, predicted from what the inference pass cost (its warm-up and timed batch) times the

@@ -25,7 +25,7 @@ pub const FEATURE_DIM: usize = 1280;
 /// One stage of MBConv blocks: (repeats, kernel, stride, expand ratio, in channels, out channels).
 /// The base (Lite0 / B0) stage table, `../shared/reference/effnet_lite_reference.py`; the other
 /// backbones scale it ([`BackboneSpec::stages`]).
-pub const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),

@@ -24,9 +24,9 @@ pub struct Advice {
 }
 
 /// Below this many images, train the head alone (the lesson's table).
-pub const SMALL: usize = 1000;
+const SMALL: usize = 1000;
 /// Above this many images, fine-tune everything.
-pub const LARGE: usize = 10_000;
+const LARGE: usize = 10_000;
 
 /// The lesson's recommendation for `images` labelled images in `classes` classes.
 pub fn advise(images: usize, classes: usize, domain: Domain) -> Advice {
@@ -73,9 +73,9 @@ pub fn advise(images: usize, classes: usize, domain: Domain) -> Advice {
 }
 
 /// Fewer images than this in a class is flagged.
-pub const FEW_PER_CLASS: usize = 10;
+const FEW_PER_CLASS: usize = 10;
 /// Fine-tuning pretrained layers above this head rate tends to wreck them.
-pub const HIGH_FINETUNE_LR: f64 = 1e-3;
+const HIGH_FINETUNE_LR: f64 = 1e-3;
 
 /// One class as the warnings see it.
 #[derive(Clone, Debug, PartialEq)]

@@ -70,7 +70,7 @@ pub fn mix_batch(x: Tensor<4>, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor<4
 }
 
 /// CutMix box side lengths for mixing weight `lambda` (area fraction `1 - lambda`).
-pub fn cutmix_box(w: usize, h: usize, lambda: f64) -> (usize, usize) {
+fn cutmix_box(w: usize, h: usize, lambda: f64) -> (usize, usize) {
     let r = (1.0 - lambda).max(0.0).sqrt();
     ((w as f64 * r) as usize, (h as f64 * r) as usize)
 }

@@ -14,11 +14,11 @@ use crate::engine::train::config::{Strategy, TrainConfig};
 use crate::engine::train::schedule::lr_at;
 
 /// Fewest optimiser steps in an epoch.
-pub const MIN_STEPS_PER_EPOCH: usize = 8;
+const MIN_STEPS_PER_EPOCH: usize = 8;
 /// Fewest steps in an epoch that trains the head alone on cached features.
-pub const MIN_CACHED_HEAD_STEPS: usize = 32;
+const MIN_CACHED_HEAD_STEPS: usize = 32;
 /// Smallest batch the plan shrinks to (BatchNorm of trainable blocks needs a few images).
-pub const MIN_BATCH: usize = 4;
+const MIN_BATCH: usize = 4;
 
 /// How much of the network one stage trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

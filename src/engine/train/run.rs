@@ -30,7 +30,7 @@ const PROGRESS_EVERY_S: f64 = 0.25;
 
 /// Largest boundary cache, in floats (256 MB): beyond it the frozen part runs every epoch
 /// instead.
-pub const MAX_CACHE_FLOATS: usize = 64 << 20;
+const MAX_CACHE_FLOATS: usize = 64 << 20;
 
 /// Trains a fresh head (and, per strategy, more layers) on `data`, starting from `pretrained`.
 /// Returns the classifier with the best epoch's weights. `on_progress` returns `false` to

@@ -41,9 +41,9 @@ impl Schedule {
 }
 
 /// OneCycle's starting rate is `max / DIV_FACTOR` (PyTorch default 25).
-pub const DIV_FACTOR: f64 = 25.0;
+const DIV_FACTOR: f64 = 25.0;
 /// OneCycle's final rate is `start / FINAL_DIV_FACTOR` (PyTorch default 1e4).
-pub const FINAL_DIV_FACTOR: f64 = 1e4;
+const FINAL_DIV_FACTOR: f64 = 1e4;
 
 /// The rate at `step` (0-based) of `total` steps, for peak rate `max`.
 pub fn lr_at(schedule: Schedule, max: f64, warmup: f64, step: usize, total: usize) -> f64 {

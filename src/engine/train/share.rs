@@ -31,7 +31,7 @@ pub trait Helpers {
 }
 
 /// Fewest images worth sending to a helper (below that the messages cost more than they save).
-pub const MIN_SHARE: usize = 2;
+const MIN_SHARE: usize = 2;
 
 /// Contiguous shares of `n` images for the caller (first) and up to `helpers` helpers, sizes
 /// differing by at most one; fewer parts when a share would fall below [`MIN_SHARE`].

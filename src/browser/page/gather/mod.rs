@@ -15,7 +15,7 @@ use crate::browser::js;
 use crate::browser::object_url::ObjectUrl;
 use crate::browser::page::gather::drop_target::{DropTarget, Dropped};
 use crate::browser::page::gather::folders::Scanning;
-use crate::browser::page::gather::webcam::WebcamCapture;
+use crate::browser::page::gather::webcam::capture::WebcamCapture;
 use crate::browser::page::state::file_button::FileButton;
 use crate::browser::page::state::workspace::{
     ClassCard, FileError, ImportBatch, Pending, Source, Workspace, import_progress,

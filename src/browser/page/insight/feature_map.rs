@@ -118,11 +118,7 @@ fn Panel(
 /// The map of a run. `samples` are the run's photos in the order the worker got them (train,
 /// then val), or empty for a report from a saved project (then only names are shown).
 #[component]
-pub fn FeatureMap(
-    space: FeatureSpace,
-    classes: Vec<String>,
-    samples: Vec<Sample>,
-) -> impl IntoView {
+fn FeatureMap(space: FeatureSpace, classes: Vec<String>, samples: Vec<Sample>) -> impl IntoView {
     let hovered = RwSignal::new(None::<usize>);
     let count = space.photos.len();
     let (before, after) = (space.before.clone(), space.after.clone());

@@ -42,7 +42,7 @@ pub enum WeightsState {
 }
 
 /// Relative, so the app works from any folder of a static host.
-pub fn weights_url(kind: BackboneKind) -> String {
+fn weights_url(kind: BackboneKind) -> String {
     format!(
         "weights/{}",
         weights_file(kind.spec(), download_precision(kind))

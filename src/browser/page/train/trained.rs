@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
 use crate::browser::js;
-use crate::browser::page::gather::webcam::WebcamPredict;
+use crate::browser::page::gather::webcam::predict::WebcamPredict;
 use crate::browser::page::insight::explain::WhereItLooks;
 use crate::browser::page::persistence::storage;
 use crate::browser::page::state::client::{Photo, WorkerClient, WorkerStatus, use_worker};

@@ -19,7 +19,7 @@ use crate::engine::train::config::{AugmentChange, PanelSettings, Strategy, Train
 use advanced::AdvancedSettings;
 use fields::{augment_box, check_box};
 
-pub fn strategy_label(strategy: Strategy) -> &'static str {
+fn strategy_label(strategy: Strategy) -> &'static str {
     match strategy {
         Strategy::Head => "Feature extraction (head only)",
         Strategy::LastBlock => "Fine-tune the last block",
