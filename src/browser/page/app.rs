@@ -6,6 +6,7 @@
 use gloo_storage::{LocalStorage, Storage};
 use leptos::prelude::*;
 
+use crate::app::device::Choice;
 use crate::browser::page::insight::predict::PredictPanel;
 use crate::browser::page::setup::backend::{self, BackendState, BackendStatus};
 use crate::browser::page::setup::bench::DeviceCheck;
@@ -14,6 +15,7 @@ use crate::browser::page::setup::profile::DeviceProfile;
 use crate::browser::page::setup::weights::{self, WeightsState, WeightsStatus};
 use crate::browser::page::state::client::{WorkerClient, WorkerContext};
 use crate::browser::page::train::teach::TeachPanel;
+use crate::engine::model::BackboneKind;
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -23,27 +25,40 @@ pub fn App() -> impl IntoView {
     WorkerContext::provide(worker.clone());
     let pretrained = Pretrained::provide();
 
-    // The device first, then the chosen backbone's weights; again whenever the user picks
-    // another backbone (on the device in use).
+    // The device first (once), then the chosen backbone's weights: again whenever the user
+    // picks another backbone, on the device in use. One load at a time (the picker waits).
+    let device = RwSignal::new_local(None::<Choice>);
     leptos::task::spawn_local(async move {
-        let mut choice = backend::choose().await;
+        let choice = backend::choose().await;
         backend_state.set(BackendState::Ready(choice.clone()));
-        loop {
-            let kind = pretrained.chosen.get_untracked();
+        device.set(Some(choice));
+    });
+    let load = Action::new_unsync(move |&kind: &BackboneKind| {
+        let worker = worker.clone();
+        async move {
+            let Some(choice) = device.get_untracked() else {
+                return;
+            };
             pretrained.loaded.set(None);
             pretrained.loading.set(true);
             worker.backbone.set(kind);
-            choice = weights::load(&worker, weights_state, choice, kind).await;
+            let choice = weights::load(&worker, weights_state, choice, kind).await;
             backend_state.set(BackendState::Ready(choice.clone()));
+            device.set(Some(choice));
             let ok = matches!(weights_state.get_untracked(), WeightsState::Ready { .. });
             pretrained.loaded.set(ok.then_some(kind));
             pretrained.loading.set(false);
-            while pretrained.chosen.try_get_untracked() == Some(kind) {
-                gloo_timers::future::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            if pretrained.chosen.try_get_untracked().is_none() {
-                return;
-            }
+        }
+    });
+    let device_known = Memo::new(move |_| device.with(Option::is_some));
+    // The backbone last sent for: a choice made during a load is loaded once that one ends.
+    let asked = StoredValue::new(None::<BackboneKind>);
+    Effect::new(move |_| {
+        let kind = pretrained.chosen.get();
+        let idle = !load.pending().get();
+        if device_known.get() && idle && asked.get_value() != Some(kind) {
+            asked.set_value(Some(kind));
+            load.dispatch(kind);
         }
     });
     let name = move || {
