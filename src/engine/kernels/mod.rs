@@ -67,9 +67,7 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> 
 /// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
 /// the same sums.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if cpu::depthwise::applies(conv, &x)
-        && let Some(y) = cpu::depthwise::forward(conv, &x)
-    {
+    if let Some(y) = cpu::depthwise::forward(conv, &x) {
         return y;
     }
     if !as_matmul(conv) {

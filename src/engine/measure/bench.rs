@@ -13,6 +13,7 @@ use crate::engine::data::preprocess;
 use crate::engine::data::{Dataset, Sample};
 use crate::engine::measure::launches::Kernels;
 use crate::engine::model::{Backbone, BackboneSpec, Classifier};
+use crate::engine::train::batches::index_tensor;
 use crate::engine::train::config::{Strategy, TrainConfig};
 use crate::engine::train::plan::RunPlan;
 use crate::engine::train::plan::Unfreeze;
@@ -20,7 +21,7 @@ use crate::engine::train::report::Progress;
 use crate::engine::train::run::train;
 use crate::engine::train::share::{self, Helpers};
 use crate::engine::train::split::{new_head, split};
-use crate::engine::train::step::{TrainStep, index_tensor};
+use crate::engine::train::step::TrainStep;
 
 /// What `finetune bench` prints (ips = images per second).
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,7 @@
 //! What a step trains on: the batches of an epoch (from the boundary cache, from images, or
 //! augmented afresh), each image's own augmentation stream, and mixup/CutMix.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::RgbImage;
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -36,11 +36,7 @@ pub fn mix_batch(x: Tensor<4>, cfg: &TrainConfig, rng: &mut StdRng) -> (Tensor<4
     let mut perm: Vec<usize> = (0..n).collect();
     perm.shuffle(rng);
     let device = x.device();
-    let idx = Tensor::<1, Int>::from_data(
-        TensorData::new(perm.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]),
-        &device,
-    );
-    let other = x.clone().select(0, idx);
+    let other = x.clone().select(0, index_tensor(&perm, &device));
     if !cutmix {
         let mix = Mix {
             partner: perm,
@@ -75,12 +71,18 @@ fn cutmix_box(w: usize, h: usize, lambda: f64) -> (usize, usize) {
     ((w as f64 * r) as usize, (h as f64 * r) as usize)
 }
 
+/// Class labels (or other indices) as a tensor on `device`.
+pub fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
 /// Inputs of the training set for one epoch: transformed images, or the cache.
-pub(crate) enum EpochInput {
+pub(crate) enum EpochInput<'a> {
     /// Boundary tensors of every training image, on the device; batches are `select`ed from it.
-    Cached(Box<Tensor<4>>),
+    Cached(&'a Tensor<4>),
     /// Images to run through the frozen part this epoch.
-    Images(Vec<RgbImage>),
+    Images(&'a [RgbImage]),
     /// Augmented images, made a batch at a time while the device runs the step before.
     Augmented,
 }

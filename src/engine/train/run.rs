@@ -14,7 +14,7 @@ use crate::engine::data::preprocess;
 use crate::engine::data::{Dataset, augment};
 use crate::engine::model::{Backbone, BackboneSpec, Classifier};
 use crate::engine::read_f32;
-use crate::engine::train::batches::{EpochInput, Mix, augment_rng, mix_batch};
+use crate::engine::train::batches::{EpochInput, Mix, augment_rng, index_tensor, mix_batch};
 use crate::engine::train::config::TrainConfig;
 use crate::engine::train::early_stop::{EarlyStopping, Verdict};
 use crate::engine::train::evaluate::{eval_images, metrics};
@@ -22,7 +22,7 @@ use crate::engine::train::plan::{PlannedStage, RunPlan, Unfreeze};
 use crate::engine::train::report::{EpochReport, NotFinite, Progress, Stop, TrainReport};
 use crate::engine::train::share::{self, Helpers};
 use crate::engine::train::split::{Frozen, new_head};
-use crate::engine::train::step::{TrainStep, index_tensor};
+use crate::engine::train::step::TrainStep;
 
 /// Seconds between two progress reads of the loss during an epoch (each read waits for the
 /// device).
@@ -293,9 +293,9 @@ impl<'a> Run<'a> {
         for _ in 0..stage.passes {
             self.passes += 1;
             let input = match cache {
-                Some(features) => EpochInput::Cached(Box::new(features.clone())),
+                Some(features) => EpochInput::Cached(features),
                 None if job.cfg.augment => EpochInput::Augmented,
-                None => EpochInput::Images(self.train_images.clone()),
+                None => EpochInput::Images(&self.train_images),
             };
             let mut order: Vec<usize> = (0..job.data.train.len()).collect();
             order.shuffle(&mut self.rng);
@@ -449,9 +449,8 @@ fn batch(
     let (spec, device) = (job.spec, job.device);
     let images = match input {
         EpochInput::Cached(features) => {
-            let rows: Vec<usize> = idx.to_vec();
-            let rows = index_tensor(&rows, device);
-            return (features.clone().select(0, rows), None);
+            let rows = index_tensor(idx, device);
+            return ((*features).clone().select(0, rows), None);
         }
         EpochInput::Images(images) => idx.iter().map(|&i| images[i].clone()).collect(),
         EpochInput::Augmented => ready.unwrap_or_else(|| augmented(job, pass, idx)),

@@ -7,10 +7,10 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::{Module, ParamGroup};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use crate::engine::model::{BackboneSpec, Classifier};
-use crate::engine::train::batches::Mix;
+use crate::engine::train::batches::{Mix, index_tensor};
 use crate::engine::train::config::TrainConfig;
 use crate::engine::train::plan::Unfreeze;
 use crate::engine::train::schedule::Scheduled;
@@ -112,12 +112,6 @@ impl TrainStep {
     pub fn eval_part(&self) -> Trainable {
         self.trainable.valid()
     }
-}
-
-/// Class labels (or other indices) as a tensor on `device`.
-pub fn index_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
-    let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
 }
 
 /// Layer groups for discriminative learning rates, deepest last. Source: the lesson's
