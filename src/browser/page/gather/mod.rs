@@ -9,7 +9,7 @@ pub(crate) mod webcam;
 use std::time::Duration;
 
 use leptos::prelude::*;
-use web_sys::{DragEvent, File, HtmlInputElement};
+use web_sys::{DragEvent, File};
 
 use crate::browser::js;
 use crate::browser::object_url::ObjectUrl;
@@ -47,9 +47,8 @@ pub fn Gather(
     let ws = expect_context::<Workspace>();
     let (classes, errors) = (ws.classes, ws.errors);
 
-    let on_folder = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let tree: Vec<(String, File)> = js::files_of(&input)
+    let on_folder = move |files: Vec<File>| {
+        let tree: Vec<(String, File)> = files
             .into_iter()
             .map(|f| {
                 (
@@ -58,7 +57,6 @@ pub fn Gather(
                 )
             })
             .collect();
-        input.set_value("");
         leptos::task::spawn_local(folders::add_tree(ws, tree));
     };
 
@@ -119,7 +117,7 @@ pub fn Gather(
                     folders=true
                     multiple=true
                     disabled
-                    on_change=on_folder
+                    on_pick=on_folder
                 />
                 <span class="muted small">"or drop one here: one folder per class"</span>
                 <WebcamCapture disabled />
@@ -281,15 +279,16 @@ fn ClassCardView(
 ) -> impl IntoView {
     let ws = expect_context::<Workspace>();
     let classes = ws.classes;
-    let on_files = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let files = js::files_of(&input);
-        input.set_value("");
-        add_files(ws, card, files);
+    let on_files = move |files: Vec<File>| {
+        let named = files.into_iter().map(|f| (f.name(), f)).collect();
+        leptos::task::spawn_local(add_to(ws, card, named));
     };
     let target = DropTarget::new();
     let on_drop = move |ev: DragEvent| match target.drop(&ev, !disabled.get_untracked()) {
-        Some(Dropped::Files(files)) => add_files(ws, card, files),
+        Some(Dropped::Files(files)) => {
+            let named = files.into_iter().map(|f| (f.name(), f)).collect();
+            leptos::task::spawn_local(add_to(ws, card, named));
+        }
         Some(Dropped::Entries(entries)) => {
             leptos::task::spawn_local(add_dropped(ws, card, entries, import));
         }
@@ -345,28 +344,26 @@ fn ClassCardView(
                 multiple=true
                 accept=crate::engine::data::ACCEPT_IMAGES
                 disabled
-                on_change=on_files
+                on_pick=on_files
             />
             <span class="muted small drop-note">"or drop photos here"</span>
         </div>
     }
 }
 
-/// Adds picked or dropped files to `card`.
-fn add_files(ws: Workspace, card: ClassCard, files: Vec<File>) {
+/// Adds files to `card`, each with the name shown for it (its path within a dropped folder).
+async fn add_to(ws: Workspace, card: ClassCard, files: Vec<(String, File)>) {
     let pending = files
         .into_iter()
-        .map(|f| Pending {
+        .map(|(shown, f)| Pending {
             file: f.name(),
-            shown: f.name(),
+            shown,
             source: Source::File(f),
             val: false,
         })
         .collect::<Vec<_>>();
-    leptos::task::spawn_local(async move {
-        let batch = ImportBatch::begin(pending.len());
-        ws.add_pending(card, pending, &batch).await;
-    });
+    let batch = ImportBatch::begin(pending.len());
+    ws.add_pending(card, pending, &batch).await;
 }
 
 /// A drop of folders on `card`: a tree of class folders makes classes (`import`); photos, or
@@ -385,21 +382,15 @@ async fn add_dropped(
     if folders::class_count(&tree) >= 2 {
         return import.run(tree);
     }
-    let mut pending = Vec::new();
+    let mut photos = Vec::new();
     for (path, f) in tree {
         if path.contains('/') && !data::is_image_name(&path) {
             ws.report(path.clone(), folders::not_image_type(&path));
             continue;
         }
-        pending.push(Pending {
-            file: f.name(),
-            shown: path,
-            source: Source::File(f),
-            val: false,
-        });
+        photos.push((path, f));
     }
-    let batch = ImportBatch::begin(pending.len());
-    ws.add_pending(card, pending, &batch).await;
+    add_to(ws, card, photos).await;
 }
 
 /// The card's photos, each with its remove button.

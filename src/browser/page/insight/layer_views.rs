@@ -4,7 +4,6 @@
 //! chosen strategy trains it.
 
 use leptos::prelude::*;
-use web_sys::HtmlInputElement;
 
 use crate::browser::js;
 use crate::browser::object_url::ObjectUrl;
@@ -39,11 +38,8 @@ pub fn LayerViews(stages: Signal<Vec<Stage>>) -> impl IntoView {
     let worker = use_worker();
     let pretrained = Pretrained::get();
     let state = RwSignal::new_local(State::Idle);
-    let pick = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let file = js::files_of(&input).into_iter().next();
-        input.set_value("");
-        let Some(file) = file else {
+    let pick = move |files: Vec<web_sys::File>| {
+        let Some(file) = files.into_iter().next() else {
             return;
         };
         let worker = worker.clone();
@@ -140,7 +136,7 @@ pub fn LayerViews(stages: Signal<Vec<Stage>>) -> impl IntoView {
                 label="Pick a photo"
                 testid="layers-input"
                 accept=crate::engine::data::ACCEPT_IMAGES
-                on_change=pick
+                on_pick=pick
             />
             {body}
         </section>

@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
-use web_sys::HtmlInputElement;
 
 use crate::browser::page::persistence::autosave::Autosave;
 use crate::browser::page::persistence::project_state::ProjectSignals;
@@ -300,11 +299,8 @@ pub fn ProjectBar(
     let autosave = Rc::new(Autosave::default());
     leptos::task::spawn_local(keeper.restore_saved(Rc::clone(&autosave)));
     keeper.autosave_changes(autosave);
-    let open = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let file = input.files().and_then(|f| f.get(0));
-        input.set_value("");
-        if let Some(file) = file {
+    let open = move |files: Vec<web_sys::File>| {
+        if let Some(file) = files.into_iter().next() {
             keeper.open_file(file);
         }
     };
@@ -324,7 +320,7 @@ pub fn ProjectBar(
             >
                 "Save project"
             </button>
-            <FileButton label="Open project" testid="open-project" accept=".ftproj" disabled on_change=open />
+            <FileButton label="Open project" testid="open-project" accept=".ftproj" disabled on_pick=open />
             <SaveStatus state=keeper.save_state saves=keeper.saves />
         </div>
         {move || undo_open.get().map(|name| view! {

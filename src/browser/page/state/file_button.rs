@@ -2,14 +2,18 @@
 //! keyboard, a screen reader and a tap all reach the browser's own picker.
 
 use leptos::prelude::*;
+use web_sys::{File, HtmlInputElement};
 
-/// A button that opens the file picker; `on_change` gets the input's change event.
+use crate::browser::js;
+
+/// A button that opens the file picker; `on_pick` gets the files picked (none when the user
+/// cancels). The input is emptied after each pick, so the same file can be picked again.
 #[component]
 pub fn FileButton<F>(
     /// The button's words.
     label: &'static str,
     testid: &'static str,
-    on_change: F,
+    mut on_pick: F,
     /// The file types offered (`None`: any).
     #[prop(optional)]
     accept: Option<&'static str>,
@@ -21,8 +25,14 @@ pub fn FileButton<F>(
     #[prop(default = "button secondary")] class: &'static str,
 ) -> impl IntoView
 where
-    F: FnMut(leptos::ev::Event) + 'static,
+    F: FnMut(Vec<File>) + 'static,
 {
+    let on_change = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let files = js::files_of(&input);
+        input.set_value("");
+        on_pick(files);
+    };
     view! {
         <label class=class class:disabled=move || disabled.get()>
             <input

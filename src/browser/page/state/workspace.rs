@@ -348,6 +348,12 @@ impl Workspace {
         }
     }
 
+    /// Photos in every class (tracked).
+    pub fn image_count(&self) -> usize {
+        self.classes
+            .with(|cards| cards.iter().map(|c| c.count.get()).sum())
+    }
+
     /// Adds "Class N" at the end.
     pub fn add_class(&self) {
         let n = self.classes.with_untracked(Vec::len) + 1;

@@ -56,7 +56,7 @@ impl Teach {
         let ws = Workspace::new(worker.clone());
         let classes = ws.classes;
         let advice = Memo::new(move |_| {
-            let total = classes.get().iter().map(|c| c.count.get()).sum::<usize>();
+            let total = ws.image_count();
             advisor::advise(
                 total,
                 classes.with(Vec::len).max(1),
@@ -86,10 +86,6 @@ impl Teach {
 
     fn running(self) -> bool {
         self.run.with(RunState::running)
-    }
-
-    fn total(self) -> usize {
-        self.ws.classes.get().iter().map(|c| c.count.get()).sum()
     }
 
     /// The backbone: no switch while a run goes; the settings name the one the worker holds
@@ -171,11 +167,11 @@ impl Teach {
         let run = self.run;
         let refuse = move |message: String| run.update(|r| r.fail(message));
         let cards = self.ws.classes.get_untracked();
-        let names: Vec<String> = cards.iter().map(|c| c.name.get_untracked()).collect();
         let counts: Vec<(String, usize)> = cards
             .iter()
             .map(|c| (c.name.get_untracked(), c.count.get_untracked()))
             .collect();
+        let names: Vec<String> = counts.iter().map(|(name, _)| name.clone()).collect();
         if let Err(e) = check_classes(&counts) {
             return refuse(e.to_string());
         }
@@ -281,7 +277,7 @@ pub fn TeachPanel() -> impl IntoView {
                 running
             />
             <p class="advice" data-testid="data-advice">
-                {move || format!("{} images in {} classes. ", teach.total(), classes.with(Vec::len))}
+                {move || format!("{} images in {} classes. ", teach.ws.image_count(), classes.with(Vec::len))}
                 {move || advice.get().why}
             </p>
 

@@ -4,7 +4,6 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use web_sys::HtmlInputElement;
 
 use crate::browser::js;
 use crate::browser::page::gather::webcam::predict::WebcamPredict;
@@ -201,14 +200,6 @@ impl TrainedModel {
     }
 }
 
-/// The first file of a file input, which is emptied so the same file can be picked again.
-fn picked_file(ev: &leptos::ev::Event) -> Option<web_sys::File> {
-    let input: HtmlInputElement = event_target(ev);
-    let file = js::files_of(&input).into_iter().next();
-    input.set_value("");
-    file
-}
-
 /// Classify a photo, export, import, live webcam; and the latest result.
 #[component]
 pub fn TrainedModelPanel() -> impl IntoView {
@@ -220,13 +211,13 @@ pub fn TrainedModelPanel() -> impl IntoView {
     let webcam_busy = RwSignal::new(false);
     // The model an import replaced, until the user undoes or keeps it.
     let replaced = RwSignal::new_local(None::<ModelFile>);
-    let predict_photo = move |ev: leptos::ev::Event| {
-        if let Some(file) = picked_file(&ev) {
+    let predict_photo = move |files: Vec<web_sys::File>| {
+        if let Some(file) = files.into_iter().next() {
             model.classify_file(file, webcam_busy);
         }
     };
-    let import = move |ev: leptos::ev::Event| {
-        if let Some(file) = picked_file(&ev) {
+    let import = move |files: Vec<web_sys::File>| {
+        if let Some(file) = files.into_iter().next() {
             model.import(file, replaced);
         }
     };
@@ -248,7 +239,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 accept=crate::engine::data::ACCEPT_IMAGES
                 class="button"
                 disabled=Signal::derive(move || !has_model())
-                on_change=predict_photo
+                on_pick=predict_photo
             />
             <button
                 type="button"
@@ -264,7 +255,7 @@ pub fn TrainedModelPanel() -> impl IntoView {
                 testid="import-model"
                 accept=".safetensors"
                 disabled=Signal::derive(move || !ready())
-                on_change=import
+                on_pick=import
             />
         </div>
         <WebcamPredict

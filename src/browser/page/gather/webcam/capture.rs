@@ -183,7 +183,6 @@ pub fn WebcamCapture(
         })
     };
     let can_capture = move || !disabled.get() && cam.live.get() && classes.with(|c| !c.is_empty());
-    let release = Callback::new(move |()| rec.release());
     let press = Callback::new(move |once: bool| {
         if holding.get_untracked() || !can_capture() {
             return;
@@ -259,7 +258,7 @@ pub fn WebcamCapture(
                         </select>
                     </label>
                 </div>
-                <CaptureButton rec can_capture=Signal::derive(can_capture) press release />
+                <CaptureButton rec can_capture=Signal::derive(can_capture) press />
                 <p
                     class="webcam-count"
                     role="status"
@@ -283,17 +282,12 @@ pub fn WebcamCapture(
 /// The hold-to-capture button: held by pointer (captured, so a layout shift does not end the
 /// hold), by Space or Enter, or a bare click (screen readers) for one frame.
 #[component]
-fn CaptureButton(
-    rec: Recorder,
-    can_capture: Signal<bool>,
-    press: Callback<bool>,
-    release: Callback<()>,
-) -> impl IntoView {
+fn CaptureButton(rec: Recorder, can_capture: Signal<bool>, press: Callback<bool>) -> impl IntoView {
     let holding = rec.holding;
     // A pointer or key started this press: the click that follows is not a separate capture.
     let engaged = StoredValue::new(false);
     let press = move |once| press.run(once);
-    let release = move || release.run(());
+    let release = move || rec.release();
     let is_hold_key = |key: &str| key == " " || key == "Enter";
     let on_key_down = move |ev: leptos::ev::KeyboardEvent| {
         if is_hold_key(&ev.key()) {
@@ -342,24 +336,24 @@ fn CaptureButton(
         }
     };
     view! {
-                <button
-                    type="button"
-                    class="button webcam-capture"
-                    class:holding=move || holding.get()
-                    data-testid="webcam-capture"
-                    disabled=move || !can_capture.get()
-                    on:pointerdown=on_pointer_down
-                    on:pointerup=move |_| release()
-                    on:pointerleave=move |_| release()
-                    on:pointercancel=move |_| release()
-                    on:keydown=on_key_down
-                    on:keyup=on_key_up
-                    on:blur=move |_| release()
-                    on:click=on_click
-                    on:contextmenu=|ev| ev.prevent_default()
-                >
-                    {capture_label}
-                </button>
+        <button
+            type="button"
+            class="button webcam-capture"
+            class:holding=move || holding.get()
+            data-testid="webcam-capture"
+            disabled=move || !can_capture.get()
+            on:pointerdown=on_pointer_down
+            on:pointerup=move |_| release()
+            on:pointerleave=move |_| release()
+            on:pointercancel=move |_| release()
+            on:keydown=on_key_down
+            on:keyup=on_key_up
+            on:blur=move |_| release()
+            on:click=on_click
+            on:contextmenu=|ev| ev.prevent_default()
+        >
+            {capture_label}
+        </button>
     }
 }
 
