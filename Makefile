@@ -30,6 +30,7 @@ dist: tools weights
 	trunk build --release
 
 test-native: weights
+	scripts/setup-python.sh
 	cargo fmt --all -- --check
 	cargo test --all-targets
 

@@ -112,6 +112,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the run these settings describe as PyTorch code (train.py), without training. It
+    /// runs with `python train.py DATA` or `torchrun --nproc_per_node N train.py DATA`.
+    Pytorch {
+        #[command(flatten)]
+        settings: TrainArgs,
+        /// Where to write the script.
+        #[arg(long, default_value = "train.py")]
+        out: PathBuf,
+        /// The photos the run will use: with --split-out, their validation photos as the app
+        /// would hold them out are written for the script's --split.
+        #[arg(long, requires = "split_out")]
+        data: Option<PathBuf>,
+        /// Where to write split.json (needs --data).
+        #[arg(long, requires = "data")]
+        split_out: Option<PathBuf>,
+    },
     /// Evaluate a trained model on an ImageFolder tree (its val/ split when there is one).
     Eval {
         #[arg(long)]
@@ -212,6 +228,12 @@ pub fn main() -> i32 {
             out,
             json: _,
         } => training::train(backend, weights, &data, &settings, out),
+        Command::Pytorch {
+            settings,
+            out,
+            data,
+            split_out,
+        } => training::pytorch(&settings, &out, data.as_deref().zip(split_out.as_deref())),
         Command::Eval {
             model,
             data,

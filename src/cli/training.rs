@@ -139,6 +139,39 @@ impl TrainArgs {
     }
 }
 
+/// `finetune pytorch`: the script of the run, and with `split` (photos, file) the
+/// validation photos the app would hold out of those photos.
+pub(crate) fn pytorch(
+    args: &TrainArgs,
+    out: &Path,
+    split: Option<(&Path, &Path)>,
+) -> Result<i32, EngineError> {
+    let cfg = &args.config()?;
+    let script = train::pytorch::script(cfg)?;
+    convert::write_atomic(out, script.text().as_bytes())?;
+    eprintln!("wrote {}", out.display());
+    if let Some((dir, file)) = split {
+        let ds = data::load_image_folder(dir, cfg.backbone.spec(), cfg.val_fraction, cfg.seed)?;
+        for s in &ds.skipped {
+            eprintln!("skipped {}: {}", s.file, s.error);
+        }
+        // The script names photos by their path under DATA.
+        let val: Vec<(usize, String)> = ds
+            .val
+            .iter()
+            .map(|s| {
+                let path = Path::new(&s.file);
+                let name = path.strip_prefix(dir).unwrap_or(path);
+                (s.label, name.to_string_lossy().into_owned())
+            })
+            .collect();
+        let json = train::pytorch::split_json(&ds.classes, &val);
+        convert::write_atomic(file, json.as_bytes())?;
+        eprintln!("wrote {} ({} validation photos)", file.display(), val.len());
+    }
+    Ok(0)
+}
+
 pub(crate) fn train(
     backend: Backend,
     weights: Option<PathBuf>,
