@@ -152,15 +152,27 @@ pub fn split_samples(
     fraction: f64,
     seed: u64,
 ) -> (Vec<Sample>, Vec<Sample>) {
-    if samples.iter().any(|(_, val)| *val) {
-        let (val, train): (Vec<_>, Vec<_>) = samples.into_iter().partition(|(_, val)| *val);
+    split_by(samples, |s| s.label, classes, fraction, seed)
+}
+
+/// [`split_samples`] of anything with a label (a photo's name, say): the same draw for the same
+/// labels in the same order, whatever the items are.
+pub fn split_by<T>(
+    items: Vec<(T, bool)>,
+    label: impl Fn(&T) -> usize,
+    classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<T>, Vec<T>) {
+    if items.iter().any(|(_, val)| *val) {
+        let (val, train): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, val)| *val);
         (
             train.into_iter().map(|(s, _)| s).collect(),
             val.into_iter().map(|(s, _)| s).collect(),
         )
     } else {
-        let all = samples.into_iter().map(|(s, _)| s).collect();
-        stratified_split(all, classes, fraction, seed)
+        let all = items.into_iter().map(|(s, _)| s).collect();
+        stratified_split(all, label, classes, fraction, seed)
     }
 }
 
@@ -187,17 +199,19 @@ pub fn val_per_class(counts: &[(usize, usize)], fraction: f64) -> Vec<usize> {
 
 /// Seeded stratified split: `fraction` of each class goes to validation, at least one image
 /// for every class that has two or more.
-fn stratified_split(
-    samples: Vec<Sample>,
+fn stratified_split<T>(
+    items: Vec<T>,
+    label: impl Fn(&T) -> usize,
     classes: usize,
     fraction: f64,
     seed: u64,
-) -> (Vec<Sample>, Vec<Sample>) {
+) -> (Vec<T>, Vec<T>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut by_class: Vec<Vec<Sample>> = vec![Vec::new(); classes];
-    for s in samples {
-        if s.label < classes {
-            by_class[s.label].push(s);
+    let mut by_class: Vec<Vec<T>> = (0..classes).map(|_| Vec::new()).collect();
+    for s in items {
+        let l = label(&s);
+        if l < classes {
+            by_class[l].push(s);
         }
     }
     let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -277,6 +291,27 @@ mod tests {
     }
 
     #[test]
+    fn a_split_of_names_is_the_split_of_the_photos() {
+        let make = || -> Vec<(Sample, bool)> {
+            (0..7)
+                .map(|i| sample(0, i))
+                .chain((0..5).map(|i| sample(1, i)))
+                .map(|s| (s, false))
+                .collect()
+        };
+        let (_, val) = split_samples(make(), 2, 0.3, 11);
+        let names: Vec<((usize, String), bool)> = make()
+            .into_iter()
+            .map(|(s, v)| ((s.label, s.file), v))
+            .collect();
+        let (_, val_names) = split_by(names, |(label, _)| *label, 2, 0.3, 11);
+        let files: Vec<String> = val.into_iter().map(|s| s.file).collect();
+        let names: Vec<String> = val_names.into_iter().map(|(_, f)| f).collect();
+        assert_eq!(files, names);
+        assert_eq!(files.len(), 4, "30% of 7 is 2, of 5 is 2 (rounded)");
+    }
+
+    #[test]
     fn split_is_stratified_seeded_and_keeps_one_val_per_class() {
         let make = || -> Vec<Sample> {
             (0..10)
@@ -285,15 +320,15 @@ mod tests {
                 .chain([sample(2, 0)])
                 .collect()
         };
-        let (train, val) = stratified_split(make(), 3, 0.2, 7);
+        let (train, val) = stratified_split(make(), |s| s.label, 3, 0.2, 7);
         assert_eq!(train.len() + val.len(), 13);
         assert_eq!(val.iter().filter(|s| s.label == 0).count(), 2);
         assert_eq!(val.iter().filter(|s| s.label == 1).count(), 1);
         assert_eq!(val.iter().filter(|s| s.label == 2).count(), 0);
-        let (_, val2) = stratified_split(make(), 3, 0.2, 7);
+        let (_, val2) = stratified_split(make(), |s| s.label, 3, 0.2, 7);
         let names = |v: &[Sample]| v.iter().map(|s| s.file.clone()).collect::<Vec<_>>();
         assert_eq!(names(&val), names(&val2));
-        let (_, val3) = stratified_split(make(), 3, 0.2, 8);
+        let (_, val3) = stratified_split(make(), |s| s.label, 3, 0.2, 8);
         assert_ne!(
             names(&val),
             names(&val3),

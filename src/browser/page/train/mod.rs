@@ -4,6 +4,7 @@
 pub(crate) mod augment_grid;
 pub(crate) mod charts;
 pub(crate) mod diagram;
+pub(crate) mod pytorch;
 pub(crate) mod results;
 pub(crate) mod run_view;
 pub(crate) mod settings;

@@ -19,9 +19,14 @@ fn schedule_label(schedule: Schedule) -> &'static str {
 
 /// One setting and its why.
 #[component]
-fn Setting(why: &'static str, children: Children) -> impl IntoView {
+fn Setting(
+    /// The settings it sets, as the engine names them (space-separated).
+    setting: &'static str,
+    why: &'static str,
+    children: Children,
+) -> impl IntoView {
     view! {
-        <div class="setting">
+        <div class="setting" data-setting=setting>
             {children()}
             <p class="why small">{why}</p>
         </div>
@@ -44,7 +49,7 @@ fn ScheduleSelect(settings: RwSignal<PanelSettings>, running: Signal<bool>) -> i
         })
         .collect_view();
     view! {
-        <label>
+        <label data-setting="schedule warmup">
             "Learning-rate schedule"
             <select data-testid="schedule-select" on:change=on_schedule disabled=running>
                 {options}
@@ -82,38 +87,38 @@ pub fn AdvancedSettings(settings: RwSignal<PanelSettings>, running: Signal<bool>
         <details class="advanced" data-testid="advanced-settings">
             <summary>"Advanced settings"</summary>
             <div class="advanced-grid">
-                <Setting why="How big a step the weights take after each batch. Too big wrecks what the \
+                <Setting setting="lr" why="How big a step the weights take after each batch. Too big wrecks what the \
                     network already knows; too small and nothing changes.">
                     {fields::lr().view(settings, running)}
                 </Setting>
-                <Setting why="OneCycle warms the rate up over the first tenth of the steps, then lowers it \
+                <Setting setting="schedule warmup" why="OneCycle warms the rate up over the first tenth of the steps, then lowers it \
                     smoothly to almost zero: quick progress first, careful settling at the end. \
                     Cosine only lowers it; constant never changes it.">
                     <ScheduleSelect settings running />
                 </Setting>
-                <Setting why="Discriminative learning rates: early layers found general things (edges, \
+                <Setting setting="lr_mult" why="Discriminative learning rates: early layers found general things (edges, \
                     textures) and should move less. Each group nearer the input learns at this \
                     fraction of the next one's rate (see the diagram).">
                     {fields::lr_mult().view(settings, running)}
                 </Setting>
-                <Setting why="Images per step. Bigger batches give steadier steps but need more GPU memory.">
+                <Setting setting="batch_size" why="Images per step. Bigger batches give steadier steps but need more GPU memory.">
                     {fields::batch().view(settings, running)}
                 </Setting>
-                <Setting why="Aim for \"90% sure\" instead of \"100% sure\": the model stays a little \
+                <Setting setting="label_smoothing" why="Aim for \"90% sure\" instead of \"100% sure\": the model stays a little \
                     humble, which often helps on new photos. 0.1 is common; 0 is off.">
                     {fields::smoothing().view(settings, running)}
                 </Setting>
-                <Setting why="Mixup blends two training photos; CutMix pastes a patch of one onto another. \
+                <Setting setting="mixup cutmix mix_prob" why="Mixup blends two training photos; CutMix pastes a patch of one onto another. \
                     The labels are mixed in the same proportion, so the model cannot rely on a \
                     single detail. 0.2 to 1 is typical; 0 is off. Training gets slower.">
                     {fields::mixup().view(settings, running)}
                     {fields::cutmix().view(settings, running)}
                 </Setting>
-                <Setting why="Stop when the validation loss has not improved for this many epochs, and keep \
+                <Setting setting="early_stop monitor min_delta" why="Stop when the validation loss has not improved for this many epochs, and keep \
                     the best epoch: saves time and stops the model from memorising.">
                     <EarlyStop settings running />
                 </Setting>
-                <Setting why="Part of each class is kept aside and never learned from, to check the model \
+                <Setting setting="val_fraction" why="Part of each class is kept aside and never learned from, to check the model \
                     honestly. Not used when you added a val/ folder.">
                     {fields::val_share().view(settings, running)}
                 </Setting>

@@ -17,6 +17,8 @@ const MAX_SMOOTHING: f64 = 0.5;
 pub(super) struct NumberField<T: 'static> {
     pub(super) label: &'static str,
     pub(super) testid: &'static str,
+    /// The setting's name in the engine's config (lights its lines in the PyTorch code).
+    pub(super) setting: &'static str,
     pub(super) min: f64,
     /// `None`: no upper bound.
     pub(super) max: Option<f64>,
@@ -41,6 +43,7 @@ where
         let Self {
             label,
             testid,
+            setting,
             min,
             max,
             step,
@@ -72,7 +75,7 @@ where
             input.set_value(&current.get_untracked().to_string());
         };
         view! {
-            <label>
+            <label data-setting=setting>
                 {label}
                 <input
                     type="number"
@@ -124,7 +127,7 @@ pub(super) fn augment_box(
         })
     };
     view! {
-        <label class="check">
+        <label class="check" data-setting="augmentation">
             <input
                 type="checkbox"
                 data-testid=testid
@@ -148,11 +151,12 @@ pub(super) fn check_box(
     disabled: Signal<bool>,
     testid: &'static str,
     label: &'static str,
+    setting: &'static str,
     get: fn(&PanelSettings) -> bool,
     set: fn(&mut PanelSettings, bool),
 ) -> impl IntoView {
     view! {
-        <label class="check">
+        <label class="check" data-setting=setting>
             <input
                 type="checkbox"
                 data-testid=testid
@@ -169,6 +173,7 @@ pub(super) fn epochs() -> NumberField<usize> {
     NumberField {
         label: "Epochs",
         testid: "epochs-input",
+        setting: "epochs",
         min: 1.0,
         max: Some(MAX_EPOCHS as f64),
         step: "1",
@@ -182,6 +187,7 @@ pub(super) fn seed() -> NumberField<u64> {
     NumberField {
         label: "Seed",
         testid: "seed-input",
+        setting: "seed",
         min: 0.0,
         max: None,
         step: "1",
@@ -195,6 +201,7 @@ pub(super) fn batch() -> NumberField<usize> {
     NumberField {
         label: "Batch size",
         testid: "batch-input",
+        setting: "batch_size",
         min: 1.0,
         max: Some(MAX_BATCH as f64),
         step: "1",
@@ -208,6 +215,7 @@ pub(super) fn lr() -> NumberField<f64> {
     NumberField {
         label: "Learning rate",
         testid: "lr-input",
+        setting: "lr",
         min: 0.0,
         max: Some(MAX_LR),
         step: "any",
@@ -221,6 +229,7 @@ pub(super) fn lr_mult() -> NumberField<f64> {
     NumberField {
         label: "Rate multiplier per layer group",
         testid: "lr-mult-input",
+        setting: "lr_mult",
         min: 0.0,
         max: Some(1.0),
         step: "any",
@@ -234,6 +243,7 @@ pub(super) fn smoothing() -> NumberField<f64> {
     NumberField {
         label: "Label smoothing",
         testid: "label-smoothing-input",
+        setting: "label_smoothing",
         min: 0.0,
         max: Some(MAX_SMOOTHING),
         step: "0.05",
@@ -247,6 +257,7 @@ pub(super) fn mixup() -> NumberField<f64> {
     NumberField {
         label: "Mixup",
         testid: "mixup-input",
+        setting: "mixup",
         min: 0.0,
         max: Some(MAX_MIX_ALPHA),
         step: "0.1",
@@ -260,6 +271,7 @@ pub(super) fn cutmix() -> NumberField<f64> {
     NumberField {
         label: "CutMix",
         testid: "cutmix-input",
+        setting: "cutmix",
         min: 0.0,
         max: Some(MAX_MIX_ALPHA),
         step: "0.1",
@@ -273,6 +285,7 @@ pub(super) fn patience() -> NumberField<usize> {
     NumberField {
         label: "Patience (epochs)",
         testid: "patience-input",
+        setting: "early_stop",
         min: 1.0,
         max: Some(MAX_EPOCHS as f64),
         step: "1",
@@ -287,6 +300,7 @@ pub(super) fn val_share() -> NumberField<u32> {
     NumberField {
         label: "Validation share (%)",
         testid: "val-fraction-input",
+        setting: "val_fraction",
         min: f64::from(val_percent(low)),
         max: Some(f64::from(val_percent(high))),
         step: "5",

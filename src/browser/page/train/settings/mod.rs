@@ -13,6 +13,7 @@ use crate::browser::page::insight::layer_views::LayerViews;
 use crate::browser::page::state::workspace::ClassCard;
 use crate::browser::page::train::augment_grid::AugmentGrid;
 use crate::browser::page::train::diagram::LayerDiagram;
+use crate::browser::page::train::pytorch::{LitSettings, PytorchPanel};
 use crate::engine::train;
 use crate::engine::train::advisor::{self, Advice, ClassCount, Warning};
 use crate::engine::train::config::{AugmentChange, PanelSettings, Strategy, TrainConfig};
@@ -49,7 +50,14 @@ pub fn SettingsPanel(
         Signal::derive(move || train::plan::stages(&run_config(&settings.get(), strategy.get())));
     let lr_mult = Signal::derive(move || settings.with(|s| s.train.lr_mult));
     let spec = Signal::derive(move || settings.with(|s| s.train.backbone.spec()));
+    let lit = LitSettings::provide();
     view! {
+        <div
+            class="settings-area"
+            on:mouseover=move |ev| lit.track(&ev)
+            on:focusin=move |ev| lit.track(&ev)
+            on:mouseleave=move |_| lit.clear()
+        >
         <div class="train-settings">
             <StrategySelect settings strategy running />
             {fields::epochs().view(settings, running)}
@@ -59,6 +67,7 @@ pub fn SettingsPanel(
                 running,
                 "augment-toggle",
                 "Augment images (random crops, flips, colour)",
+                "augment",
                 |s| s.train.augment,
                 |s, v| s.train.augment = v,
             )}
@@ -69,6 +78,8 @@ pub fn SettingsPanel(
         <AugmentOptions settings classes running />
         <SettingsWarnings settings strategy classes />
         <AdvancedSettings settings running />
+        </div>
+        <PytorchPanel settings strategy classes />
     }
 }
 
@@ -94,7 +105,7 @@ fn StrategySelect(
         })
         .collect_view();
     view! {
-        <label class="wide">
+        <label class="wide" data-setting="strategy gradual_unfreeze gradual_epochs">
             "Strategy"
             <select data-testid="strategy-select" on:change=on_strategy disabled=running>
                 {options}
