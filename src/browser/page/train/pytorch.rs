@@ -10,9 +10,8 @@ use wasm_bindgen::JsCast;
 use crate::browser::js;
 use crate::browser::page::persistence::storage;
 use crate::browser::page::state::workspace::ClassCard;
-use crate::browser::page::train::settings::run_config;
 use crate::engine::data;
-use crate::engine::train::config::{PanelSettings, Strategy};
+use crate::engine::train::config::{PanelSettings, TrainConfig};
 use crate::engine::train::pytorch::{self, Script};
 
 /// The settings under the pointer or the keyboard's focus (space-separated names, as the
@@ -54,14 +53,13 @@ fn is_lit(settings: &[&str], lit: Option<&str>) -> bool {
 
 #[component]
 pub fn PytorchPanel(
+    /// The settings as a run would use them (the strategy in use filled in).
+    config: Signal<TrainConfig>,
     settings: RwSignal<PanelSettings>,
-    strategy: Signal<Strategy>,
     classes: RwSignal<Vec<ClassCard>>,
 ) -> impl IntoView {
     let lit = expect_context::<LitSettings>().0;
-    let script = Memo::new(move |_| {
-        pytorch::script(&run_config(&settings.get(), strategy.get())).map_err(|e| e.to_string())
-    });
+    let script = Memo::new(move |_| config.with(pytorch::script).map_err(|e| e.to_string()));
     let status = RwSignal::new(String::new());
     let code: NodeRef<Pre> = NodeRef::new();
     // Bring the first lit line into the code's view (the box scrolls, not the page).

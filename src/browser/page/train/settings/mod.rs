@@ -79,7 +79,11 @@ pub fn SettingsPanel(
         <SettingsWarnings settings strategy classes />
         <AdvancedSettings settings running />
         </div>
-        <PytorchPanel settings strategy classes />
+        <PytorchPanel
+            config=Signal::derive(move || run_config(&settings.get(), strategy.get()))
+            settings
+            classes
+        />
     }
 }
 
