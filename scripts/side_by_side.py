@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -92,6 +93,9 @@ class PyTorchPeer:
 class OnnxPeer:
     def __init__(self, model, x, workdir, threads):
         path = os.path.join(workdir, "lite0.onnx")
+        # The tracer warns that SAME padding's arithmetic on shapes is fixed in the file: it
+        # is, for this input size, which is all that is timed.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(model, x, path, input_names=["x"], output_names=["logits"],
                           dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
         options = ort.SessionOptions()

@@ -102,6 +102,18 @@ fn app_predictions(model: &Path, root: &Path, report: &Value) -> Vec<(String, St
         .collect()
 }
 
+/// The photos a script's run checked its model on, by name, sorted.
+fn checked_files(report: &Value) -> Vec<String> {
+    let mut files: Vec<String> = report["val"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["file"].as_str().unwrap().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
 /// How many validation photos the script's PyTorch model and the app (with that model) call
 /// the same, of how many.
 fn agreement(report: &Value, app: &[(String, String)]) -> (usize, usize) {
@@ -167,33 +179,30 @@ fn the_script_trains_under_torchrun_and_the_app_reads_its_model() {
 fn the_script_checks_on_the_apps_own_draw_and_reads_project_files() {
     use finetune::engine::io::project::{Project, ProjectClass, ProjectImage};
 
-    let source = common::shared().join("datasets/hymenoptera/train");
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("photos");
-    let mut classes = Vec::new();
-    for class in ["ants", "bees"] {
-        std::fs::create_dir_all(tree.join(class)).unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".jpg"))
-            .collect();
-        names.sort();
-        let mut images = Vec::new();
-        for name in names.into_iter().take(15) {
-            let bytes = std::fs::read(source.join(class).join(&name)).unwrap();
-            std::fs::write(tree.join(class).join(&name), &bytes).unwrap();
-            images.push(ProjectImage {
-                file: name,
-                bytes,
-                val: false,
-            });
-        }
-        classes.push(ProjectClass {
-            name: class.into(),
-            images,
-        });
-    }
+    small_tree(&tree, 15);
+    let classes: Vec<ProjectClass> = ["ants", "bees"]
+        .iter()
+        .map(|class| {
+            let mut files: Vec<_> = std::fs::read_dir(tree.join(class))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            ProjectClass {
+                name: class.to_string(),
+                images: files
+                    .iter()
+                    .map(|f| ProjectImage {
+                        file: f.file_name().unwrap().to_string_lossy().into(),
+                        bytes: std::fs::read(f).unwrap(),
+                        val: false,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let split = dir.path().join("split.json");
     run(finetune()
         .args(["pytorch", "--seed", "3", "--epochs", "1", "--out"])
@@ -221,14 +230,7 @@ fn the_script_checks_on_the_apps_own_draw_and_reads_project_files() {
     let flags = ["--seed", "3", "--epochs", "1"];
     let split_arg = split.to_str().unwrap();
     let report = script_run(dir.path(), &flags, &tree, 1, &["--split", split_arg]);
-    let mut checked: Vec<String> = report["val"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["file"].as_str().unwrap().to_string())
-        .collect();
-    checked.sort();
-    assert_eq!(checked, wanted);
+    assert_eq!(checked_files(&report), wanted);
     assert_eq!(report["processes"], 1);
 
     // The same photos as a project file: the split names them as the project does.
@@ -255,16 +257,9 @@ fn the_script_checks_on_the_apps_own_draw_and_reads_project_files() {
         1,
         &["--split", project_split.to_str().unwrap()],
     );
-    let mut checked: Vec<String> = report["val"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["file"].as_str().unwrap().to_string())
-        .collect();
-    checked.sort();
     let mut names = names;
     names.sort();
-    assert_eq!(checked, names);
+    assert_eq!(checked_files(&report), names);
 }
 
 /// A tree of the first `n` training photos of each class, without a `val/` folder.
