@@ -313,6 +313,7 @@ impl Geometry {
 
 mod kernels {
     use super::Geometry;
+    use crate::engine::kernels::cpu::depthwise_blocked::Blocked;
     use crate::engine::kernels::cpu::{for_each_plane, map_indices};
 
     /// The convolution itself: per output row, each kernel tap adds a weighted (shifted) input
@@ -328,8 +329,19 @@ mod kernels {
         g: Geometry,
     ) -> Vec<f32> {
         let (plane, out_plane, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-        let table = g.column_table();
         let mut y = vec![0.0f32; g.batch * g.channels * out_plane];
+        if let Some(blocked) =
+            Blocked::new(g.k, g.stride, (g.h, g.w), (g.oh, g.ow), (g.top, g.left))
+        {
+            for_each_plane(&mut y, out_plane, |p, yp| {
+                let c = p % g.channels;
+                let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0.0);
+                let wc = &weight[c * kk..(c + 1) * kk];
+                blocked.plane(&x[p * plane..(p + 1) * plane], wc, b, relu6, yp);
+            });
+            return y;
+        }
+        let table = g.column_table();
         let fill = |p: usize, yp: &mut [f32]| {
             let c = p % g.channels;
             let wc = &weight[c * kk..(c + 1) * kk];
@@ -492,7 +504,17 @@ mod tests {
         // Against burn's grouped convolution (its bias included) then min(max(y, 0), 6), for
         // Lite's kernels and strides, on values spread wide enough that both clamps bite.
         let device = Device::flex();
-        for (k, stride, h, w) in [(3, 1, 7, 9), (3, 2, 8, 8), (5, 1, 6, 11), (5, 2, 9, 10)] {
+        // Planes narrow and wide enough for every block width of the blocked loop.
+        for (k, stride, h, w) in [
+            (3, 1, 7, 9),
+            (3, 2, 8, 8),
+            (5, 1, 6, 11),
+            (5, 2, 9, 10),
+            (3, 1, 5, 41),
+            (3, 2, 6, 53),
+            (5, 1, 4, 38),
+            (5, 2, 7, 67),
+        ] {
             let c = 4;
             let conv: Conv2d = Conv2dConfig::new([c, c], [k, k])
                 .with_stride([stride, stride])
@@ -522,6 +544,8 @@ mod tests {
             (5, 2, 9, 10),
             (5, 2, 2, 3),
             (3, 1, 1, 1),
+            (3, 1, 4, 35),
+            (5, 2, 5, 50),
         ] {
             let c = 3;
             let conv: Conv2d = Conv2dConfig::new([c, c], [k, k])

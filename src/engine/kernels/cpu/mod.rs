@@ -4,6 +4,7 @@
 
 pub mod batchnorm;
 pub mod depthwise;
+mod depthwise_blocked;
 pub mod epilogue;
 
 use std::borrow::Cow;
