@@ -385,9 +385,28 @@ mod kernels {
     /// kernel window read, plane by plane (in rayon's pool natively).
     pub fn input_grad(weight: &[f32], grad: &[f32], g: Geometry) -> Vec<f32> {
         let (plane, out_plane, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-        let table = g.column_table();
         let planes = grad.len() / out_plane.max(1);
         let mut dx = vec![0.0f32; planes * plane];
+        // At stride 1 this is a convolution of the gradient by the kernel turned half a turn,
+        // padded by what the forward pass's padding left out: the forward's blocked loop.
+        let turned = (g.k - 1)
+            .checked_sub(g.top)
+            .zip((g.k - 1).checked_sub(g.left));
+        if let (1, Some(padding)) = (g.stride, turned)
+            && let Some(blocked) = Blocked::new(g.k, 1, (g.oh, g.ow), (g.h, g.w), padding)
+        {
+            let flipped: Vec<f32> = weight
+                .chunks(kk)
+                .flat_map(|w| w.iter().rev().copied())
+                .collect();
+            for_each_plane(&mut dx, plane, |p, dxp| {
+                let c = p % g.channels;
+                let gp = &grad[p * out_plane..(p + 1) * out_plane];
+                blocked.plane(gp, &flipped[c * kk..(c + 1) * kk], 0.0, false, dxp);
+            });
+            return dx;
+        }
+        let table = g.column_table();
         let fill = |p: usize, dxp: &mut [f32]| {
             let c = p % g.channels;
             let wc = &weight[c * kk..(c + 1) * kk];

@@ -32,7 +32,6 @@ pub struct Blocked {
 
 impl Blocked {
     /// `None` outside Lite's kernels and strides.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         k: usize,
         stride: usize,
