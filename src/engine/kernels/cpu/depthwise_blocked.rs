@@ -27,6 +27,7 @@ pub struct Blocked {
     phase: usize,
     /// Padded rows the outputs read.
     rows: usize,
+    #[cfg(target_arch = "x86_64")]
     fma: bool,
 }
 
@@ -53,6 +54,7 @@ impl Blocked {
             left,
             phase: ow.div_ceil(HALF) * HALF + (k - 1) / stride + 1,
             rows: (oh - 1) * stride + k,
+            #[cfg(target_arch = "x86_64")]
             fma: fma_here(),
         })
     }
@@ -109,13 +111,9 @@ impl Blocked {
 }
 
 /// Whether this CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
 fn fma_here() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]
