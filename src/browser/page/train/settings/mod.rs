@@ -81,7 +81,6 @@ pub fn SettingsPanel(
         </div>
         <PytorchPanel
             config=Signal::derive(move || run_config(&settings.get(), strategy.get()))
-            settings
             classes
         />
     }
