@@ -20,8 +20,8 @@ use shared::{POINTWISE_AS_MATMUL, as_matmul, batched_pointwise, relu6};
 pub enum Route {
     /// One CubeCL kernel of the project's (a GPU): convolution, bias and ReLU6.
     Kernel,
-    /// One pass of the project's on burn's CPU backend (natively): the depthwise loop, or
-    /// burn's matrix product then bias and ReLU6 in place.
+    /// One pass of the project's on burn's CPU backend (natively): the depthwise loop, or a
+    /// dense layer's matrix products block by block, each block's bias and ReLU6 after it.
     Pass,
     /// burn's convolution (a 1x1 one as a matrix product), then ReLU6 as its own operation.
     Burn,
@@ -31,7 +31,7 @@ pub enum Route {
 pub fn folded_route(conv: &Conv2d, x: &Tensor<4>) -> Route {
     if gpu::conv::applies(conv, x) {
         Route::Kernel
-    } else if cpu::depthwise::folded_applies(conv, x) || cpu::epilogue::applies(conv, x) {
+    } else if cpu::depthwise::folded_applies(conv, x) || cpu::dense::applies(conv, x) {
         Route::Pass
     } else {
         Route::Burn
@@ -44,7 +44,7 @@ pub fn folded_conv(conv: &Conv2d, x: Tensor<4>, relu6_after: bool) -> Tensor<4> 
     let ours = match folded_route(conv, &x) {
         Route::Kernel => gpu::conv::forward(conv, &x, relu6_after),
         Route::Pass => cpu::depthwise::folded(conv, &x, relu6_after)
-            .or_else(|| cpu::epilogue::pointwise(conv, &x, relu6_after)),
+            .or_else(|| cpu::dense::folded(conv, &x, relu6_after)),
         Route::Burn => None,
     };
     ours.unwrap_or_else(|| {
@@ -260,11 +260,11 @@ mod tests {
         let pointwise = layer(Conv2dConfig::new([c, 4], [1, 1]).init(&device));
         let dense = layer(Conv2dConfig::new([c, 4], [3, 3]).init(&device));
         let x = Tensor::<4>::random([2, c, 7, 9], Distribution::Normal(0.0, 8.0), &device);
-        // Natively on the CPU backend the depthwise and 1x1 layers take one pass of ours; a
-        // dense 3x3 layer (the stem's kind) keeps burn's operations.
-        assert_eq!(folded_route(&depthwise, &x), Route::Pass);
-        assert_eq!(folded_route(&pointwise, &x), Route::Pass);
-        assert_eq!(folded_route(&dense, &x), Route::Burn);
+        // Natively on the CPU backend the depthwise, 1x1 and dense 3x3 (the stem's kind) layers
+        // take one pass of ours.
+        for l in [&depthwise, &pointwise, &dense] {
+            assert_eq!(folded_route(l, &x), Route::Pass);
+        }
         // An input that tracks gradients keeps burn's operations.
         let tracked = Tensor::<4>::from_data(x.to_data(), &device.autodiff());
         assert_eq!(folded_route(&depthwise, &tracked), Route::Burn);

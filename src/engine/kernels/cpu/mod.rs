@@ -3,9 +3,9 @@
 //! the browser's worker).
 
 pub mod batchnorm;
+pub mod dense;
 pub mod depthwise;
 mod depthwise_blocked;
-pub mod epilogue;
 
 use std::borrow::Cow;
 
