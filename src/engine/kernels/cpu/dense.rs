@@ -11,7 +11,7 @@
 
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -103,6 +103,7 @@ impl FoldedDense for Flex {
         #[cfg(not(target_arch = "wasm32"))]
         if [&x, &weight, &bias].iter().all(|t| t.dtype() == DType::F32) {
             use crate::engine::kernels::cpu::{tensor, values};
+            use burn::backend::TensorMetadata;
             let (xs, ws) = (x.shape().dims::<4>(), weight.shape().dims::<4>());
             let layer = Layer::new(xs, ws, stride, padding, relu6);
             let y = layer.run(&values(&x), &values(&weight), &values(&bias));
