@@ -117,6 +117,28 @@ pub fn helper_count(cores: usize, forced: Option<usize>) -> usize {
     forced.unwrap_or(cores.saturating_sub(1)).min(MAX_HELPERS)
 }
 
+/// Images per timed batch of the device check (the button, a bare `?bench`): small enough that
+/// a software GPU (SwiftShader: about 6 s an image, first pass with its shader compiles)
+/// finishes the check in under a minute.
+pub const BENCH_BATCH: usize = 2;
+
+/// The largest batch the device check takes (`?bench=N`): a full step's activations grow
+/// with the batch, and a wasm page has 4 GB of memory at most.
+pub const MAX_BENCH_BATCH: usize = 32;
+
+/// The device check's batch: `batch` kept within 1..=[`MAX_BENCH_BATCH`].
+pub fn bench_batch(batch: usize) -> usize {
+    batch.clamp(1, MAX_BENCH_BATCH)
+}
+
+/// The batch `?bench=N` asks for (`asked`: the parameter's value): N within the limits of
+/// [`bench_batch`]; [`BENCH_BATCH`] for a bare `?bench` or an N that is no number.
+pub fn asked_bench_batch(asked: Option<&str>) -> usize {
+    asked
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .map_or(BENCH_BATCH, bench_batch)
+}
+
 /// Chooses the device: `forced` (`?device=`) wins where it can be honoured; else what the
 /// device check `measured` with this adapter; else a hardware adapter means WebGPU, and
 /// anything else (no API, no adapter, a software adapter, which runs the network slower than
@@ -285,6 +307,19 @@ mod tests {
         assert_eq!(helper_count(16, Some(0)), 0);
         assert_eq!(helper_count(2, Some(2)), 2);
         assert_eq!(helper_count(2, Some(99)), MAX_HELPERS);
+    }
+
+    #[test]
+    fn the_device_check_batch_is_asked_by_address_within_limits() {
+        assert_eq!(asked_bench_batch(None), BENCH_BATCH);
+        assert_eq!(asked_bench_batch(Some("")), BENCH_BATCH);
+        assert_eq!(asked_bench_batch(Some("sixteen")), BENCH_BATCH);
+        assert_eq!(asked_bench_batch(Some("-3")), BENCH_BATCH);
+        assert_eq!(asked_bench_batch(Some("16")), 16);
+        assert_eq!(asked_bench_batch(Some("0")), 1);
+        assert_eq!(asked_bench_batch(Some("1000")), MAX_BENCH_BATCH);
+        assert_eq!(bench_batch(0), 1);
+        assert_eq!(bench_batch(usize::MAX), MAX_BENCH_BATCH);
     }
 
     #[test]

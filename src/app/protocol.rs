@@ -65,8 +65,9 @@ pub enum ToWorker {
     LoadModel { file: String },
     /// Classify the photo file in the first buffer with the trained model. Answer: `Classified`.
     Predict { file: String, top_k: usize },
-    /// Time the network on `device` (the one in use, or the other). Answer: `Benched`.
-    Bench { device: DeviceKind },
+    /// Time the network on `device` (the one in use, or the other) at `batch` images a batch
+    /// (the worker keeps it within `device::bench_batch`'s limits). Answer: `Benched`.
+    Bench { device: DeviceKind, batch: usize },
     /// Where `model` looks in a photo: Grad-CAM heatmaps of `classes` (none: the predicted
     /// class). The first buffer is the photo file, or its working-size RGB pixels when
     /// `pixels` gives their size. Answer: `Explained`, with one PNG (the heatmap over the
@@ -381,6 +382,7 @@ mod tests {
             },
             ToWorker::Bench {
                 device: DeviceKind::WebGpu,
+                batch: 16,
             },
         ];
         for (id, body) in to.into_iter().enumerate() {

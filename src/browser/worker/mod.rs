@@ -187,7 +187,10 @@ async fn handle(state: &Held, request: ToWorker, buffers: Buffers) -> (Answer, B
             let result = load_model(state, &file, first()).await;
             (Answer::ModelLoaded(result), Vec::new())
         }
-        ToWorker::Bench { device } => (Answer::Benched(bench(state, device).await), Vec::new()),
+        ToWorker::Bench { device, batch } => (
+            Answer::Benched(bench(state, device, batch).await),
+            Vec::new(),
+        ),
         ToWorker::Explain {
             file,
             model,

@@ -4,11 +4,11 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 
-use crate::app::device::DeviceKind;
+use crate::app::device::{self, DeviceKind};
 use crate::app::protocol::{Answer, InitError};
 use crate::browser::worker::helpers::HelperPool;
 use crate::engine::insight::inference::Predictor;
-use crate::engine::measure::bench::{self, DeviceSpeed};
+use crate::engine::measure::bench::{self, DeviceSpeed, SharedPass};
 use crate::engine::train::share::Helpers;
 
 use super::{HELPER_WAIT_MS, Held};
@@ -16,11 +16,6 @@ use super::{HELPER_WAIT_MS, Held};
 /// Seconds the device check may spend timing steps: a kind of step predicted to end past it is
 /// estimated instead (see `bench::step_fits`).
 const BENCH_BUDGET_S: f64 = 20.0;
-
-/// Images per timed batch of the device check: small enough that a software GPU (SwiftShader:
-/// about 6 s an image, first pass with its shader compiles) finishes the check in under a
-/// minute.
-const BENCH_BATCH: usize = 2;
 
 pub(super) async fn make_device(kind: DeviceKind) -> Result<Device, String> {
     match kind {
@@ -38,9 +33,15 @@ async fn init(bytes: Option<&Vec<u8>>, kind: DeviceKind) -> Result<Predictor, In
     Predictor::from_safetensors(bytes, &device).map_err(|e| InitError::Weights(e.to_string()))
 }
 
-/// The device check: times the network on `kind` (a second copy when it is not the device in
-/// use, dropped afterwards).
-pub(super) async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed, String> {
+/// The device check: times the network on `kind` at `batch` images a batch (a second copy
+/// when it is not the device in use, dropped afterwards); on the CPU also the head's frozen
+/// pass, alone and with the helper workers.
+pub(super) async fn bench(
+    state: &Held,
+    kind: DeviceKind,
+    batch: usize,
+) -> Result<DeviceSpeed, String> {
+    let batch = device::bench_batch(batch);
     let imagenet = state.imagenet().await?;
     let (weights, current) = state.weights.borrow().clone().ok_or("no weights yet")?;
     let predictor = if kind == current {
@@ -52,33 +53,45 @@ pub(super) async fn bench(state: &Held, kind: DeviceKind) -> Result<DeviceSpeed,
     let mut speed = bench::device_speed(
         &predictor.model,
         &predictor.spec,
-        BENCH_BATCH,
+        batch,
         &predictor.device,
         BENCH_BUDGET_S,
     )
     .await
     .map_err(|e| e.to_string())?;
-    let pool = state.helpers.borrow().clone();
-    if let Some(pool) = pool.filter(|_| kind == DeviceKind::Cpu) {
-        pool.settle(HELPER_WAIT_MS).await;
-        if pool.ready() == 0 {
-            return Ok(speed);
-        }
-        // Eight images per worker: the head's frozen pass of a small class set.
-        let images = 8 * (pool.ready() + 1);
-        let shared = bench::shared_pass_speed(
-            &predictor.model,
-            &predictor.spec,
-            images,
-            BENCH_BATCH,
-            &predictor.device,
-            pool.as_ref(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        speed.shared = Some(shared);
+    if kind == DeviceKind::Cpu {
+        speed.shared = Some(frozen_pass_speed(state, &predictor, batch).await?);
     }
     Ok(speed)
+}
+
+/// The head's frozen pass on the CPU over two batches of `batch` images per worker (so each
+/// worker's share is whole batches): by this worker alone, and shared with its helper workers
+/// where any are ready.
+async fn frozen_pass_speed(
+    state: &Held,
+    predictor: &Predictor,
+    batch: usize,
+) -> Result<SharedPass, String> {
+    let pool = state.helpers.borrow().clone();
+    if let Some(pool) = &pool {
+        pool.settle(HELPER_WAIT_MS).await;
+    }
+    let helpers = pool
+        .as_deref()
+        .filter(|p| p.ready() > 0)
+        .map(|p| p as &dyn Helpers);
+    let workers = helpers.map_or(0, |h| h.ready()) + 1;
+    bench::shared_pass_speed(
+        &predictor.model,
+        &predictor.spec,
+        2 * batch * workers,
+        batch,
+        &predictor.device,
+        helpers,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// `Init`: the device of `device` and the pretrained network from `bytes`, with `helpers`

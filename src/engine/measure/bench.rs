@@ -248,7 +248,7 @@ pub struct DeviceSpeed {
     /// measured natively ([`STEP_OVER_INFERENCE`]).
     pub estimated: Vec<String>,
     /// The frozen layers' pass of head training, by this worker alone and shared with its
-    /// helper workers (CPU only, where there are helpers).
+    /// helper workers (CPU only; `workers` 1 and the same figure twice without helpers).
     #[serde(default)]
     pub shared: Option<SharedPass>,
 }
@@ -263,15 +263,15 @@ pub struct SharedPass {
     pub shared_ips: f64,
 }
 
-/// Times the head's frozen pass over `images` pattern images alone, then shared with
-/// `helpers` (one untimed batch first: allocation).
+/// Times the head's frozen pass over `images` pattern images in batches of `batch` alone
+/// (one untimed batch first: allocation), then shared with `helpers` where there are any.
 pub async fn shared_pass_speed(
     model: &Classifier,
     spec: &BackboneSpec,
     images: usize,
     batch: usize,
     device: &Device,
-    helpers: &dyn Helpers,
+    helpers: Option<&dyn Helpers>,
 ) -> Result<SharedPass, EngineError> {
     let imgs = pattern_images(spec, images);
     let frozen = share::frozen_part(&model.backbone, Unfreeze::Blocks(0), device);
@@ -286,7 +286,15 @@ pub async fn shared_pass_speed(
     .await?;
     let t = Instant::now();
     share::frozen_pass(&frozen, &imgs, spec, batch, device, |_| true).await?;
-    let alone = t.elapsed().as_secs_f64();
+    let alone = images as f64 / t.elapsed().as_secs_f64();
+    let Some(helpers) = helpers.filter(|h| h.ready() > 0) else {
+        return Ok(SharedPass {
+            workers: 1,
+            images,
+            alone_ips: alone,
+            shared_ips: alone,
+        });
+    };
     let workers = helpers.ready() + 1;
     let t = Instant::now();
     let out = share::shared_pass(
@@ -301,12 +309,11 @@ pub async fn shared_pass_speed(
     )
     .await?;
     sync(out.flatten::<1>(0, 3).narrow(0, 0, 1)).await?;
-    let shared = t.elapsed().as_secs_f64();
     Ok(SharedPass {
         workers,
         images,
-        alone_ips: images as f64 / alone,
-        shared_ips: images as f64 / shared,
+        alone_ips: alone,
+        shared_ips: images as f64 / t.elapsed().as_secs_f64(),
     })
 }
 

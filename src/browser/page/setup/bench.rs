@@ -2,12 +2,13 @@
 //! (where there is one): images per second for inference, a head step, a last-block step and a
 //! full step, and the estimated time to train 2 classes x 20 photos with each strategy. The
 //! figures also go, as JSON, into `data-json` of `data-testid="bench-result"` for tests and
-//! teachers. `?bench` in the address runs it once the network is ready.
+//! teachers. `?bench` in the address runs it once the network is ready; `?bench=N` at N images
+//! a batch (the button and a bare `?bench`: `BENCH_BATCH`).
 
 use leptos::prelude::*;
 use serde::Serialize;
 
-use crate::app::device::{DeviceKind, Measured};
+use crate::app::device::{BENCH_BATCH, DeviceKind, Measured, asked_bench_batch};
 use crate::browser::page::setup::backend::BackendState;
 use crate::browser::page::setup::pretrained::Pretrained;
 use crate::browser::page::state::client::{WorkerContext, WorkerStatus, use_worker};
@@ -43,8 +44,9 @@ enum Check {
     Done(Vec<DeviceResult>, Option<Measured>),
 }
 
-fn wants_bench() -> bool {
-    crate::browser::js::url_param("bench").is_some()
+/// The batch `?bench` asks the check to run at, if it is in the address.
+fn wants_bench() -> Option<usize> {
+    crate::browser::js::url_param("bench").map(|n| asked_bench_batch(Some(&n)))
 }
 
 fn cpu_name(helpers: usize) -> String {
@@ -86,7 +88,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
     let pretrained = Pretrained::get();
     let ready = move || status.with(|s| *s == WorkerStatus::Ready) && in_use.get().is_some();
 
-    let run = move || {
+    let run = move |batch: usize| {
         if matches!(check.get_untracked(), Check::Running(_)) {
             return;
         }
@@ -111,7 +113,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
                     label(device)
                 )));
                 let started = crate::browser::js::now_ms();
-                let result = worker.bench(device).await;
+                let result = worker.bench(device, batch).await;
                 let (name, limits) = match device {
                     DeviceKind::WebGpu => (
                         adapter.clone().unwrap_or_default(),
@@ -164,8 +166,8 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
     };
 
     // `?bench`: once, when the network is ready.
-    if wants_bench() {
-        crate::browser::page::state::client::run_once_when(ready, run);
+    if let Some(batch) = wants_bench() {
+        crate::browser::page::state::client::run_once_when(ready, move || run(batch));
     }
 
     view! {
@@ -180,7 +182,7 @@ pub fn DeviceCheck(backend: RwSignal<BackendState>) -> impl IntoView {
                 class="button secondary"
                 data-testid="bench-button"
                 disabled=move || !ready() || matches!(check.get(), Check::Running(_))
-                on:click=move |_| run()
+                on:click=move |_| run(BENCH_BATCH)
             >
                 "Test this device"
             </button>
@@ -270,9 +272,14 @@ fn BenchTable(results: Vec<DeviceResult>) -> impl IntoView {
                         .shared
                         .as_ref()
                         .map(|p| {
+                            let helped = if p.workers > 1 {
+                                format!(", {:.1} in {} workers", p.shared_ips, p.workers)
+                            } else {
+                                String::new()
+                            };
                             format!(
-                                " Frozen layers' pass (head training), {} images: {:.1} images/s in one worker, {:.1} in {} workers.",
-                                p.images, p.alone_ips, p.shared_ips, p.workers
+                                " Frozen layers' pass (head training), {} images: {:.1} images/s in one worker{helped}.",
+                                p.images, p.alone_ips
                             )
                         })
                         .unwrap_or_default();

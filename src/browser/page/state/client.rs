@@ -356,9 +356,16 @@ impl WorkerClient {
         }
     }
 
-    /// Times the network on `device` (the device check).
-    pub async fn bench(self: &Rc<Self>, device: DeviceKind) -> Result<DeviceSpeed, String> {
-        match self.request(ToWorker::Bench { device }, Vec::new()).await? {
+    /// Times the network on `device` at `batch` images a batch (the device check).
+    pub async fn bench(
+        self: &Rc<Self>,
+        device: DeviceKind,
+        batch: usize,
+    ) -> Result<DeviceSpeed, String> {
+        match self
+            .request(ToWorker::Bench { device, batch }, Vec::new())
+            .await?
+        {
             (Answer::Benched(result), _) => result,
             _ => Err(unexpected()),
         }
