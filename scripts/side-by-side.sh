@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/finetune-studio/target}"
 env_dir="${FINETUNE_PYENV:-$HOME/.cache/finetune-studio/pyenv}"
-scripts/setup-python.sh
-"$env_dir/bin/python" -c 'import onnx, onnxruntime' 2>/dev/null ||
-  "$env_dir/bin/pip" install --quiet --disable-pip-version-check onnx onnxruntime
+scripts/setup-python.sh --onnx
 make --no-print-directory weights/efficientnet-lite0.int8.safetensors >/dev/null
 cargo build --quiet --release --bin finetune
 exec "$env_dir/bin/python" scripts/side_by_side.py "$CARGO_TARGET_DIR/release/finetune" "$@"

@@ -83,14 +83,19 @@ class PyTorchPeer:
         return median_seconds(one, iters)
 
 
+def export_onnx(model, x, path, output="logits"):
+    """`model` (eval mode) traced on `x` into the ONNX file `path`: input `x`, any batch."""
+    # The tracer warns that SAME padding's arithmetic on shapes is fixed in the file: it
+    # is, for this input size, which is all that is timed.
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    torch.onnx.export(model, x, path, input_names=["x"], output_names=[output],
+                      dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+
+
 class OnnxPeer:
     def __init__(self, model, x, workdir, threads):
         path = os.path.join(workdir, "lite0.onnx")
-        # The tracer warns that SAME padding's arithmetic on shapes is fixed in the file: it
-        # is, for this input size, which is all that is timed.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(model, x, path, input_names=["x"], output_names=["logits"],
-                          dynamic_axes={"x": {0: "batch"}}, opset_version=17, dynamo=False)
+        export_onnx(model, x, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

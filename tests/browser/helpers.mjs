@@ -46,8 +46,9 @@ const MIME = {
 };
 
 /** A plain static server for dist/ (Content-Length, no compression) on a free port. A test
- * can answer a path its own way: `server.overrides.set('/sw.js', { status, body, type })`. */
-export function serveDist() {
+ * can answer a path its own way: `server.overrides.set('/sw.js', { status, body, type })`;
+ * `mounts` serves other folders beside it (`{ '/bench/': folder }`). */
+export function serveDist({ mounts = {} } = {}) {
   const overrides = new Map();
   const server = http.createServer(async (req, res) => {
     try {
@@ -58,8 +59,9 @@ export function serveDist() {
         res.end(override.body ?? '');
         return;
       }
-      let file = path.normalize(path.join(distDir, decodeURIComponent(url.pathname)));
-      if (!file.startsWith(distDir)) {
+      const [prefix, root] = Object.entries(mounts).find(([p]) => url.pathname.startsWith(p)) ?? ['/', distDir];
+      let file = path.normalize(path.join(root, decodeURIComponent(url.pathname.slice(prefix.length - 1))));
+      if (!file.startsWith(root)) {
         res.writeHead(403).end();
         return;
       }
