@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::engine::EngineError;
-use crate::engine::kernels::cpu::batchnorm;
+use crate::engine::kernels::cpu::{batchnorm, expand_depthwise};
 use crate::engine::kernels::shared::relu6;
 use crate::engine::kernels::{Route, batch_norm, conv2d, linear};
 use crate::engine::measure::bench;
@@ -276,10 +276,22 @@ async fn forward_block(
 ) -> Result<Tensor<4>, EngineError> {
     let folded = block.fold();
     let mut h = x.clone();
-    if let Some(expand) = &folded.expand {
-        h = forward_folded(ops, expand, "expand", h).await?;
+    match &folded.expand {
+        // The expansion and the depthwise layer as one operation of ours, as the block runs
+        // them natively on the CPU backend.
+        Some(expand) if expand_depthwise::applies(&expand.conv, &folded.depthwise.conv, &h) => {
+            let name = format!(
+                "conv 1x1 (expand) + {} + bias + relu6 (one pass)",
+                conv_name(&folded.depthwise.conv, "depthwise")
+            );
+            h = forward_op(ops, &name, h, |h| folded.expand_depthwise(h)).await?;
+        }
+        Some(expand) => {
+            h = forward_folded(ops, expand, "expand", h).await?;
+            h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?;
+        }
+        None => h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?,
     }
-    h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?;
     h = forward_folded(ops, &folded.project, "project", h).await?;
     if folded.skip {
         h = forward_op(ops, "residual add", h, |h| h + x).await?;

@@ -365,29 +365,20 @@ impl MbConv {
 
 impl FoldedBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        inverted_residual(
-            x,
-            self.expand.as_ref().map(|l| |h| l.forward(h)),
-            |h| self.project.forward(self.depthwise.forward(h)),
-            self.skip,
-        )
+        let h = self.expand_depthwise(x.clone());
+        let h = self.project.forward(h);
+        if self.skip { h + x } else { h }
     }
-}
 
-/// The inverted-residual pattern of both block kinds: optional expansion, then the depthwise
-/// and projection layers, plus the input when `skip`.
-fn inverted_residual(
-    x: Tensor<4>,
-    expand: Option<impl Fn(Tensor<4>) -> Tensor<4>>,
-    depthwise_project: impl Fn(Tensor<4>) -> Tensor<4>,
-    skip: bool,
-) -> Tensor<4> {
-    let h = match expand {
-        Some(f) => f(x.clone()),
-        None => x.clone(),
-    };
-    let h = depthwise_project(h);
-    if skip { h + x } else { h }
+    /// The expansion (if any) and the depthwise layer: one pass where
+    /// [`kernels::folded_expand_depthwise`] can.
+    pub fn expand_depthwise(&self, x: Tensor<4>) -> Tensor<4> {
+        let depthwise = (&self.depthwise.conv, self.depthwise.relu6);
+        match &self.expand {
+            Some(e) => kernels::folded_expand_depthwise((&e.conv, e.relu6), depthwise, x),
+            None => self.depthwise.forward(x),
+        }
+    }
 }
 
 /// Inverted-residual block: optional 1x1 expansion, depthwise conv, linear 1x1 projection.
@@ -402,12 +393,12 @@ pub struct MbConv {
 
 impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        inverted_residual(
-            x,
-            self.expand.as_ref().map(|l| |h| l.forward(h)),
-            |h| self.project.forward(self.depthwise.forward(h)),
-            self.skip,
-        )
+        let h = match &self.expand {
+            Some(l) => l.forward(x.clone()),
+            None => x.clone(),
+        };
+        let h = self.project.forward(self.depthwise.forward(h));
+        if self.skip { h + x } else { h }
     }
 }
 

@@ -18,6 +18,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
+#[cfg(not(target_arch = "wasm32"))]
+use crate::engine::kernels::cpu::Shared;
 use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` (one group, with a bias) on `x`, then ReLU6 when `relu6`; `None` where this does
@@ -208,7 +210,7 @@ impl Layer {
         let mut y = Vec::<f32>::with_capacity(len);
         let block = self.block();
         let blocks = plane.div_ceil(block);
-        let dst = Shared(y.as_mut_ptr());
+        let dst = Shared::new(&mut y);
         (0..self.batch * blocks).into_par_iter().for_each(|task| {
             let (i, first) = (task / blocks, task % blocks * block);
             let width = block.min(plane - first);
@@ -227,31 +229,12 @@ impl Layer {
                 // `weight` (checked above).
                 unsafe {
                     let out = dst.at(i * cout * plane + first);
-                    gemm::gemm(
-                        cout,
-                        width,
-                        rows,
-                        out,
-                        1,
-                        plane as isize,
-                        false,
-                        weight.as_ptr(),
-                        1,
-                        rows as isize,
-                        rhs,
-                        1,
-                        rhs_rs as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                    for (o, &b) in bias.iter().take(cout).enumerate() {
-                        let row = std::slice::from_raw_parts_mut(out.add(o * plane), width);
-                        self.finish(row, b);
-                    }
+                    let product = Product {
+                        rows: cout,
+                        cols: width,
+                        depth: rows,
+                    };
+                    product.run(out, plane, weight, rhs, rhs_rs, bias, self.relu6);
                 }
             });
         });
@@ -290,14 +273,65 @@ impl Layer {
             }
         }
     }
+}
 
-    /// One row of a block: plus the bias, clamped to [0, 6] where the layer has ReLU6.
-    fn finish(&self, row: &mut [f32], bias: f32) {
-        if self.relu6 {
-            row.iter_mut()
-                .for_each(|v| *v = (*v + bias).clamp(0.0, 6.0));
-        } else {
-            row.iter_mut().for_each(|v| *v += bias);
+/// `out[rows, cols] = weight[rows, depth] x rhs[depth, cols]` in the calling thread, then each
+/// row plus its bias and clamped to [0, 6] where `relu6`, while the rows are in the cache.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Copy)]
+pub(super) struct Product {
+    pub rows: usize,
+    pub cols: usize,
+    pub depth: usize,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Product {
+    /// # Safety
+    /// `out` (rows `out_stride` apart) and `rhs` (rows `rhs_stride` apart) must hold the
+    /// product's rows of `cols` values; `weight` and `bias` at least `rows * depth` and `rows`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run(
+        &self,
+        out: *mut f32,
+        out_stride: usize,
+        weight: &[f32],
+        rhs: *const f32,
+        rhs_stride: usize,
+        bias: &[f32],
+        relu6: bool,
+    ) {
+        let Product { rows, cols, depth } = *self;
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                depth,
+                out,
+                1,
+                out_stride as isize,
+                false,
+                weight.as_ptr(),
+                1,
+                depth as isize,
+                rhs,
+                1,
+                rhs_stride as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+            for (o, &b) in bias.iter().take(rows).enumerate() {
+                let row = std::slice::from_raw_parts_mut(out.add(o * out_stride), cols);
+                if relu6 {
+                    row.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0));
+                } else {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+            }
         }
     }
 }
@@ -306,25 +340,6 @@ impl Layer {
 thread_local! {
     /// A task's patches, kept between tasks of the thread.
     static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The output's start, shared by the tasks that write disjoint parts of it.
-#[cfg(not(target_arch = "wasm32"))]
-struct Shared(*mut f32);
-
-// SAFETY: the tasks write disjoint values (see `Layer::run`).
-#[cfg(not(target_arch = "wasm32"))]
-unsafe impl Sync for Shared {}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl Shared {
-    /// The address `offset` values on (a method, so that closures capture `Shared` whole).
-    ///
-    /// # Safety
-    /// `offset` must lie inside the buffer.
-    unsafe fn at(&self, offset: usize) -> *mut f32 {
-        unsafe { self.0.add(offset) }
-    }
 }
 
 #[cfg(test)]

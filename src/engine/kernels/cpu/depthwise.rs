@@ -21,7 +21,7 @@ use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
 use crate::engine::kernels::cpu::{tensor, values};
@@ -67,18 +67,26 @@ pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
 
 /// Whether [`forward`] runs `conv` on `x`: a layer that trains (no bias, autodiff).
 pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
-    depthwise_on_cpu(conv, x) && conv.bias.is_none() && x.device().is_autodiff()
+    let device = x.device();
+    depthwise_on_cpu(conv, x.dims()[1], &device, x.dtype())
+        && conv.bias.is_none()
+        && device.is_autodiff()
 }
 
 /// Whether [`folded`] runs `conv` on `x`.
 pub fn folded_applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
+    folded_applies_to(conv, x.dims()[1], &x.device(), x.dtype())
+}
+
+/// Whether [`folded`] runs `conv` on an input of `channels` channels on `device`, of `dtype`.
+pub fn folded_applies_to(conv: &Conv2d, channels: usize, device: &Device, dtype: DType) -> bool {
     let f32s = |b: &Param<Tensor<1>>| {
         conv.weight.val().dtype() == DType::F32 && b.val().dtype() == DType::F32
     };
     FOLDED
         && conv.bias.as_ref().is_some_and(f32s)
-        && depthwise_on_cpu(conv, x)
-        && !x.device().is_autodiff()
+        && depthwise_on_cpu(conv, channels, device, dtype)
+        && !device.is_autodiff()
 }
 
 /// Whether [`folded`] runs at all: natively it is faster than burn's convolution; in the
@@ -88,11 +96,10 @@ const FOLDED: bool = cfg!(not(target_arch = "wasm32"));
 /// Whether `conv` is a depthwise convolution with TF "same" padding that the kernels here
 /// cover (one tap per channel, square kernel and stride, no dilation), over f32 `x` on the
 /// CPU backend.
-fn depthwise_on_cpu(conv: &Conv2d, x: &Tensor<4>) -> bool {
+fn depthwise_on_cpu(conv: &Conv2d, channels: usize, device: &Device, dtype: DType) -> bool {
     let [out, per_group, kh, kw] = conv.weight.dims();
-    let channels = x.dims()[1];
-    on_cpu_backend(&x.device())
-        && x.dtype() == DType::F32
+    on_cpu_backend(device)
+        && dtype == DType::F32
         && per_group == 1
         && conv.groups == channels
         && out == channels
@@ -103,7 +110,7 @@ fn depthwise_on_cpu(conv: &Conv2d, x: &Tensor<4>) -> bool {
 }
 
 /// The stride and `[top, bottom, left, right]` padding of `conv` on `x`.
-fn padding_of(conv: &Conv2d, x: &Tensor<4>) -> (usize, [usize; 4]) {
+pub fn padding_of(conv: &Conv2d, x: &Tensor<4>) -> (usize, [usize; 4]) {
     let [_, _, h, w] = x.dims();
     let k = conv.kernel_size[0];
     let stride = conv.stride[0];

@@ -6,6 +6,7 @@ pub mod batchnorm;
 pub mod dense;
 pub mod depthwise;
 mod depthwise_blocked;
+pub mod expand_depthwise;
 
 use std::borrow::Cow;
 
@@ -54,4 +55,29 @@ pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
     }
     #[cfg(target_arch = "wasm32")]
     out.chunks_mut(plane).enumerate().for_each(|(p, o)| f(p, o));
+}
+
+/// An output buffer that parallel tasks fill, each its own disjoint values, through raw
+/// addresses (parts that no slice split expresses: blocks of columns in rows of a plane).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Shared(*mut f32);
+
+// SAFETY: the tasks that hold it write disjoint values (each user says how).
+#[cfg(not(target_arch = "wasm32"))]
+unsafe impl Sync for Shared {}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Shared {
+    /// The buffer of `y`, whose capacity the tasks fill.
+    pub fn new(y: &mut Vec<f32>) -> Self {
+        Shared(y.as_mut_ptr())
+    }
+
+    /// The address `offset` values on (a method, so that closures capture `Shared` whole).
+    ///
+    /// # Safety
+    /// `offset` must lie inside the buffer's capacity.
+    pub unsafe fn at(&self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
 }
