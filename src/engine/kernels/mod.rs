@@ -53,18 +53,11 @@ pub fn folded_conv(conv: &Conv2d, x: Tensor<4>, relu6_after: bool) -> Tensor<4> 
     })
 }
 
-/// A folded block's expansion then its depthwise layer, each with its bias and ReLU6 where
-/// its flag says: one pass band by band where [`cpu::expand_depthwise::applies`] (the
-/// expanded tensor stays in the cache), else the two layers by [`folded_conv`].
-pub fn folded_expand_depthwise(
-    expand: (&Conv2d, bool),
-    depthwise: (&Conv2d, bool),
-    x: Tensor<4>,
-) -> Tensor<4> {
-    cpu::expand_depthwise::folded(expand, depthwise, &x).unwrap_or_else(|| {
-        let h = folded_conv(expand.0, x, expand.1);
-        folded_conv(depthwise.0, h, depthwise.1)
-    })
+/// A folded block with an expansion (its expansion, depthwise layer, projection and residual)
+/// as one pass band by band where [`cpu::block::applies`]; `None` elsewhere, where the block
+/// runs its layers one by one.
+pub fn folded_block(layers: cpu::block::Layers, x: &Tensor<4>) -> Option<Tensor<4>> {
+    cpu::block::folded(layers, x)
 }
 
 /// `bn` on `x` (batch statistics when it trains, running statistics otherwise), then ReLU6

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::engine::EngineError;
-use crate::engine::kernels::cpu::{batchnorm, expand_depthwise};
+use crate::engine::kernels::cpu::{self, batchnorm};
 use crate::engine::kernels::shared::relu6;
 use crate::engine::kernels::{Route, batch_norm, conv2d, linear};
 use crate::engine::measure::bench;
@@ -275,23 +275,20 @@ async fn forward_block(
     x: Tensor<4>,
 ) -> Result<Tensor<4>, EngineError> {
     let folded = block.fold();
-    let mut h = x.clone();
-    match &folded.expand {
-        // The expansion and the depthwise layer as one operation of ours, as the block runs
-        // them natively on the CPU backend.
-        Some(expand) if expand_depthwise::applies(&expand.conv, &folded.depthwise.conv, &h) => {
-            let name = format!(
-                "conv 1x1 (expand) + {} + bias + relu6 (one pass)",
-                conv_name(&folded.depthwise.conv, "depthwise")
-            );
-            h = forward_op(ops, &name, h, |h| folded.expand_depthwise(h)).await?;
-        }
-        Some(expand) => {
-            h = forward_folded(ops, expand, "expand", h).await?;
-            h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?;
-        }
-        None => h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?,
+    // The whole block as one operation of ours, as it runs natively on the CPU backend.
+    if let Some(layers) = folded.layers().filter(|l| cpu::block::applies(*l, &x)) {
+        let residual = if folded.skip { " + residual" } else { "" };
+        let name = format!(
+            "block: conv 1x1 (expand) + {} + conv 1x1 (project){residual} (one pass)",
+            conv_name(layers.depthwise.0, "depthwise")
+        );
+        return forward_op(ops, &name, x, |x| folded.forward(x)).await;
     }
+    let mut h = x.clone();
+    if let Some(expand) = &folded.expand {
+        h = forward_folded(ops, expand, "expand", h).await?;
+    }
+    h = forward_folded(ops, &folded.depthwise, "depthwise", h).await?;
     h = forward_folded(ops, &folded.project, "project", h).await?;
     if folded.skip {
         h = forward_op(ops, "residual add", h, |h| h + x).await?;

@@ -14,6 +14,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Linear, PaddingConfig2d};
 use burn::tensor::Tensor;
 
+use crate::engine::kernels::cpu::block::Layers;
 use crate::engine::kernels::{self, Route};
 
 /// BatchNorm epsilon of the TF-trained checkpoint (PyTorch's default 1e-5 is wrong here).
@@ -365,19 +366,28 @@ impl MbConv {
 
 impl FoldedBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.expand_depthwise(x.clone());
-        let h = self.project.forward(h);
+        if let Some(y) = self.layers().and_then(|l| kernels::folded_block(l, &x)) {
+            return y;
+        }
+        let h = match &self.expand {
+            Some(l) => l.forward(x.clone()),
+            None => x.clone(),
+        };
+        let h = self.project.forward(self.depthwise.forward(h));
         if self.skip { h + x } else { h }
     }
 
-    /// The expansion (if any) and the depthwise layer: one pass where
-    /// [`kernels::folded_expand_depthwise`] can.
-    pub fn expand_depthwise(&self, x: Tensor<4>) -> Tensor<4> {
-        let depthwise = (&self.depthwise.conv, self.depthwise.relu6);
-        match &self.expand {
-            Some(e) => kernels::folded_expand_depthwise((&e.conv, e.relu6), depthwise, x),
-            None => self.depthwise.forward(x),
+    /// The layers as [`kernels::folded_block`] takes them (blocks with an expansion).
+    pub fn layers(&self) -> Option<Layers<'_>> {
+        fn layer(l: &FoldedConv) -> (&Conv2d, bool) {
+            (&l.conv, l.relu6)
         }
+        Some(Layers {
+            expand: layer(self.expand.as_ref()?),
+            depthwise: layer(&self.depthwise),
+            project: layer(&self.project),
+            skip: self.skip,
+        })
     }
 }
 

@@ -234,7 +234,7 @@ impl Layer {
                         cols: width,
                         depth: rows,
                     };
-                    product.run(out, plane, weight, rhs, rhs_rs, bias, self.relu6);
+                    product.run(out, plane, weight, rhs, rhs_rs, bias, self.relu6, None);
                 }
             });
         });
@@ -276,7 +276,8 @@ impl Layer {
 }
 
 /// `out[rows, cols] = weight[rows, depth] x rhs[depth, cols]` in the calling thread, then each
-/// row plus its bias and clamped to [0, 6] where `relu6`, while the rows are in the cache.
+/// row plus its bias (and a residual's row where there is one), clamped to [0, 6] where
+/// `relu6`, while the rows are in the cache.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Copy)]
 pub(super) struct Product {
@@ -288,8 +289,9 @@ pub(super) struct Product {
 #[cfg(not(target_arch = "wasm32"))]
 impl Product {
     /// # Safety
-    /// `out` (rows `out_stride` apart) and `rhs` (rows `rhs_stride` apart) must hold the
-    /// product's rows of `cols` values; `weight` and `bias` at least `rows * depth` and `rows`.
+    /// `out` (rows `out_stride` apart), `rhs` (rows `rhs_stride` apart) and `skip` (rows
+    /// `out_stride` apart) must hold the product's rows of `cols` values; `weight` and `bias`
+    /// at least `rows * depth` and `rows`.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn run(
         &self,
@@ -300,6 +302,7 @@ impl Product {
         rhs_stride: usize,
         bias: &[f32],
         relu6: bool,
+        skip: Option<*const f32>,
     ) {
         let Product { rows, cols, depth } = *self;
         unsafe {
@@ -326,6 +329,10 @@ impl Product {
             );
             for (o, &b) in bias.iter().take(rows).enumerate() {
                 let row = std::slice::from_raw_parts_mut(out.add(o * out_stride), cols);
+                if let Some(skip) = skip {
+                    let skip = std::slice::from_raw_parts(skip.add(o * out_stride), cols);
+                    row.iter_mut().zip(skip).for_each(|(v, s)| *v += s);
+                }
                 if relu6 {
                     row.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0));
                 } else {

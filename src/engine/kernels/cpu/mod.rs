@@ -3,10 +3,10 @@
 //! the browser's worker).
 
 pub mod batchnorm;
+pub mod block;
 pub mod dense;
 pub mod depthwise;
 mod depthwise_blocked;
-pub mod expand_depthwise;
 
 use std::borrow::Cow;
 
