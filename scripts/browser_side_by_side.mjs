@@ -163,7 +163,8 @@ console.log(`\n${cores} cores (navigator.hardwareConcurrency), headless Chromium
 console.log(`${''.padEnd(36)}${'ours'.padStart(8)}${'ORT Web'.padStart(9)}${'ratio'.padStart(8)}`);
 console.log(row('inference, one worker', m.ours_one_worker.inference_ips, m.onnxruntime_web.inference_ips));
 console.log(row('head pass, one worker', m.ours_one_worker.head_pass_ips, m.onnxruntime_web.head_pass_ips));
-console.log(row(`head pass, ${workers} workers (${workers - 1} helpers)`, m.ours_helpers.head_pass_ips, m.onnxruntime_web.head_pass_ips));
+const helpers = `${workers - 1} helper${workers === 2 ? '' : 's'}`;
+console.log(row(`head pass, ${workers} workers (${helpers})`, m.ours_helpers.head_pass_ips, m.onnxruntime_web.head_pass_ips));
 console.log(`(the helpers' run: inference ${m.ours_helpers.inference_ips.toFixed(1)}, its worker's head pass alone ` +
   `${m.ours_helpers.head_pass_alone_ips.toFixed(1)}; goals: one worker >= 1.0x, with helpers >= 1.5x)`);
 if (opts.json) fs.writeFileSync(opts.json, `${JSON.stringify(result, null, 1)}\n`);
