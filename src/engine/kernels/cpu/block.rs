@@ -62,7 +62,7 @@ pub fn folded(layers: Layers, x: &Tensor<4>) -> Option<Tensor<4>> {
     Some(Tensor::from_dispatch(y))
 }
 
-/// Whether [`folded`] runs: natively, a 1x1 expansion into a depthwise layer of the blocked
+/// Whether [`folded`] runs: a 1x1 expansion into a depthwise layer of the blocked
 /// loop's kernels and strides into a 1x1 projection, all folded, on f32 values; a residual
 /// only where the output has the input's shape.
 pub fn applies(layers: Layers, x: &Tensor<4>) -> bool {
@@ -76,21 +76,18 @@ pub fn applies(layers: Layers, x: &Tensor<4>) -> bool {
     let expanded = expand.0.weight.dims()[0];
     let outputs = project.0.weight.dims()[0];
     let pointwise = |c: &Conv2d| c.kernel_size == [1, 1] && c.stride == [1, 1];
-    FUSED
-        && pointwise(expand.0)
+    pointwise(expand.0)
         && pointwise(project.0)
         && dense::applies(expand.0, x)
         && project.0.weight.dims()[1] == expanded
         && project.0.bias.is_some()
-        && depthwise::folded_applies_to(depthwise.0, expanded, &x.device(), x.dtype())
+        && depthwise::foldable(depthwise.0, expanded, &x.device(), x.dtype())
         && matches!(
             (depthwise.0.kernel_size[0], depthwise.0.stride[0]),
             (3 | 5, 1 | 2)
         )
         && (!skip || (depthwise.0.stride[0] == 1 && outputs == channels))
 }
-
-const FUSED: bool = cfg!(not(target_arch = "wasm32"));
 
 /// A block's sizes: expanded and output channels, the depthwise kernel, stride and `[top,
 /// bottom, left, right]` padding, ReLU6 after each layer, the residual.
@@ -135,10 +132,9 @@ impl FoldedBlock for Flex {
         project_bias: FlexTensor,
         shape: Shape,
     ) -> FlexTensor {
-        #[cfg(not(target_arch = "wasm32"))]
+        use crate::engine::kernels::cpu::{tensor, values};
+        use burn::backend::TensorMetadata;
         {
-            use crate::engine::kernels::cpu::{tensor, values};
-            use burn::backend::TensorMetadata;
             let [n, channels, h, w] = x.shape().dims::<4>();
             let pass = Pass::new([channels, h, w], shape);
             let weights = [
@@ -153,23 +149,14 @@ impl FoldedBlock for Flex {
             let y = pass.run(&values(&x), [&we, &be, &wd, &bd, &wp, &bp], n);
             tensor(y, [n, shape.outputs, pass.oh, pass.ow].into())
         }
-        // Never called in the browser (`applies` is false there).
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = (expand_weight, expand_bias, depthwise_weight, depthwise_bias);
-            let _ = (project_weight, project_bias, shape);
-            x
-        }
     }
 }
 
 /// Bytes of one band's expanded rows: well inside a core's L2 cache, with room for the
 /// depthwise loop's padded plane, its output and the projection's.
-#[cfg(not(target_arch = "wasm32"))]
 const BAND_BYTES: usize = 1024 * 1024;
 
 /// One block's sizes, and how its rows are cut into bands.
-#[cfg(not(target_arch = "wasm32"))]
 struct Pass {
     channels: usize,
     h: usize,
@@ -181,7 +168,6 @@ struct Pass {
     band: usize,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Pass {
     fn new([channels, h, w]: [usize; 3], shape: Shape) -> Self {
         let Shape {
@@ -219,8 +205,7 @@ impl Pass {
     /// The block on `x` `[n, channels, h, w]` with its layers' weights and biases (expansion,
     /// depthwise, projection): `[n, outputs, oh, ow]`.
     fn run(&self, x: &[f32], weights: [&[f32]; 6], n: usize) -> Vec<f32> {
-        use crate::engine::kernels::cpu::Shared;
-        use rayon::prelude::*;
+        use crate::engine::kernels::cpu::{Shared, for_each_index};
 
         let [we, be, wd, bd, wp, bp] = weights;
         let (c, e, o) = (self.channels, self.shape.expanded, self.shape.outputs);
@@ -235,7 +220,7 @@ impl Pass {
         let mut y = Vec::<f32>::with_capacity(len);
         let bands = self.oh.div_ceil(self.band);
         let dst = Shared::new(&mut y);
-        (0..n * bands).into_par_iter().for_each(|task| {
+        for_each_index(n * bands, |task| {
             let (i, oy0) = (task / bands, task % bands * self.band);
             let oy1 = (oy0 + self.band).min(self.oh);
             // SAFETY: this task alone writes rows `oy0..oy1` of image `i`'s planes, inside
@@ -335,7 +320,6 @@ impl Pass {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     /// A task's expanded band and its depthwise output, kept between tasks of the thread.
     static BANDS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =

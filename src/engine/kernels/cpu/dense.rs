@@ -18,8 +18,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-#[cfg(not(target_arch = "wasm32"))]
-use crate::engine::kernels::cpu::Shared;
+use crate::engine::kernels::cpu::{Shared, for_each_index};
 use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` (one group, with a bias) on `x`, then ReLU6 when `relu6`; `None` where this does
@@ -41,17 +40,15 @@ pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     Some(Tensor::from_dispatch(y))
 }
 
-/// Whether [`folded`] runs `conv` on `x`: natively (in the browser the layers stay burn's
-/// convolutions, see [`crate::engine::kernels::shared::POINTWISE_AS_MATMUL`]), a square
-/// kernel and stride, no dilation, TF "same" or no padding, f32.
+/// Whether [`folded`] runs `conv` on `x`: a square kernel and stride, no dilation, TF "same"
+/// or no padding, f32, on the CPU backend without autodiff.
 pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
     let Some(bias) = &conv.bias else {
         return false;
     };
     let [_, inputs, kh, kw] = conv.weight.dims();
     let [_, channels, h, w] = x.dims();
-    DENSE
-        && conv.groups == 1
+    conv.groups == 1
         && kh == kw
         && conv.stride[0] == conv.stride[1]
         && conv.dilation == [1, 1]
@@ -61,8 +58,6 @@ pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
         && on_cpu_backend(&x.device())
         && [x.dtype(), conv.weight.val().dtype(), bias.val().dtype()] == [DType::F32; 3]
 }
-
-const DENSE: bool = cfg!(not(target_arch = "wasm32"));
 
 /// `[top, bottom, left, right]` padding of `conv` on an `h` x `w` input: TF's "same" or none.
 fn padding(conv: &Conv2d, h: usize, w: usize) -> Option<[usize; 4]> {
@@ -102,7 +97,6 @@ impl FoldedDense for Flex {
         padding: [usize; 4],
         relu6: bool,
     ) -> FlexTensor {
-        #[cfg(not(target_arch = "wasm32"))]
         if [&x, &weight, &bias].iter().all(|t| t.dtype() == DType::F32) {
             use crate::engine::kernels::cpu::{tensor, values};
             use burn::backend::TensorMetadata;
@@ -111,7 +105,7 @@ impl FoldedDense for Flex {
             let y = layer.run(&values(&x), &values(&weight), &values(&bias));
             return tensor(y, [layer.batch, layer.outputs, layer.oh, layer.ow].into());
         }
-        // Other dtypes (and the browser): burn's operations.
+        // Other dtypes: burn's operations.
         let [top, bottom, left, right] = padding;
         let options = ConvOptions::new_with_padding(
             [stride, stride],
@@ -129,7 +123,6 @@ impl FoldedDense for Flex {
 }
 
 /// One folded layer's sizes, on one batch.
-#[cfg(not(target_arch = "wasm32"))]
 struct Layer {
     batch: usize,
     channels: usize,
@@ -147,10 +140,8 @@ struct Layer {
 
 /// Bytes one task keeps (its output before the bias and clamp, and its patches): well inside
 /// a core's L2 cache.
-#[cfg(not(target_arch = "wasm32"))]
 const BLOCK_BYTES: usize = 256 * 1024;
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Layer {
     /// The layer of a `weight` of shape `[outputs, channels, k, k]` on an input of shape
     /// `[batch, channels, h, w]`.
@@ -199,7 +190,6 @@ impl Layer {
 
     /// The layer on `x` `[batch, channels, h, w]`: `[batch, outputs, oh, ow]`.
     fn run(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-        use rayon::prelude::*;
         let (rows, cout, plane) = (self.rows(), self.outputs, self.oh * self.ow);
         let image = self.channels * self.h * self.w;
         assert!(
@@ -211,7 +201,7 @@ impl Layer {
         let block = self.block();
         let blocks = plane.div_ceil(block);
         let dst = Shared::new(&mut y);
-        (0..self.batch * blocks).into_par_iter().for_each(|task| {
+        for_each_index(self.batch * blocks, |task| {
             let (i, first) = (task / blocks, task % blocks * block);
             let width = block.min(plane - first);
             let x = &x[i * image..(i + 1) * image];
@@ -278,7 +268,6 @@ impl Layer {
 /// `out[rows, cols] = weight[rows, depth] x rhs[depth, cols]` in the calling thread, then each
 /// row plus its bias (and a residual's row where there is one), clamped to [0, 6] where
 /// `relu6`, while the rows are in the cache.
-#[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Copy)]
 pub(super) struct Product {
     pub rows: usize,
@@ -286,7 +275,6 @@ pub(super) struct Product {
     pub depth: usize,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Product {
     /// # Safety
     /// `out` (rows `out_stride` apart), `rhs` (rows `rhs_stride` apart) and `skip` (rows
@@ -343,7 +331,6 @@ impl Product {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     /// A task's patches, kept between tasks of the thread.
     static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };

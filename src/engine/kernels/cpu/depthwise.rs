@@ -47,7 +47,7 @@ pub fn forward(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// autodiff: the convolution, its bias and ReLU6 (when `relu6`) in one pass over each plane
 /// through [`FoldedDepthwise`]. burn's convolution, bias add, `relu` and `clamp_max` each
 /// go over the whole activation (up to 77 MB in Lite0 at batch 16);
-/// `None` where it does not apply (and in the browser: see [`FOLDED`]).
+/// `None` where it does not apply.
 pub fn folded(conv: &Conv2d, x: &Tensor<4>, relu6: bool) -> Option<Tensor<4>> {
     if !folded_applies(conv, x) {
         return None;
@@ -75,23 +75,19 @@ pub fn applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
 
 /// Whether [`folded`] runs `conv` on `x`.
 pub fn folded_applies(conv: &Conv2d, x: &Tensor<4>) -> bool {
-    folded_applies_to(conv, x.dims()[1], &x.device(), x.dtype())
+    foldable(conv, x.dims()[1], &x.device(), x.dtype())
 }
 
-/// Whether [`folded`] runs `conv` on an input of `channels` channels on `device`, of `dtype`.
-pub fn folded_applies_to(conv: &Conv2d, channels: usize, device: &Device, dtype: DType) -> bool {
+/// Whether the folded loop covers `conv` (with a bias) on an input of `channels` channels on
+/// `device` (the CPU backend without autodiff), of `dtype`.
+pub fn foldable(conv: &Conv2d, channels: usize, device: &Device, dtype: DType) -> bool {
     let f32s = |b: &Param<Tensor<1>>| {
         conv.weight.val().dtype() == DType::F32 && b.val().dtype() == DType::F32
     };
-    FOLDED
-        && conv.bias.as_ref().is_some_and(f32s)
+    conv.bias.as_ref().is_some_and(f32s)
         && depthwise_on_cpu(conv, channels, device, dtype)
         && !device.is_autodiff()
 }
-
-/// Whether [`folded`] runs at all: natively it is faster than burn's convolution; in the
-/// browser's one-threaded worker burn's stayed faster (`docs/performance.md`).
-const FOLDED: bool = cfg!(not(target_arch = "wasm32"));
 
 /// Whether `conv` is a depthwise convolution with TF "same" padding that the kernels here
 /// cover (one tap per channel, square kernel and stride, no dilation), over f32 `x` on the

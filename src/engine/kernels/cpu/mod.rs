@@ -41,6 +41,17 @@ pub fn map_indices<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> V
     (0..n).map(f).collect()
 }
 
+/// `f(i)` for every `i` in `0..n`, in any order (in rayon's pool natively).
+pub fn for_each_index(n: usize, f: impl Fn(usize) + Sync + Send) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().for_each(f);
+    }
+    #[cfg(target_arch = "wasm32")]
+    (0..n).for_each(f);
+}
+
 /// Runs `f(plane index, plane)` over `out` cut into planes of `plane` values.
 pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if plane == 0 {
@@ -59,14 +70,11 @@ pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
 
 /// An output buffer that parallel tasks fill, each its own disjoint values, through raw
 /// addresses (parts that no slice split expresses: blocks of columns in rows of a plane).
-#[cfg(not(target_arch = "wasm32"))]
 pub struct Shared(*mut f32);
 
 // SAFETY: the tasks that hold it write disjoint values (each user says how).
-#[cfg(not(target_arch = "wasm32"))]
 unsafe impl Sync for Shared {}
 
-#[cfg(not(target_arch = "wasm32"))]
 impl Shared {
     /// The buffer of `y`, whose capacity the tasks fill.
     pub fn new(y: &mut Vec<f32>) -> Self {
