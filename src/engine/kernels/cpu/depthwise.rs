@@ -414,29 +414,42 @@ mod kernels {
             let c = p % g.channels;
             let wc = &weight[c * kk..(c + 1) * kk];
             let gp = &grad[p * out_plane..(p + 1) * out_plane];
+            // At stride 2 the sums go into rows split in their even and odd columns, where a
+            // tap's inputs lie side by side, and are put back in order at the end.
+            let mut split = if g.stride == 2 {
+                vec![0.0f32; plane]
+            } else {
+                Vec::new()
+            };
             for oy in 0..g.oh {
                 let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
                 for ky in 0..g.k {
                     let Some(iy) = g.row(oy, ky) else { continue };
-                    let row = &mut dxp[iy * g.w..(iy + 1) * g.w];
+                    let row = if g.stride == 2 {
+                        &mut split[iy * g.w..(iy + 1) * g.w]
+                    } else {
+                        &mut dxp[iy * g.w..(iy + 1) * g.w]
+                    };
                     for (kx, (cols, first)) in table.iter().enumerate() {
                         let (cols, first) = (cols.clone(), *first);
                         if cols.is_empty() {
                             continue;
                         }
                         let wv = wc[ky * g.k + kx];
-                        if g.stride == 1 {
-                            let dst = &mut row[first..first + cols.len()];
-                            for (d, gv) in dst.iter_mut().zip(&grow[cols]) {
-                                *d += wv * gv;
-                            }
+                        let start = if g.stride == 2 {
+                            split_index(first, g.w)
                         } else {
-                            for (i, gv) in grow[cols].iter().enumerate() {
-                                row[first + i * g.stride] += wv * gv;
-                            }
+                            first
+                        };
+                        let dst = &mut row[start..start + cols.len()];
+                        for (d, gv) in dst.iter_mut().zip(&grow[cols]) {
+                            *d += wv * gv;
                         }
                     }
                 }
+            }
+            if g.stride == 2 {
+                join_columns(&split, g.w, dxp);
             }
         };
         for_each_plane(&mut dx, plane, fill);
@@ -451,9 +464,14 @@ mod kernels {
         let batch = grad.len() / (out_plane * g.channels).max(1);
         let channel = |c: usize| -> Vec<f32> {
             let mut acc = vec![0.0f64; kk];
+            let mut split = Vec::new();
             for n in 0..batch {
                 let p = n * g.channels + c;
-                let xp = &x[p * plane..(p + 1) * plane];
+                let mut xp = &x[p * plane..(p + 1) * plane];
+                if g.stride == 2 {
+                    split_columns(xp, g.w, &mut split);
+                    xp = &split;
+                }
                 let gp = &grad[p * out_plane..(p + 1) * out_plane];
                 for ky in 0..g.k {
                     for (kx, (cols, first)) in table.iter().enumerate() {
@@ -461,19 +479,19 @@ mod kernels {
                         if cols.is_empty() {
                             continue;
                         }
+                        // Where the tap's inputs start in a row: at stride 2 they lie side by
+                        // side in the row's even or odd half.
+                        let start = if g.stride == 2 {
+                            split_index(first, g.w)
+                        } else {
+                            first
+                        };
                         let mut sum = 0.0f32;
                         for oy in 0..g.oh {
                             let Some(iy) = g.row(oy, ky) else { continue };
                             let grow = &gp[oy * g.ow + cols.start..oy * g.ow + cols.end];
-                            let xrow = &xp[iy * g.w + first..];
-                            sum += if g.stride == 1 {
-                                dot(grow, &xrow[..grow.len()])
-                            } else {
-                                grow.iter()
-                                    .zip(xrow.iter().step_by(g.stride))
-                                    .map(|(a, b)| a * b)
-                                    .sum::<f32>()
-                            };
+                            let xrow = &xp[iy * g.w + start..];
+                            sum += dot(grow, &xrow[..grow.len()]);
                         }
                         acc[ky * g.k + kx] += f64::from(sum);
                     }
@@ -485,6 +503,46 @@ mod kernels {
     }
 
     /// `a . b` in eight lanes (so the compiler vectorises it).
+    /// Where column `j` of a row of `w` lies once the row is split in its even columns then its
+    /// odd ones (so that every second column is side by side).
+    fn split_index(j: usize, w: usize) -> usize {
+        if j % 2 == 0 {
+            j / 2
+        } else {
+            w.div_ceil(2) + j / 2
+        }
+    }
+
+    /// `plane`'s rows of `w`, each split in its even then its odd columns, into `out`.
+    fn split_columns(plane: &[f32], w: usize, out: &mut Vec<f32>) {
+        out.resize(plane.len(), 0.0);
+        for (src, dst) in plane.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+            let (even, odd) = dst.split_at_mut(w.div_ceil(2));
+            even.iter_mut()
+                .zip(src.iter().step_by(2))
+                .for_each(|(d, s)| *d = *s);
+            odd.iter_mut()
+                .zip(src.iter().skip(1).step_by(2))
+                .for_each(|(d, s)| *d = *s);
+        }
+    }
+
+    /// The rows of [`split_columns`] back in order, into `plane`.
+    fn join_columns(split: &[f32], w: usize, plane: &mut [f32]) {
+        for (src, dst) in split.chunks_exact(w).zip(plane.chunks_exact_mut(w)) {
+            let (even, odd) = src.split_at(w.div_ceil(2));
+            dst.iter_mut()
+                .step_by(2)
+                .zip(even)
+                .for_each(|(d, s)| *d = *s);
+            dst.iter_mut()
+                .skip(1)
+                .step_by(2)
+                .zip(odd)
+                .for_each(|(d, s)| *d = *s);
+        }
+    }
+
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let mut lanes = [0.0f32; 8];
         let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
