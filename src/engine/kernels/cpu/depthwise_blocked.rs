@@ -87,26 +87,31 @@ impl Blocked {
         plane::<K, S, false>(self, x, w, bias, relu6, out);
     }
 
-    /// The input plane with its padding, each row as `S` phases of `phase` floats.
-    fn pad<const S: usize>(&self, x: &[f32]) -> Vec<f32> {
+    /// The input plane with its padding into `padded`, each row as `S` phases of `phase`
+    /// floats.
+    fn pad<const S: usize>(&self, x: &[f32], padded: &mut Vec<f32>) {
         let row = S * self.phase;
-        let mut padded = vec![0.0f32; self.rows * row];
+        padded.clear();
+        padded.resize(self.rows * row, 0.0);
         // Padded columns past the last one a block reads are never read.
-        let read = (self.ow - 1) * S + self.k;
+        let read = ((self.ow - 1) * S + self.k).min(self.left + self.w);
         for r in 0..self.rows {
             let Some(iy) = r.checked_sub(self.top).filter(|&iy| iy < self.h) else {
                 continue;
             };
             let src = &x[iy * self.w..(iy + 1) * self.w];
             let dst = &mut padded[r * row..(r + 1) * row];
-            for (ix, &v) in src.iter().enumerate() {
-                let j = ix + self.left;
-                if j < read {
-                    dst[(j % S) * self.phase + j / S] = v;
+            // Padded column `j` (input column `j - left`) goes to phase `j % S`, at `j / S`.
+            for p in 0..S {
+                let first = self.left + (p + S - self.left % S) % S;
+                if first >= read {
+                    continue;
                 }
+                let out = &mut dst[p * self.phase + first / S..];
+                let input = src[first - self.left..read - self.left].iter().step_by(S);
+                out.iter_mut().zip(input).for_each(|(d, v)| *d = *v);
             }
         }
-        padded
     }
 }
 
@@ -169,7 +174,27 @@ fn plane<const K: usize, const S: usize, const FMA: bool>(
     relu6: bool,
     out: &mut [f32],
 ) {
-    let padded = b.pad::<S>(x);
+    PADDED.with_borrow_mut(|padded| {
+        b.pad::<S>(x, padded);
+        sum_blocks::<K, S, FMA>(b, padded, w, bias, relu6, out);
+    });
+}
+
+thread_local! {
+    /// A plane's padded copy, kept between the thread's planes.
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Every block of outputs of one plane from its `padded` copy.
+#[inline(always)]
+fn sum_blocks<const K: usize, const S: usize, const FMA: bool>(
+    b: &Blocked,
+    padded: &[f32],
+    w: &[f32],
+    bias: f32,
+    relu6: bool,
+    out: &mut [f32],
+) {
     let mut taps = [0.0f32; MAX_TAPS];
     taps[..K * K].copy_from_slice(&w[..K * K]);
     let store = |dst: &mut [f32], acc: &[f32]| {
@@ -181,13 +206,13 @@ fn plane<const K: usize, const S: usize, const FMA: bool>(
         let orow = &mut out[oy * b.ow..(oy + 1) * b.ow];
         let mut ox = 0;
         while ox + BLOCK <= b.ow {
-            let acc = block::<K, S, BLOCK, FMA>(b, &padded, &taps, bias, oy, ox);
+            let acc = block::<K, S, BLOCK, FMA>(b, padded, &taps, bias, oy, ox);
             store(&mut orow[ox..ox + BLOCK], &acc);
             ox += BLOCK;
         }
         // The rest, 8 at a time (the padded rows hold the columns past the row's end).
         while ox < b.ow {
-            let acc = block::<K, S, HALF, FMA>(b, &padded, &taps, bias, oy, ox);
+            let acc = block::<K, S, HALF, FMA>(b, padded, &taps, bias, oy, ox);
             let end = (ox + HALF).min(b.ow);
             store(&mut orow[ox..end], &acc);
             ox += HALF;
