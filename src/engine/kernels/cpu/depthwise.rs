@@ -506,7 +506,7 @@ mod kernels {
     /// Where column `j` of a row of `w` lies once the row is split in its even columns then its
     /// odd ones (so that every second column is side by side).
     fn split_index(j: usize, w: usize) -> usize {
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             j / 2
         } else {
             w.div_ceil(2) + j / 2
