@@ -284,7 +284,7 @@ impl Planes {
 /// The loops, on plain slices: per channel for sums, per plane for outputs.
 mod kernels {
     use super::{Affine, Planes};
-    use crate::engine::kernels::cpu::{for_each_plane, map_indices};
+    use crate::engine::kernels::cpu::{map_indices, written_planes};
 
     /// The planes of channel `c`.
     fn channel(x: &[f32], planes: Planes, c: usize) -> impl Iterator<Item = &[f32]> {
@@ -336,8 +336,7 @@ mod kernels {
 
     /// `x * scale + shift` per channel, clamped to `[0, 6]` when `relu6`.
     pub fn normalise(x: &[f32], planes: Planes, a: &Affine, relu6: bool) -> Vec<f32> {
-        let mut out = vec![0.0f32; x.len()];
-        for_each_plane(&mut out, planes.plane, |p, o| {
+        let plane = |p: usize, o: &mut [f32]| {
             let c = p % planes.channels;
             let (s, t) = (a.scale[c], a.shift[c]);
             let xs = &x[p * planes.plane..(p + 1) * planes.plane];
@@ -350,8 +349,9 @@ mod kernels {
                     *o = v * s + t;
                 }
             }
-        });
-        out
+        };
+        // SAFETY: `plane` writes each value of its plane (one per input value) and reads none.
+        unsafe { written_planes(x.len(), planes.plane, plane) }
     }
 
     /// The gradient reaching the BatchNorm's output `y = v * s + t`: `g`, zero where ReLU6
@@ -399,8 +399,7 @@ mod kernels {
         relu6: bool,
     ) -> Vec<f32> {
         let count = (planes.batch * planes.plane).max(1) as f64;
-        let mut out = vec![0.0f32; x.len()];
-        for_each_plane(&mut out, planes.plane, |p, o| {
+        let plane = |p: usize, o: &mut [f32]| {
             let c = p % planes.channels;
             let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
             let mean_g = (sums[c].0 / count) as f32;
@@ -411,8 +410,9 @@ mod kernels {
                 let g = through_relu6(*g, *v, s, t, relu6);
                 *o = k * (g - mean_g - (v - m) * is * mean_gx);
             }
-        });
-        out
+        };
+        // SAFETY: `plane` writes each value of its plane (one per input value) and reads none.
+        unsafe { written_planes(x.len(), planes.plane, plane) }
     }
 }
 

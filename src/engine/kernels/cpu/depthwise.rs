@@ -317,7 +317,7 @@ impl Geometry {
 mod kernels {
     use super::Geometry;
     use crate::engine::kernels::cpu::depthwise_blocked::Blocked;
-    use crate::engine::kernels::cpu::{for_each_plane, map_indices};
+    use crate::engine::kernels::cpu::{for_each_plane, map_indices, written_planes};
 
     /// The convolution itself: per output row, each kernel tap adds a weighted (shifted) input
     /// row, plane by plane (in rayon's pool natively): faster than burn-flex's grouped
@@ -332,18 +332,20 @@ mod kernels {
         g: Geometry,
     ) -> Vec<f32> {
         let (plane, out_plane, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-        let mut y = vec![0.0f32; g.batch * g.channels * out_plane];
+        let len = g.batch * g.channels * out_plane;
         if let Some(blocked) =
             Blocked::new(g.k, g.stride, (g.h, g.w), (g.oh, g.ow), (g.top, g.left))
         {
-            for_each_plane(&mut y, out_plane, |p, yp| {
+            let fill = |p: usize, yp: &mut [f32]| {
                 let c = p % g.channels;
                 let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0.0);
                 let wc = &weight[c * kk..(c + 1) * kk];
                 blocked.plane(&x[p * plane..(p + 1) * plane], wc, b, relu6, yp);
-            });
-            return y;
+            };
+            // SAFETY: the blocked loop stores every output of its plane and reads none.
+            return unsafe { written_planes(len, out_plane, fill) };
         }
+        let mut y = vec![0.0f32; len];
         let table = g.column_table();
         let fill = |p: usize, yp: &mut [f32]| {
             let c = p % g.channels;
@@ -388,8 +390,7 @@ mod kernels {
     /// kernel window read, plane by plane (in rayon's pool natively).
     pub fn input_grad(weight: &[f32], grad: &[f32], g: Geometry) -> Vec<f32> {
         let (plane, out_plane, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-        let planes = grad.len() / out_plane.max(1);
-        let mut dx = vec![0.0f32; planes * plane];
+        let len = grad.len() / out_plane.max(1) * plane;
         // At stride 1 this is a convolution of the gradient by the kernel turned half a turn,
         // padded by what the forward pass's padding left out: the forward's blocked loop.
         let turned = (g.k - 1)
@@ -402,12 +403,13 @@ mod kernels {
                 .chunks(kk)
                 .flat_map(|w| w.iter().rev().copied())
                 .collect();
-            for_each_plane(&mut dx, plane, |p, dxp| {
+            let fill = |p: usize, dxp: &mut [f32]| {
                 let c = p % g.channels;
                 let gp = &grad[p * out_plane..(p + 1) * out_plane];
                 blocked.plane(gp, &flipped[c * kk..(c + 1) * kk], 0.0, false, dxp);
-            });
-            return dx;
+            };
+            // SAFETY: the blocked loop stores every value of its plane and reads none.
+            return unsafe { written_planes(len, plane, fill) };
         }
         let table = g.column_table();
         let fill = |p: usize, dxp: &mut [f32]| {
@@ -452,6 +454,12 @@ mod kernels {
                 join_columns(&split, g.w, dxp);
             }
         };
+        if g.stride == 2 {
+            // SAFETY: at stride 2 `fill` sums into its own rows and stores every value of its
+            // plane from them at the end, reading none.
+            return unsafe { written_planes(len, plane, fill) };
+        }
+        let mut dx = vec![0.0f32; len];
         for_each_plane(&mut dx, plane, fill);
         dx
     }

@@ -52,6 +52,30 @@ pub fn for_each_index(n: usize, f: impl Fn(usize) + Sync + Send) {
     (0..n).for_each(f);
 }
 
+/// `len` values made plane by plane (in rayon's pool natively), without a pass zeroing them
+/// first: `f(plane index, plane)` gets each plane of `plane` values.
+///
+/// # Safety
+/// `f` must write every value of its plane before it reads any.
+pub unsafe fn written_planes(
+    len: usize,
+    plane: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let plane = plane.max(1);
+    let planes = len / plane;
+    let mut y = Vec::<f32>::with_capacity(planes * plane);
+    let dst = Shared::new(&mut y);
+    for_each_index(planes, |p| {
+        // SAFETY: plane `p` lies inside the capacity, and no other task touches it.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.at(p * plane), plane) };
+        f(p, out);
+    });
+    // SAFETY: every plane was written (the caller's promise).
+    unsafe { y.set_len(planes * plane) };
+    y
+}
+
 /// Runs `f(plane index, plane)` over `out` cut into planes of `plane` values.
 pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if plane == 0 {
