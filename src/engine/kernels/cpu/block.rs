@@ -32,12 +32,7 @@ pub fn folded(layers: Layers, x: &Tensor<4>) -> Option<Tensor<4>> {
     if !applies(layers, x) {
         return None;
     }
-    let Layers {
-        expand,
-        depthwise,
-        project,
-        skip,
-    } = layers;
+    let (expand, depthwise, project) = (layers.expand, layers.depthwise, layers.project);
     let (stride, padding) = depthwise::padding_of(depthwise.0, x);
     let weight = |c: &Conv2d| c.weight.val().into_dispatch();
     let bias = |c: &Conv2d| c.bias.as_ref().map(|b| b.val().into_dispatch());
@@ -56,7 +51,7 @@ pub fn folded(layers: Layers, x: &Tensor<4>) -> Option<Tensor<4>> {
             stride,
             padding,
             relu6: [expand.1, depthwise.1, project.1],
-            skip,
+            skip: layers.skip,
         },
     );
     Some(Tensor::from_dispatch(y))

@@ -9,16 +9,14 @@
 //! adds the bias and clamps that block before the next. Elsewhere (training layers, GPUs) the
 //! operations of [`crate::engine::kernels::conv2d`] run.
 
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::engine::kernels::cpu::{Shared, for_each_index};
+use crate::engine::kernels::cpu::{Shared, burn_folded, conv_options, for_each_index};
 use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` (one group, with a bias) on `x`, then ReLU6 when `relu6`; `None` where this does
@@ -106,19 +104,7 @@ impl FoldedDense for Flex {
             return tensor(y, [layer.batch, layer.outputs, layer.oh, layer.ow].into());
         }
         // Other dtypes: burn's operations.
-        let [top, bottom, left, right] = padding;
-        let options = ConvOptions::new_with_padding(
-            [stride, stride],
-            [(top, bottom), (left, right)],
-            [1, 1],
-            1,
-        );
-        let y = Flex::conv2d(x, weight, Some(bias), options);
-        if relu6 {
-            Flex::float_clamp(y, 0.0f32.into(), 6.0f32.into())
-        } else {
-            y
-        }
+        burn_folded(x, weight, bias, conv_options(stride, padding, 1), relu6)
     }
 }
 

@@ -14,17 +14,16 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::engine::kernels::cpu::{tensor, values};
+use crate::engine::kernels::cpu::{burn_folded, conv_options, tensor, values};
 use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` on `x` through [`FusedDepthwise`] when it applies (a depthwise convolution without a
@@ -140,16 +139,6 @@ pub trait FoldedDepthwise: Backend {
     ) -> FloatTensor<Self>;
 }
 
-fn options(channels: usize, stride: usize, padding: [usize; 4]) -> ConvOptions<2> {
-    let [top, bottom, left, right] = padding;
-    ConvOptions::new_with_padding(
-        [stride, stride],
-        [(top, bottom), (left, right)],
-        [1, 1],
-        channels,
-    )
-}
-
 impl FusedDepthwise for Flex {
     fn depthwise_conv2d(
         x: FlexTensor,
@@ -159,7 +148,7 @@ impl FusedDepthwise for Flex {
     ) -> FlexTensor {
         if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
             let channels = x.shape().dims::<4>()[1];
-            return Flex::conv2d(x, weight, None, options(channels, stride, padding));
+            return Flex::conv2d(x, weight, None, conv_options(stride, padding, channels));
         }
         let g = Geometry::forward(&x, &weight, stride, padding);
         let y = kernels::forward(&values(&x), &values(&weight), None, false, g);
@@ -178,13 +167,8 @@ impl FoldedDepthwise for Flex {
     ) -> FlexTensor {
         let f32s = [&x, &weight, &bias].iter().all(|t| t.dtype() == DType::F32);
         if !f32s {
-            let channels = x.shape().dims::<4>()[1];
-            let y = Flex::conv2d(x, weight, Some(bias), options(channels, stride, padding));
-            return if relu6 {
-                Flex::float_clamp(y, 0.0f32.into(), 6.0f32.into())
-            } else {
-                y
-            };
+            let options = conv_options(stride, padding, x.shape().dims::<4>()[1]);
+            return burn_folded(x, weight, bias, options, relu6);
         }
         let g = Geometry::forward(&x, &weight, stride, padding);
         let y = kernels::forward(

@@ -10,8 +10,39 @@ mod depthwise_blocked;
 
 use std::borrow::Cow;
 
+use burn::backend::Flex;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
+
+/// burn's convolution options: `stride`, `[top, bottom, left, right]` padding, `groups`.
+pub fn conv_options(stride: usize, padding: [usize; 4], groups: usize) -> ConvOptions<2> {
+    let [top, bottom, left, right] = padding;
+    ConvOptions::new_with_padding(
+        [stride, stride],
+        [(top, bottom), (left, right)],
+        [1, 1],
+        groups,
+    )
+}
+
+/// A folded convolution (with its bias) by burn's own operations, then ReLU6 when `relu6`:
+/// where a loop of ours does not cover the values' type.
+pub fn burn_folded(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    options: ConvOptions<2>,
+    relu6: bool,
+) -> FlexTensor {
+    let y = Flex::conv2d(x, weight, Some(bias), options);
+    if relu6 {
+        Flex::float_clamp(y, 0.0f32.into(), 6.0f32.into())
+    } else {
+        y
+    }
+}
 
 /// The values of an f32 tensor in row-major order (a copy only when it is strided).
 pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
