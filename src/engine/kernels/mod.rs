@@ -1,8 +1,9 @@
 //! Our own operations, where burn's would be slower: `cpu` for burn's CPU backend (natively and
 //! in the browser's worker), `gpu` for its cubecl backends (wgpu natively, WebGPU in the
 //! browser). This module is the one place that decides which runs: the model calls
-//! [`conv2d`], [`folded_conv`], [`batch_norm`], [`relu6`] and [`linear`], each kernel says
-//! whether it `applies` to a layer and input, and nothing here knows the model.
+//! [`conv2d`], [`folded_conv`], [`folded_block`], [`batch_norm`], [`relu6`] and [`linear`],
+//! each kernel says whether it `applies` to a layer and input, and nothing here knows the
+//! model.
 
 pub mod cpu;
 pub mod gpu;
@@ -20,8 +21,9 @@ use shared::{POINTWISE_AS_MATMUL, as_matmul, batched_pointwise, relu6};
 pub enum Route {
     /// One CubeCL kernel of the project's (a GPU): convolution, bias and ReLU6.
     Kernel,
-    /// One pass of the project's on burn's CPU backend (natively): the depthwise loop, or a
-    /// dense layer's matrix products block by block, each block's bias and ReLU6 after it.
+    /// One pass of the project's on burn's CPU backend (natively and in the browser's
+    /// workers): the depthwise loop, or a dense layer's matrix products block by block, each
+    /// block's bias and ReLU6 after it.
     Pass,
     /// burn's convolution (a 1x1 one as a matrix product), then ReLU6 as its own operation.
     Burn,

@@ -369,12 +369,12 @@ impl FoldedBlock {
         if let Some(y) = self.layers().and_then(|l| kernels::folded_block(l, &x)) {
             return y;
         }
-        let h = match &self.expand {
-            Some(l) => l.forward(x.clone()),
-            None => x.clone(),
-        };
-        let h = self.project.forward(self.depthwise.forward(h));
-        if self.skip { h + x } else { h }
+        inverted_residual(
+            x,
+            self.expand.as_ref().map(|l| |h| l.forward(h)),
+            |h| self.project.forward(self.depthwise.forward(h)),
+            self.skip,
+        )
     }
 
     /// The layers as [`kernels::folded_block`] takes them (blocks with an expansion).
@@ -403,13 +403,30 @@ pub struct MbConv {
 
 impl MbConv {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = match &self.expand {
-            Some(l) => l.forward(x.clone()),
-            None => x.clone(),
-        };
-        let h = self.project.forward(self.depthwise.forward(h));
-        if self.skip { h + x } else { h }
+        inverted_residual(
+            x,
+            self.expand.as_ref().map(|l| |h| l.forward(h)),
+            |h| self.project.forward(self.depthwise.forward(h)),
+            self.skip,
+        )
     }
+}
+
+/// The inverted-residual pattern of both block kinds (a folded block where no one-pass kernel
+/// runs it): optional expansion, then the depthwise and projection layers, plus the input when
+/// `skip`.
+fn inverted_residual(
+    x: Tensor<4>,
+    expand: Option<impl Fn(Tensor<4>) -> Tensor<4>>,
+    depthwise_project: impl Fn(Tensor<4>) -> Tensor<4>,
+    skip: bool,
+) -> Tensor<4> {
+    let h = match expand {
+        Some(f) => f(x.clone()),
+        None => x.clone(),
+    };
+    let h = depthwise_project(h);
+    if skip { h + x } else { h }
 }
 
 /// Everything up to and including global average pooling: image in, 1280-d feature out.

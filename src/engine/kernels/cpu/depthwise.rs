@@ -6,9 +6,9 @@
 //! Lite0), and the input's gradient with a general transposed 3-D convolution over a padded
 //! copy. Depthwise convolutions were the largest share of a full step's operations on the CPU
 //! (`finetune profile` shows it). Here the forward and both gradients are direct loops over each plane (output,
-//! input gradient) and each channel (weight gradient), in rayon's pool natively. Natively the
-//! same forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
-//! included ([`folded`]). On wgpu and WebGPU burn's convolution and [`crate::engine::kernels::gpu::conv`] run.
+//! input gradient) and each channel (weight gradient), in rayon's pool natively. The same
+//! forward loop runs the CPU backend's frozen (folded) depthwise layers, bias and ReLU6
+//! included ([`folded`]), natively and in the browser's workers. On wgpu and WebGPU burn's convolution and [`crate::engine::kernels::gpu::conv`] run.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
