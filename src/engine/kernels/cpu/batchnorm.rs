@@ -104,9 +104,8 @@ impl FusedBatchNorm for Flex {
         let shape = x.shape();
         let x = values(&x);
         let planes = Planes::of(&shape.dims::<4>());
-        let (mean, variance) = kernels::statistics(&x, planes);
-        let affine = Affine::new(&mean, &variance, &values(&gamma), &values(&beta), epsilon);
-        let output = kernels::normalise(&x, planes, &affine, relu6);
+        let (gamma, beta) = (values(&gamma), values(&beta));
+        let (output, mean, variance) = kernels::forward(&x, planes, &gamma, &beta, epsilon, relu6);
         FusedBatchNormOutput {
             output: tensor(output, shape),
             mean: tensor(mean, [planes.channels].into()),
@@ -221,8 +220,7 @@ fn backward(
         &values(beta),
         epsilon,
     );
-    let sums = kernels::grad_sums(&x, &grad, planes, &affine, relu6);
-    let x_grad = kernels::input_grad(&x, &grad, planes, &affine, &gamma, &sums, relu6);
+    let (x_grad, sums) = kernels::backward(&x, &grad, planes, &affine, &gamma, relu6);
     let c = planes.channels;
     FusedGrads {
         x: tensor(x_grad, shape),
@@ -242,24 +240,28 @@ struct Affine {
 
 impl Affine {
     fn new(mean: &[f32], variance: &[f32], gamma: &[f32], beta: &[f32], epsilon: f64) -> Self {
-        let inv_std: Vec<f64> = variance
-            .iter()
-            .map(|v| 1.0 / (f64::from(*v) + epsilon).sqrt())
-            .collect();
-        let scale: Vec<f64> = inv_std
-            .iter()
-            .zip(gamma)
-            .map(|(i, g)| i * f64::from(*g))
-            .collect();
-        let shift = (0..mean.len())
-            .map(|c| (f64::from(beta[c]) - f64::from(mean[c]) * scale[c]) as f32)
-            .collect();
-        Self {
+        let mut a = Self {
             mean: mean.to_vec(),
-            inv_std: inv_std.into_iter().map(|v| v as f32).collect(),
-            scale: scale.into_iter().map(|v| v as f32).collect(),
-            shift,
+            inv_std: Vec::with_capacity(mean.len()),
+            scale: Vec::with_capacity(mean.len()),
+            shift: Vec::with_capacity(mean.len()),
+        };
+        for c in 0..mean.len() {
+            let (inv_std, scale, shift) =
+                Self::channel(mean[c], variance[c], gamma[c], beta[c], epsilon);
+            a.inv_std.push(inv_std);
+            a.scale.push(scale);
+            a.shift.push(shift);
         }
+        a
+    }
+
+    /// One channel's `(inv_std, scale, shift)`, worked out in f64.
+    fn channel(mean: f32, variance: f32, gamma: f32, beta: f32, epsilon: f64) -> (f32, f32, f32) {
+        let inv_std = 1.0 / (f64::from(variance) + epsilon).sqrt();
+        let scale = inv_std * f64::from(gamma);
+        let shift = f64::from(beta) - f64::from(mean) * scale;
+        (inv_std as f32, scale as f32, shift as f32)
     }
 }
 
@@ -284,7 +286,7 @@ impl Planes {
 /// The loops, on plain slices: per channel for sums, per plane for outputs.
 mod kernels {
     use super::{Affine, Planes};
-    use crate::engine::kernels::cpu::{map_indices, written_planes};
+    use crate::engine::kernels::cpu::written_channels;
 
     /// The planes of channel `c`.
     fn channel(x: &[f32], planes: Planes, c: usize) -> impl Iterator<Item = &[f32]> {
@@ -317,41 +319,54 @@ mod kernels {
         (t0 + total(s0), t1 + total(s1))
     }
 
-    /// Per channel: the mean, and the biased variance (two passes over the channel: no
-    /// cancellation for channels far from zero).
-    pub fn statistics(x: &[f32], planes: Planes) -> (Vec<f32>, Vec<f32>) {
+    /// One channel's mean and biased variance (two passes over the channel: no cancellation
+    /// for channels far from zero; the second reads the planes from the core's cache).
+    fn statistics(x: &[f32], planes: Planes, c: usize) -> (f32, f32) {
         let count = (planes.batch * planes.plane).max(1) as f64;
-        let stats = map_indices(planes.channels, |c| {
-            let sum: f64 = channel(x, planes, c)
-                .map(|p| lane_sums(p, p, |v, _| (v, 0.0)).0)
-                .sum();
-            let mean = (sum / count) as f32;
-            let squares: f64 = channel(x, planes, c)
-                .map(|p| lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0)
-                .sum();
-            (mean, (squares / count) as f32)
-        });
-        stats.into_iter().unzip()
+        let sum: f64 = channel(x, planes, c)
+            .map(|p| lane_sums(p, p, |v, _| (v, 0.0)).0)
+            .sum();
+        let mean = (sum / count) as f32;
+        let squares: f64 = channel(x, planes, c)
+            .map(|p| lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0)
+            .sum();
+        (mean, (squares / count) as f32)
     }
 
-    /// `x * scale + shift` per channel, clamped to `[0, 6]` when `relu6`.
-    pub fn normalise(x: &[f32], planes: Planes, a: &Affine, relu6: bool) -> Vec<f32> {
-        let plane = |p: usize, o: &mut [f32]| {
-            let c = p % planes.channels;
-            let (s, t) = (a.scale[c], a.shift[c]);
-            let xs = &x[p * planes.plane..(p + 1) * planes.plane];
-            if relu6 {
-                for (o, v) in o.iter_mut().zip(xs) {
-                    *o = (v * s + t).clamp(0.0, 6.0);
-                }
-            } else {
-                for (o, v) in o.iter_mut().zip(xs) {
-                    *o = v * s + t;
+    /// The output `x * scale + shift` (clamped to `[0, 6]` when `relu6`) with the batch's mean
+    /// and biased variance per channel. Channel by channel: the statistics, then the output
+    /// while the channel's planes are still in the cache (one read of the input from memory,
+    /// not two).
+    pub fn forward(
+        x: &[f32],
+        planes: Planes,
+        gamma: &[f32],
+        beta: &[f32],
+        epsilon: f64,
+        relu6: bool,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let dims = [planes.batch, planes.channels, planes.plane];
+        let channel_out = |c: usize, out: &mut [&mut [f32]]| {
+            let (mean, variance) = statistics(x, planes, c);
+            let (_, s, t) = Affine::channel(mean, variance, gamma[c], beta[c], epsilon);
+            for (o, xs) in out.iter_mut().zip(channel(x, planes, c)) {
+                if relu6 {
+                    for (o, v) in o.iter_mut().zip(xs) {
+                        *o = (v * s + t).clamp(0.0, 6.0);
+                    }
+                } else {
+                    for (o, v) in o.iter_mut().zip(xs) {
+                        *o = v * s + t;
+                    }
                 }
             }
+            (mean, variance)
         };
-        // SAFETY: `plane` writes each value of its plane (one per input value) and reads none.
-        unsafe { written_planes(x.len(), planes.plane, plane) }
+        // SAFETY: `channel_out` writes each value of its planes (one per input value) and
+        // reads none.
+        let (y, stats) = unsafe { written_channels(dims, channel_out) };
+        let (mean, variance) = stats.into_iter().unzip();
+        (y, mean, variance)
     }
 
     /// The gradient reaching the BatchNorm's output `y = v * s + t`: `g`, zero where ReLU6
@@ -365,18 +380,23 @@ mod kernels {
         if y > 0.0 && y <= 6.0 { g } else { 0.0 }
     }
 
-    /// Per channel: the sum of the output gradient (beta's gradient) and of the output gradient
-    /// times the normalised input (gamma's gradient).
-    pub fn grad_sums(
+    /// The input's gradient, `gamma * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`, and
+    /// per channel the sums of the output's gradient (beta's gradient) and of it times the
+    /// normalised input (gamma's gradient). Channel by channel: the sums, then the input's
+    /// gradient while the channel's planes of `x` and `grad` are still in the cache.
+    pub fn backward(
         x: &[f32],
         grad: &[f32],
         planes: Planes,
         a: &Affine,
+        gamma: &[f32],
         relu6: bool,
-    ) -> Vec<(f64, f64)> {
-        map_indices(planes.channels, |c| {
+    ) -> (Vec<f32>, Vec<(f64, f64)>) {
+        let count = (planes.batch * planes.plane).max(1) as f64;
+        let dims = [planes.batch, planes.channels, planes.plane];
+        let channel_grad = |c: usize, out: &mut [&mut [f32]]| {
             let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
-            channel(x, planes, c)
+            let sums = channel(x, planes, c)
                 .zip(channel(grad, planes, c))
                 .map(|(xp, gp)| {
                     lane_sums(xp, gp, |v, g| {
@@ -384,35 +404,22 @@ mod kernels {
                         (g, g * (v - m) * is)
                     })
                 })
-                .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1))
-        })
-    }
-
-    /// The input's gradient, `gamma * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`.
-    pub fn input_grad(
-        x: &[f32],
-        grad: &[f32],
-        planes: Planes,
-        a: &Affine,
-        gamma: &[f32],
-        sums: &[(f64, f64)],
-        relu6: bool,
-    ) -> Vec<f32> {
-        let count = (planes.batch * planes.plane).max(1) as f64;
-        let plane = |p: usize, o: &mut [f32]| {
-            let c = p % planes.channels;
-            let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
-            let mean_g = (sums[c].0 / count) as f32;
-            let mean_gx = (sums[c].1 / count) as f32;
+                .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1));
+            let mean_g = (sums.0 / count) as f32;
+            let mean_gx = (sums.1 / count) as f32;
             let k = gamma[c] * is;
-            let range = p * planes.plane..(p + 1) * planes.plane;
-            for ((o, v), g) in o.iter_mut().zip(&x[range.clone()]).zip(&grad[range]) {
-                let g = through_relu6(*g, *v, s, t, relu6);
-                *o = k * (g - mean_g - (v - m) * is * mean_gx);
+            let inputs = channel(x, planes, c).zip(channel(grad, planes, c));
+            for (o, (xp, gp)) in out.iter_mut().zip(inputs) {
+                for ((o, v), g) in o.iter_mut().zip(xp).zip(gp) {
+                    let g = through_relu6(*g, *v, s, t, relu6);
+                    *o = k * (g - mean_g - (v - m) * is * mean_gx);
+                }
             }
+            sums
         };
-        // SAFETY: `plane` writes each value of its plane (one per input value) and reads none.
-        unsafe { written_planes(x.len(), planes.plane, plane) }
+        // SAFETY: `channel_grad` writes each value of its planes (one per input value) and
+        // reads none.
+        unsafe { written_channels(dims, channel_grad) }
     }
 }
 

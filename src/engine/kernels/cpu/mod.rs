@@ -107,6 +107,35 @@ pub unsafe fn written_planes(
     y
 }
 
+/// An activation `[batch, channels, plane]` made channel by channel (in rayon's pool natively),
+/// without a pass zeroing it first: `f(channel, planes)` gets the channel's `batch` planes and
+/// returns what the caller keeps of that channel. Channel by channel, a layer can read its
+/// input's planes of a channel twice while they are still in the core's cache.
+///
+/// # Safety
+/// `f` must write every value of its planes before it reads any.
+pub unsafe fn written_channels<T: Send>(
+    [batch, channels, plane]: [usize; 3],
+    f: impl Fn(usize, &mut [&mut [f32]]) -> T + Sync + Send,
+) -> (Vec<f32>, Vec<T>) {
+    let len = batch * channels * plane;
+    let mut y = Vec::<f32>::with_capacity(len);
+    let dst = Shared::new(&mut y);
+    let kept = map_indices(channels, |c| {
+        let mut planes: Vec<&mut [f32]> = (0..batch)
+            .map(|n| {
+                // SAFETY: plane `(n, c)` lies inside the capacity, and only channel `c`'s task
+                // touches it.
+                unsafe { std::slice::from_raw_parts_mut(dst.at((n * channels + c) * plane), plane) }
+            })
+            .collect();
+        f(c, &mut planes)
+    });
+    // SAFETY: every plane of every channel was written (the caller's promise).
+    unsafe { y.set_len(len) };
+    (y, kept)
+}
+
 /// Runs `f(plane index, plane)` over `out` cut into planes of `plane` values.
 pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     if plane == 0 {
