@@ -79,6 +79,9 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(y) = cpu::depthwise::forward(conv, &x) {
         return y;
     }
+    if let Some(y) = cpu::pointwise::forward(conv, &x) {
+        return y;
+    }
     if !as_matmul(conv) {
         return conv.forward(x);
     }

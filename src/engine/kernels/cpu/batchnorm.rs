@@ -283,12 +283,19 @@ impl Planes {
     }
 }
 
-/// The loops, on plain slices: per channel for sums, per plane for outputs.
+/// The loops, on plain slices, one task per channel. Each channel's work is one
+/// `#[inline(always)]` function, compiled a second time for AVX2 and FMA where the CPU has
+/// them (checked at run time, as the depthwise loop does); the ReLU6's mask is a select, not
+/// a branch, so that the loops vectorise.
 mod kernels {
     use super::{Affine, Planes};
     use crate::engine::kernels::cpu::written_channels;
 
+    /// Lanes of the per-plane sums: one AVX-512 vector, two AVX2 or four SSE ones.
+    const LANES: usize = 16;
+
     /// The planes of channel `c`.
+    #[inline(always)]
     fn channel(x: &[f32], planes: Planes, c: usize) -> impl Iterator<Item = &[f32]> {
         (0..planes.batch).map(move |n| {
             let start = (n * planes.channels + c) * planes.plane;
@@ -296,12 +303,12 @@ mod kernels {
         })
     }
 
-    /// The sums of `f(a[i], b[i])` (two outputs) over a plane, in eight f32 lanes (so the
+    /// The sums of `f(a[i], b[i])` (two outputs) over a plane, in [`LANES`] f32 lanes (so the
     /// compiler vectorises the loop; one f64 chain was latency-bound), totalled in f64.
-    #[inline]
+    #[inline(always)]
     fn lane_sums(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
-        let (mut s0, mut s1) = ([0.0f32; 8], [0.0f32; 8]);
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (mut s0, mut s1) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
         let (mut t0, mut t1) = (0.0f64, 0.0f64);
         for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
             let (u, v) = f(*x, *y);
@@ -309,28 +316,29 @@ mod kernels {
             t1 += f64::from(v);
         }
         for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
+            for i in 0..LANES {
                 let (u, v) = f(x[i], y[i]);
                 s0[i] += u;
                 s1[i] += v;
             }
         }
-        let total = |s: [f32; 8]| s.iter().map(|v| f64::from(*v)).sum::<f64>();
+        let total = |s: [f32; LANES]| s.iter().map(|v| f64::from(*v)).sum::<f64>();
         (t0 + total(s0), t1 + total(s1))
     }
 
-    /// One channel's mean and biased variance (two passes over the channel: no cancellation
-    /// for channels far from zero; the second reads the planes from the core's cache).
-    fn statistics(x: &[f32], planes: Planes, c: usize) -> (f32, f32) {
-        let count = (planes.batch * planes.plane).max(1) as f64;
-        let sum: f64 = channel(x, planes, c)
-            .map(|p| lane_sums(p, p, |v, _| (v, 0.0)).0)
-            .sum();
-        let mean = (sum / count) as f32;
-        let squares: f64 = channel(x, planes, c)
-            .map(|p| lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0)
-            .sum();
-        (mean, (squares / count) as f32)
+    /// The gradient reaching the BatchNorm's output `y = v * s + t`: `g`, zero where ReLU6
+    /// clamped (`y <= 0` or `y > 6`, as burn's `relu` then `clamp_max` pass it).
+    #[inline(always)]
+    fn through_relu6(g: f32, v: f32, s: f32, t: f32, relu6: bool) -> f32 {
+        let y = v * s + t;
+        let kept = !relu6 | ((y > 0.0) & (y <= 6.0));
+        if kept { g } else { 0.0 }
+    }
+
+    /// Whether this CPU runs AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    fn wide_here() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
 
     /// The output `x * scale + shift` (clamped to `[0, 6]` when `relu6`) with the batch's mean
@@ -346,21 +354,16 @@ mod kernels {
         relu6: bool,
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let dims = [planes.batch, planes.channels, planes.plane];
+        #[cfg(target_arch = "x86_64")]
+        let wide = wide_here();
         let channel_out = |c: usize, out: &mut [&mut [f32]]| {
-            let (mean, variance) = statistics(x, planes, c);
-            let (_, s, t) = Affine::channel(mean, variance, gamma[c], beta[c], epsilon);
-            for (o, xs) in out.iter_mut().zip(channel(x, planes, c)) {
-                if relu6 {
-                    for (o, v) in o.iter_mut().zip(xs) {
-                        *o = (v * s + t).clamp(0.0, 6.0);
-                    }
-                } else {
-                    for (o, v) in o.iter_mut().zip(xs) {
-                        *o = v * s + t;
-                    }
-                }
+            let layer = (x, planes, gamma[c], beta[c], epsilon, relu6);
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: this CPU runs AVX2 and FMA (checked above).
+                return unsafe { forward_channel_avx2(layer, c, out) };
             }
-            (mean, variance)
+            forward_channel(layer, c, out)
         };
         // SAFETY: `channel_out` writes each value of its planes (one per input value) and
         // reads none.
@@ -369,15 +372,43 @@ mod kernels {
         (y, mean, variance)
     }
 
-    /// The gradient reaching the BatchNorm's output `y = v * s + t`: `g`, zero where ReLU6
-    /// clamped (`y <= 0` or `y > 6`, as burn's `relu` then `clamp_max` pass it).
-    #[inline]
-    fn through_relu6(g: f32, v: f32, s: f32, t: f32, relu6: bool) -> f32 {
-        if !relu6 {
-            return g;
+    /// One layer's forward inputs for one channel: `x`, its planes, the channel's `gamma` and
+    /// `beta`, epsilon and whether ReLU6 follows.
+    type ForwardLayer<'a> = (&'a [f32], Planes, f32, f32, f64, bool);
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn forward_channel_avx2(layer: ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
+        forward_channel(layer, c, out)
+    }
+
+    /// Channel `c`'s mean and biased variance (two passes: no cancellation for channels far
+    /// from zero; the second reads the planes from the core's cache), then its output planes.
+    #[inline(always)]
+    fn forward_channel(layer: ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
+        let (x, planes, gamma, beta, epsilon, relu6) = layer;
+        let count = (planes.batch * planes.plane).max(1) as f64;
+        let sum: f64 = channel(x, planes, c)
+            .map(|p| lane_sums(p, p, |v, _| (v, 0.0)).0)
+            .sum();
+        let mean = (sum / count) as f32;
+        let squares: f64 = channel(x, planes, c)
+            .map(|p| lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0)
+            .sum();
+        let variance = (squares / count) as f32;
+        let (_, s, t) = Affine::channel(mean, variance, gamma, beta, epsilon);
+        for (o, xs) in out.iter_mut().zip(channel(x, planes, c)) {
+            if relu6 {
+                for (o, v) in o.iter_mut().zip(xs) {
+                    *o = (v * s + t).clamp(0.0, 6.0);
+                }
+            } else {
+                for (o, v) in o.iter_mut().zip(xs) {
+                    *o = v * s + t;
+                }
+            }
         }
-        let y = v * s + t;
-        if y > 0.0 && y <= 6.0 { g } else { 0.0 }
+        (mean, variance)
     }
 
     /// The input's gradient, `gamma * inv_std * (g - mean(g) - x_hat * mean(g * x_hat))`, and
@@ -392,34 +423,83 @@ mod kernels {
         gamma: &[f32],
         relu6: bool,
     ) -> (Vec<f32>, Vec<(f64, f64)>) {
-        let count = (planes.batch * planes.plane).max(1) as f64;
         let dims = [planes.batch, planes.channels, planes.plane];
+        #[cfg(target_arch = "x86_64")]
+        let wide = wide_here();
         let channel_grad = |c: usize, out: &mut [&mut [f32]]| {
-            let (m, is, s, t) = (a.mean[c], a.inv_std[c], a.scale[c], a.shift[c]);
-            let sums = channel(x, planes, c)
-                .zip(channel(grad, planes, c))
-                .map(|(xp, gp)| {
-                    lane_sums(xp, gp, |v, g| {
-                        let g = through_relu6(g, v, s, t, relu6);
-                        (g, g * (v - m) * is)
-                    })
-                })
-                .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1));
-            let mean_g = (sums.0 / count) as f32;
-            let mean_gx = (sums.1 / count) as f32;
-            let k = gamma[c] * is;
-            let inputs = channel(x, planes, c).zip(channel(grad, planes, c));
-            for (o, (xp, gp)) in out.iter_mut().zip(inputs) {
-                for ((o, v), g) in o.iter_mut().zip(xp).zip(gp) {
-                    let g = through_relu6(*g, *v, s, t, relu6);
-                    *o = k * (g - mean_g - (v - m) * is * mean_gx);
-                }
+            let layer = BackwardLayer {
+                x,
+                grad,
+                planes,
+                coefficients: [a.mean[c], a.inv_std[c], a.scale[c], a.shift[c], gamma[c]],
+                relu6,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: this CPU runs AVX2 and FMA (checked above).
+                return unsafe { backward_channel_avx2(&layer, c, out) };
             }
-            sums
+            backward_channel(&layer, c, out)
         };
         // SAFETY: `channel_grad` writes each value of its planes (one per input value) and
         // reads none.
         unsafe { written_channels(dims, channel_grad) }
+    }
+
+    /// One layer's backward inputs for one channel; `coefficients` are the channel's mean,
+    /// `1 / sqrt(var + eps)`, scale, shift and gamma.
+    struct BackwardLayer<'a> {
+        x: &'a [f32],
+        grad: &'a [f32],
+        planes: Planes,
+        coefficients: [f32; 5],
+        relu6: bool,
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn backward_channel_avx2(
+        layer: &BackwardLayer,
+        c: usize,
+        out: &mut [&mut [f32]],
+    ) -> (f64, f64) {
+        backward_channel(layer, c, out)
+    }
+
+    /// Channel `c`'s two sums, then its planes of the input's gradient.
+    #[inline(always)]
+    fn backward_channel(layer: &BackwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f64, f64) {
+        let BackwardLayer {
+            x,
+            grad,
+            planes,
+            relu6,
+            ..
+        } = *layer;
+        let [m, is, s, t, gamma] = layer.coefficients;
+        let count = (planes.batch * planes.plane).max(1) as f64;
+        // The sums of the gradient and of it times `x - mean` (times `inv_std` once, after).
+        let (sum_g, sum_gx) = channel(x, planes, c)
+            .zip(channel(grad, planes, c))
+            .map(|(xp, gp)| {
+                lane_sums(xp, gp, |v, g| {
+                    let g = through_relu6(g, v, s, t, relu6);
+                    (g, g * (v - m))
+                })
+            })
+            .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1));
+        let sums = (sum_g, sum_gx * f64::from(is));
+        let mean_g = (sums.0 / count) as f32;
+        let mean_gx = (sums.1 / count) as f32;
+        let (k, q) = (gamma * is, is * mean_gx);
+        let inputs = channel(x, planes, c).zip(channel(grad, planes, c));
+        for (o, (xp, gp)) in out.iter_mut().zip(inputs) {
+            for ((o, v), g) in o.iter_mut().zip(xp).zip(gp) {
+                let g = through_relu6(*g, *v, s, t, relu6);
+                *o = k * (g - mean_g - (v - m) * q);
+            }
+        }
+        sums
     }
 }
 

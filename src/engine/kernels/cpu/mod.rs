@@ -7,6 +7,7 @@ pub mod block;
 pub mod dense;
 pub mod depthwise;
 mod depthwise_blocked;
+pub mod pointwise;
 
 use std::borrow::Cow;
 
