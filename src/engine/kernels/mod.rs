@@ -72,9 +72,10 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu6_after: bool) -> Tensor<4> 
     if relu6_after { relu6(y) } else { y }
 }
 
-/// A convolution; a 1x1 one (stride 1, one group: the expansions, projections and the head's)
-/// as one batched matrix product `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`],
-/// the same sums.
+/// A convolution; a depthwise or 1x1 one that trains on the CPU backend by our own operations
+/// ([`cpu::depthwise`], [`cpu::pointwise`]); elsewhere a 1x1 one (stride 1, one group: the
+/// expansions, projections and the head's) as one batched matrix product
+/// `W[out, in] x X[n, in, h*w]` where [`POINTWISE_AS_MATMUL`], the same sums.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(y) = cpu::depthwise::forward(conv, &x) {
         return y;

@@ -1,4 +1,5 @@
-//! What the CPU backend's own operations ([`crate::engine::kernels::cpu::batchnorm`], [`crate::engine::kernels::cpu::depthwise`]) share:
+//! What the CPU backend's own operations ([`crate::engine::kernels::cpu::batchnorm`],
+//! [`crate::engine::kernels::cpu::depthwise`], [`crate::engine::kernels::cpu::pointwise`] and the folded ones) share:
 //! burn-flex tensors as slices and back, and loops in rayon's pool natively (one thread in
 //! the browser's worker).
 
