@@ -23,7 +23,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Device, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::engine::kernels::cpu::{burn_folded, conv_options, tensor, values};
+use crate::engine::kernels::cpu::{burn_folded, conv_options, register_grad, tensor, values};
 use crate::engine::kernels::shared::{on_cpu_backend, same_padding};
 
 /// `conv` on `x` through [`FusedDepthwise`] when it applies (a depthwise convolution without a
@@ -206,14 +206,12 @@ impl<C: CheckpointStrategy> FusedDepthwise for Autodiff<Flex, C> {
                 let (x, weight, stride, padding) = ops.state;
                 let geometry = Geometry::forward(&x, &weight, stride, padding);
                 let (xs, ws, gs) = (values(&x), values(&weight), values(&grad));
-                if let Some(node) = node_x {
-                    let dx = kernels::input_grad(&ws, &gs, geometry);
-                    grads.register::<Flex>(node.id, tensor(dx, x.shape()));
-                }
-                if let Some(node) = node_weight {
-                    let dw = kernels::weight_grad(&xs, &gs, geometry);
-                    grads.register::<Flex>(node.id, tensor(dw, weight.shape()));
-                }
+                register_grad(grads, node_x.map(|n| n.id), &x, || {
+                    kernels::input_grad(&ws, &gs, geometry)
+                });
+                register_grad(grads, node_weight.map(|n| n.id), &weight, || {
+                    kernels::weight_grad(&xs, &gs, geometry)
+                });
             }
         }
 
@@ -559,7 +557,7 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
-    use crate::engine::test_util::{assert_close, assert_conv_bias_relu6, values as vals};
+    use crate::engine::test_util::{assert_conv_bias_relu6, assert_trains_as_burns_conv};
 
     #[test]
     fn same_padding_is_tensorflows() {
@@ -627,31 +625,8 @@ mod tests {
                 .with_padding(PaddingConfig2d::Same)
                 .init(&device);
             let x = Tensor::<4>::random([2, c, h, w], Distribution::Normal(0.0, 1.0), &device);
-            let y_shape = conv.forward(x.clone()).dims();
-            let weights = Tensor::<4>::random(y_shape, Distribution::Normal(0.0, 1.0), &device);
-            let run = |ours: bool| {
-                let conv = Conv2d {
-                    weight: Param::from_tensor(conv.weight.val().detach().require_grad()),
-                    ..conv.clone()
-                };
-                let x = x.clone().detach().require_grad();
-                let y = if ours {
-                    forward(&conv, &x).expect("a depthwise layer that trains on the CPU")
-                } else {
-                    conv.forward(x.clone())
-                };
-                let grads = (y.clone() * weights.clone()).sum().backward();
-                (
-                    vals(y),
-                    vals(x.grad(&grads).unwrap()),
-                    vals(conv.weight.val().grad(&grads).unwrap()),
-                )
-            };
-            let (ours, burns) = (run(true), run(false));
             let case = format!("k {k} stride {stride} {h}x{w}");
-            assert_close(&format!("output, {case}"), &ours.0, &burns.0, 1e-4);
-            assert_close(&format!("x grad, {case}"), &ours.1, &burns.1, 1e-4);
-            assert_close(&format!("weight grad, {case}"), &ours.2, &burns.2, 1e-4);
+            assert_trains_as_burns_conv(&case, &conv, &x, forward, 1e-4);
         }
     }
 }

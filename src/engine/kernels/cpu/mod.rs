@@ -12,8 +12,10 @@ pub mod pointwise;
 
 use std::borrow::Cow;
 
-use burn::backend::Flex;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::grads::Gradients;
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
@@ -43,6 +45,20 @@ pub fn burn_folded(
         Flex::float_clamp(y, 0.0f32.into(), 6.0f32.into())
     } else {
         y
+    }
+}
+
+/// Registers the gradient `grad()` (of `like`'s shape) for `node` where it tracks one: `None`
+/// where nothing before a layer trains, or where its weight is frozen; `grad` runs only when
+/// needed.
+pub fn register_grad(
+    grads: &mut Gradients,
+    node: Option<NodeId>,
+    like: &FlexTensor,
+    grad: impl FnOnce() -> Vec<f32>,
+) {
+    if let Some(id) = node {
+        grads.register::<Flex>(id, tensor(grad(), like.shape()));
     }
 }
 

@@ -23,7 +23,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 
-use crate::engine::kernels::cpu::{conv_options, tensor, values};
+use crate::engine::kernels::cpu::{conv_options, register_grad, tensor, values};
 use crate::engine::kernels::shared::on_cpu_backend;
 
 /// `conv` on `x` through [`TrainedPointwise`] where [`applies`]; `None` otherwise.
@@ -90,14 +90,12 @@ impl<C: CheckpointStrategy> TrainedPointwise for Autodiff<Flex, C> {
                 let s = Sizes::of(&x, &weight);
                 let gs = values(&grad);
                 // The first layer that trains takes the frozen part's output: no gradient.
-                if let Some(node) = node_x {
-                    let dx = kernels::input_grad(&values(&weight), &gs, s);
-                    grads.register::<Flex>(node.id, tensor(dx, x.shape()));
-                }
-                if let Some(node) = node_weight {
-                    let dw = kernels::weight_grad(&values(&x), &gs, s);
-                    grads.register::<Flex>(node.id, tensor(dw, weight.shape()));
-                }
+                register_grad(grads, node_x.map(|n| n.id), &x, || {
+                    kernels::input_grad(&values(&weight), &gs, s)
+                });
+                register_grad(grads, node_weight.map(|n| n.id), &weight, || {
+                    kernels::weight_grad(&values(&x), &gs, s)
+                });
             }
         }
 
@@ -320,7 +318,7 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
-    use crate::engine::test_util::{assert_close, values};
+    use crate::engine::test_util::{assert_close, assert_trains_as_burns_conv, values};
 
     #[test]
     fn trained_pointwise_is_burns_convolution_forward_and_backward() {
@@ -335,28 +333,9 @@ mod tests {
                 .init(&device);
             let x = Tensor::<4>::random([n, c, w, h], Distribution::Normal(0.0, 1.0), &device)
                 .swap_dims(2, 3);
-            let weights =
-                Tensor::<4>::random([n, outputs, h, w], Distribution::Normal(0.0, 1.0), &device);
-            let run = |ours: bool| {
-                let x = x.clone().detach().require_grad();
-                assert!(applies(&conv, &x));
-                let y = if ours {
-                    forward(&conv, &x).expect("applies")
-                } else {
-                    conv.forward(x.clone())
-                };
-                let grads = (y.clone() * weights.clone()).sum().backward();
-                (
-                    values(y),
-                    values(x.grad(&grads).unwrap()),
-                    values(conv.weight.val().grad(&grads).unwrap()),
-                )
-            };
-            let (ours, burns) = (run(true), run(false));
+            assert!(applies(&conv, &x.clone().require_grad()));
             let case = format!("{outputs} outputs on {n}x{c}x{h}x{w}");
-            assert_close(&format!("output, {case}"), &ours.0, &burns.0, 1e-4);
-            assert_close(&format!("x grad, {case}"), &ours.1, &burns.1, 1e-4);
-            assert_close(&format!("weight grad, {case}"), &ours.2, &burns.2, 1e-3);
+            assert_trains_as_burns_conv(&case, &conv, &x, forward, 1e-3);
         }
     }
 
