@@ -388,13 +388,16 @@ mod kernels {
     fn forward_channel(layer: ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
         let (x, planes, gamma, beta, epsilon, relu6) = layer;
         let count = (planes.batch * planes.plane).max(1) as f64;
-        let sum: f64 = channel(x, planes, c)
-            .map(|p| lane_sums(p, p, |v, _| (v, 0.0)).0)
-            .sum();
+        // Plain loops: an iterator's `fold` was left a call, compiled without AVX2.
+        let mut sum = 0.0;
+        for p in channel(x, planes, c) {
+            sum += lane_sums(p, p, |v, _| (v, 0.0)).0;
+        }
         let mean = (sum / count) as f32;
-        let squares: f64 = channel(x, planes, c)
-            .map(|p| lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0)
-            .sum();
+        let mut squares = 0.0;
+        for p in channel(x, planes, c) {
+            squares += lane_sums(p, p, |v, _| ((v - mean) * (v - mean), 0.0)).0;
+        }
         let variance = (squares / count) as f32;
         let (_, s, t) = Affine::channel(mean, variance, gamma, beta, epsilon);
         for (o, xs) in out.iter_mut().zip(channel(x, planes, c)) {
@@ -479,15 +482,15 @@ mod kernels {
         let [m, is, s, t, gamma] = layer.coefficients;
         let count = (planes.batch * planes.plane).max(1) as f64;
         // The sums of the gradient and of it times `x - mean` (times `inv_std` once, after).
-        let (sum_g, sum_gx) = channel(x, planes, c)
-            .zip(channel(grad, planes, c))
-            .map(|(xp, gp)| {
-                lane_sums(xp, gp, |v, g| {
-                    let g = through_relu6(g, v, s, t, relu6);
-                    (g, g * (v - m))
-                })
-            })
-            .fold((0.0, 0.0), |s, t| (s.0 + t.0, s.1 + t.1));
+        let (mut sum_g, mut sum_gx) = (0.0, 0.0);
+        for (xp, gp) in channel(x, planes, c).zip(channel(grad, planes, c)) {
+            let (a, b) = lane_sums(xp, gp, |v, g| {
+                let g = through_relu6(g, v, s, t, relu6);
+                (g, g * (v - m))
+            });
+            sum_g += a;
+            sum_gx += b;
+        }
         let sums = (sum_g, sum_gx * f64::from(is));
         let mean_g = (sums.0 / count) as f32;
         let mean_gx = (sums.1 / count) as f32;
