@@ -492,7 +492,6 @@ mod kernels {
         map_indices(g.channels, channel).concat()
     }
 
-    /// `a . b` in eight lanes (so the compiler vectorises it).
     /// Where column `j` of a row of `w` lies once the row is split in its even columns then its
     /// odd ones (so that every second column is side by side).
     fn split_index(j: usize, w: usize) -> usize {
@@ -533,6 +532,7 @@ mod kernels {
         }
     }
 
+    /// `a . b` in eight lanes (so the compiler vectorises it).
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let mut lanes = [0.0f32; 8];
         let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
