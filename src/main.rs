@@ -12,9 +12,9 @@ fn main() {
 
 /// glibc maps each block over 32 MB (a training step's largest activations and gradients) on its
 /// own and unmaps it when freed, and hands freed heap memory back to the system: every step then
-/// faulted in fresh pages and flushed other cores' address caches (14% of a full step's time in
-/// the kernel). Served from the heap and kept for the next step, the same steps ran 7-10% faster
-/// at the same peak memory (docs/performance.md).
+/// faulted in fresh pages and flushed other cores' address caches. Served from the heap and kept
+/// for the next step, the steps run faster at the same peak memory (figures and how they were
+/// taken: docs/performance.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: `mallopt` only sets the allocator's parameters; this runs before any thread starts.

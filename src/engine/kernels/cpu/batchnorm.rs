@@ -289,6 +289,8 @@ impl Planes {
 /// a branch, so that the loops vectorise.
 mod kernels {
     use super::{Affine, Planes};
+    #[cfg(target_arch = "x86_64")]
+    use crate::engine::kernels::cpu::avx2_fma_here;
     use crate::engine::kernels::cpu::written_channels;
 
     /// Lanes of the per-plane sums: one AVX-512 vector, two AVX2 or four SSE ones.
@@ -335,12 +337,6 @@ mod kernels {
         if kept { g } else { 0.0 }
     }
 
-    /// Whether this CPU runs AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    fn wide_here() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
     /// The output `x * scale + shift` (clamped to `[0, 6]` when `relu6`) with the batch's mean
     /// and biased variance per channel. Channel by channel: the statistics, then the output
     /// while the channel's planes are still in the cache (one read of the input from memory,
@@ -355,15 +351,22 @@ mod kernels {
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let dims = [planes.batch, planes.channels, planes.plane];
         #[cfg(target_arch = "x86_64")]
-        let wide = wide_here();
+        let wide = avx2_fma_here();
         let channel_out = |c: usize, out: &mut [&mut [f32]]| {
-            let layer = (x, planes, gamma[c], beta[c], epsilon, relu6);
+            let layer = ForwardLayer {
+                x,
+                planes,
+                gamma: gamma[c],
+                beta: beta[c],
+                epsilon,
+                relu6,
+            };
             #[cfg(target_arch = "x86_64")]
             if wide {
                 // SAFETY: this CPU runs AVX2 and FMA (checked above).
-                return unsafe { forward_channel_avx2(layer, c, out) };
+                return unsafe { forward_channel_avx2(&layer, c, out) };
             }
-            forward_channel(layer, c, out)
+            forward_channel(&layer, c, out)
         };
         // SAFETY: `channel_out` writes each value of its planes (one per input value) and
         // reads none.
@@ -372,21 +375,34 @@ mod kernels {
         (y, mean, variance)
     }
 
-    /// One layer's forward inputs for one channel: `x`, its planes, the channel's `gamma` and
-    /// `beta`, epsilon and whether ReLU6 follows.
-    type ForwardLayer<'a> = (&'a [f32], Planes, f32, f32, f64, bool);
+    /// One layer's forward inputs for one channel (`gamma` and `beta` are the channel's).
+    struct ForwardLayer<'a> {
+        x: &'a [f32],
+        planes: Planes,
+        gamma: f32,
+        beta: f32,
+        epsilon: f64,
+        relu6: bool,
+    }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn forward_channel_avx2(layer: ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
+    fn forward_channel_avx2(layer: &ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
         forward_channel(layer, c, out)
     }
 
     /// Channel `c`'s mean and biased variance (two passes: no cancellation for channels far
     /// from zero; the second reads the planes from the core's cache), then its output planes.
     #[inline(always)]
-    fn forward_channel(layer: ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
-        let (x, planes, gamma, beta, epsilon, relu6) = layer;
+    fn forward_channel(layer: &ForwardLayer, c: usize, out: &mut [&mut [f32]]) -> (f32, f32) {
+        let ForwardLayer {
+            x,
+            planes,
+            gamma,
+            beta,
+            epsilon,
+            relu6,
+        } = *layer;
         let count = (planes.batch * planes.plane).max(1) as f64;
         // Plain loops: an iterator's `fold` was left a call, compiled without AVX2.
         let mut sum = 0.0;
@@ -428,7 +444,7 @@ mod kernels {
     ) -> (Vec<f32>, Vec<(f64, f64)>) {
         let dims = [planes.batch, planes.channels, planes.plane];
         #[cfg(target_arch = "x86_64")]
-        let wide = wide_here();
+        let wide = avx2_fma_here();
         let channel_grad = |c: usize, out: &mut [&mut [f32]]| {
             let layer = BackwardLayer {
                 x,

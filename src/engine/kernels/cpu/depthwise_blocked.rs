@@ -55,7 +55,7 @@ impl Blocked {
             phase: ow.div_ceil(HALF) * HALF + (k - 1) / stride + 1,
             rows: (oh - 1) * stride + k,
             #[cfg(target_arch = "x86_64")]
-            fma: fma_here(),
+            fma: super::avx2_fma_here(),
         })
     }
 
@@ -80,7 +80,7 @@ impl Blocked {
     ) {
         #[cfg(target_arch = "x86_64")]
         if self.fma {
-            // SAFETY: `fma` is true only where the CPU has AVX2 and FMA (`fma_here`).
+            // SAFETY: `fma` is true only where the CPU has AVX2 and FMA (`avx2_fma_here`).
             unsafe { plane_avx2::<K, S>(self, x, w, bias, relu6, out) };
             return;
         }
@@ -113,12 +113,6 @@ impl Blocked {
             }
         }
     }
-}
-
-/// Whether this CPU runs AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-fn fma_here() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]

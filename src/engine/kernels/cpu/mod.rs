@@ -62,6 +62,13 @@ pub fn register_grad(
     }
 }
 
+/// Whether this CPU runs AVX2 and FMA: the loops compiled a second time for them
+/// (`#[target_feature]` copies) run only where this says so.
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_fma_here() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// The values of an f32 tensor in row-major order (a copy only when it is strided).
 pub fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
